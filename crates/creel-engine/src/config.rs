@@ -1,0 +1,471 @@
+//! Configuration: a TOML file, overridden by `CREEL_*` environment variables, overridden by flags.
+//!
+//! Keys are the seed plugin's options in snake_case (`startupTimeout` → `startup_timeout`).
+//! Unknown keys and bad values are errors that name the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration error, naming the offending key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file (or an environment override) has a bad key or value.
+    #[error("invalid configuration in {origin}: {message}")]
+    Invalid {
+        /// `config file `…``, or `environment variable CREEL_…`.
+        origin: String,
+        /// The parser's message, which names the key.
+        message: String,
+    },
+    /// A value that parses but makes no sense.
+    #[error("invalid value for `{key}`: {message}")]
+    BadValue {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Which container engine runs the jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Podman (the default; rootless first).
+    Podman,
+    /// Docker.
+    Docker,
+}
+
+impl RuntimeKind {
+    /// The name of the command-line binary.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Podman => "podman",
+            RuntimeKind::Docker => "docker",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "podman" => Ok(RuntimeKind::Podman),
+            "docker" => Ok(RuntimeKind::Docker),
+            _ => Err(format!(
+                "unknown runtime `{s}` (expected `podman` or `docker`)"
+            )),
+        }
+    }
+}
+
+/// The container's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// No network at all.
+    None,
+    /// The runtime's default bridge (rootless podman: slirp4netns).
+    Bridge,
+    /// The host's network: exposes host services to the agent. Only when asked for.
+    Host,
+}
+
+impl NetworkMode {
+    /// The value passed to `--network`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+        }
+    }
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(NetworkMode::None),
+            "bridge" => Ok(NetworkMode::Bridge),
+            "host" => Ok(NetworkMode::Host),
+            _ => Err(format!(
+                "unknown network `{s}` (expected none, bridge or host)"
+            )),
+        }
+    }
+}
+
+/// The default image: the sandbox image `creel image build` makes.
+pub const DEFAULT_IMAGE: &str = "localhost/creel-claude:latest";
+
+/// Every option creel reads. Field docs are the user documentation of the TOML keys.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Container image with Claude Code on its PATH.
+    pub image: String,
+    /// `podman` or `docker`.
+    pub runtime: RuntimeKind,
+    /// Path of the runtime binary (default: found on PATH).
+    pub runtime_path: Option<PathBuf>,
+    /// OCI runtime below podman/docker: `auto` (runc on hybrid/v1 cgroups when installed), `runc`, `crun`, or `default`.
+    pub oci_runtime: String,
+    /// Seconds to wait for the container's first output.
+    pub startup_timeout: u64,
+    /// Seconds without output (while the container is not busy) before the job is stopped.
+    pub idle_timeout: u64,
+    /// Memory limit, e.g. `512m`.
+    pub memory: String,
+    /// CPU limit, e.g. `1.0`.
+    pub cpus: String,
+    /// Maximum number of processes in the container.
+    pub pids_limit: u64,
+    /// `none`, `bridge` or `host`.
+    pub network: NetworkMode,
+    /// Where per-session state (Claude's config dir) lives. Default `$CREEL_HOME/sessions`.
+    pub sessions_dir: Option<PathBuf>,
+    /// Where creel creates session workspaces. Default `$CREEL_HOME/workspaces`.
+    pub workspaces_dir: Option<PathBuf>,
+    /// Seconds after which an idle session is cleaned up.
+    pub session_idle_timeout: u64,
+    /// AppArmor profile name (empty: none).
+    pub apparmor_profile: String,
+    /// Maximum output in bytes (0: unlimited). A job that writes more is stopped.
+    pub max_output_size: u64,
+    /// Where completion webhooks go (default OpenClaw's `http://127.0.0.1:18789/hooks/agent`).
+    pub notify_webhook_url: Option<String>,
+    /// Bearer token for the webhook (default: `hooks.token` of `~/.openclaw/openclaw.json`).
+    pub hooks_token: Option<String>,
+    /// Base URL of the Anthropic API, passed to Claude as `ANTHROPIC_BASE_URL`.
+    pub api_base_url: Option<String>,
+    /// File holding the API key (instead of `ANTHROPIC_API_KEY`).
+    pub api_key_file: Option<PathBuf>,
+    /// OAuth credentials file (default `~/.claude/.credentials.json`).
+    pub credentials_file: Option<PathBuf>,
+    /// The `claude` command inside the image.
+    pub claude_path: String,
+    /// Size of the container's `/tmp` tmpfs.
+    pub tmpfs_size: String,
+    /// The uid (and gid) the agent runs as in rootful mode when the workspace belongs to root.
+    pub sandbox_uid: u32,
+    /// Default model (`--model`), empty for Claude's default.
+    pub model: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            image: DEFAULT_IMAGE.into(),
+            runtime: RuntimeKind::Podman,
+            runtime_path: None,
+            oci_runtime: "auto".into(),
+            startup_timeout: 30,
+            idle_timeout: 120,
+            memory: "512m".into(),
+            cpus: "1.0".into(),
+            pids_limit: 256,
+            network: NetworkMode::Bridge,
+            sessions_dir: None,
+            workspaces_dir: None,
+            session_idle_timeout: 3600,
+            apparmor_profile: String::new(),
+            max_output_size: 10 * 1024 * 1024,
+            notify_webhook_url: None,
+            hooks_token: None,
+            api_base_url: None,
+            api_key_file: None,
+            credentials_file: None,
+            claude_path: "claude".into(),
+            tmpfs_size: "512m".into(),
+            sandbox_uid: 1000,
+            model: None,
+        }
+    }
+}
+
+/// The keys a config file may hold, for env overrides and docs.
+pub const KEYS: &[&str] = &[
+    "image",
+    "runtime",
+    "runtime_path",
+    "oci_runtime",
+    "startup_timeout",
+    "idle_timeout",
+    "memory",
+    "cpus",
+    "pids_limit",
+    "network",
+    "sessions_dir",
+    "workspaces_dir",
+    "session_idle_timeout",
+    "apparmor_profile",
+    "max_output_size",
+    "notify_webhook_url",
+    "hooks_token",
+    "api_base_url",
+    "api_key_file",
+    "credentials_file",
+    "claude_path",
+    "tmpfs_size",
+    "sandbox_uid",
+    "model",
+];
+
+impl Config {
+    /// Loads the file at `path` (a missing file is fine unless `required`), then applies
+    /// `CREEL_<KEY>` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        required: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        let mut origin = "defaults".to_string();
+        let mut text = String::new();
+        if let Some(path) = path {
+            match std::fs::read_to_string(path) {
+                Ok(t) => {
+                    text = t;
+                    origin = format!("config file `{}`", path.display());
+                    table = text
+                        .parse::<toml::Table>()
+                        .map_err(|e| ConfigError::Invalid {
+                            origin: origin.clone(),
+                            message: e.to_string().trim().replace('\n', " "),
+                        })?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        // Validate the file alone first, so its errors name the file.
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e: toml::de::Error| ConfigError::Invalid {
+                origin: origin.clone(),
+                message: with_location(&text, &e),
+            })?;
+        let mut overrides = BTreeMap::new();
+        for key in KEYS {
+            let var = format!("CREEL_{}", key.to_ascii_uppercase());
+            if let Some(value) = env(&var) {
+                overrides.insert(*key, (var, value));
+            }
+        }
+        for (key, (var, value)) in overrides {
+            let mut t = table.clone();
+            t.insert(key.to_string(), env_value(&value));
+            config = t
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: format!("environment variable {var}"),
+                    message: format!("`{key}`: {}", e.message()),
+                })?;
+            table = t;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.image.trim().is_empty() {
+            return Err(ConfigError::BadValue {
+                key: "image",
+                message: "must not be empty".into(),
+            });
+        }
+        if parse_size(&self.memory).is_none() {
+            return Err(ConfigError::BadValue {
+                key: "memory",
+                message: format!("`{}` is not a size like `512m` or `2g`", self.memory),
+            });
+        }
+        if parse_size(&self.tmpfs_size).is_none() {
+            return Err(ConfigError::BadValue {
+                key: "tmpfs_size",
+                message: format!("`{}` is not a size like `512m`", self.tmpfs_size),
+            });
+        }
+        match self.cpus.parse::<f64>() {
+            Ok(c) if c > 0.0 && c.is_finite() => {}
+            _ => {
+                return Err(ConfigError::BadValue {
+                    key: "cpus",
+                    message: format!("`{}` is not a positive number", self.cpus),
+                });
+            }
+        }
+        if self.pids_limit == 0 {
+            return Err(ConfigError::BadValue {
+                key: "pids_limit",
+                message: "must be at least 1".into(),
+            });
+        }
+        if !matches!(
+            self.oci_runtime.as_str(),
+            "auto" | "runc" | "crun" | "default"
+        ) {
+            return Err(ConfigError::BadValue {
+                key: "oci_runtime",
+                message: format!(
+                    "`{}` is not one of auto, runc, crun, default",
+                    self.oci_runtime
+                ),
+            });
+        }
+        if self.sandbox_uid == 0 {
+            return Err(ConfigError::BadValue {
+                key: "sandbox_uid",
+                message: "the agent never runs as root".into(),
+            });
+        }
+        if self.claude_path.is_empty() {
+            return Err(ConfigError::BadValue {
+                key: "claude_path",
+                message: "must not be empty".into(),
+            });
+        }
+        if let Some(model) = &self.model {
+            crate::job::validate_model(model).map_err(|message| ConfigError::BadValue {
+                key: "model",
+                message,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The parser's message, with the offending line when the error has a location.
+fn with_location(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    let Some(span) = e.span() else { return msg };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    if line.is_empty() {
+        msg
+    } else {
+        format!("line {line_no} `{line}`: {msg}")
+    }
+}
+
+fn env_value(value: &str) -> toml::Value {
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(b) = value.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    toml::Value::String(value.to_string())
+}
+
+/// Parses `512m`, `2g`, `1024k`, `1048576` into bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        c if c.is_ascii_digit() => (s, 1),
+        _ => return None,
+    };
+    let n: u64 = num.parse().ok()?;
+    n.checked_mul(mult).filter(|&b| b >= 4 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(Some(&path), true, &|k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.startup_timeout, 30);
+        assert_eq!(c.idle_timeout, 120);
+        assert_eq!(c.memory, "512m");
+        assert_eq!(c.network, NetworkMode::Bridge);
+        assert_eq!(c.max_output_size, 10485760);
+        assert_eq!(c.session_idle_timeout, 3600);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load("idle_timout = 5\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("idle_timout"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let e = load("idle_timeout = \"soon\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("idle_timeout") || e.contains("integer"), "{e}");
+        let e = load("network = \"wide\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("wide"), "{e}");
+        let e = load("memory = \"lots\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("memory"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = load(
+            "idle_timeout = 5\nmemory = \"1g\"\n",
+            &[("CREEL_IDLE_TIMEOUT", "7")],
+        )
+        .unwrap();
+        assert_eq!(c.idle_timeout, 7);
+        assert_eq!(c.memory, "1g");
+        let e = load("", &[("CREEL_IDLE_TIMEOUT", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CREEL_IDLE_TIMEOUT"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("1mb"), None); // too small to run anything
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+    }
+}

@@ -1,0 +1,189 @@
+//! `creel doctor`: what creel found out about this host, and what to do about it.
+
+use crate::engine::{DoctorFinding, DoctorLevel, Engine};
+use crate::host::{CgroupLayout, HostProfile};
+
+pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
+    let mut out = Vec::new();
+    let mut add = |check: &str, level, message: String, hint: Option<&str>| {
+        out.push(DoctorFinding {
+            check: check.into(),
+            level,
+            message,
+            hint: hint.map(String::from),
+        });
+    };
+    let config = engine.config();
+    let runtime = engine.configured_runtime();
+    match &runtime {
+        Ok(rt) => match rt.version() {
+            Ok(v) => add(
+                "runtime",
+                DoctorLevel::Ok,
+                format!("{} {v} at `{}`", rt.kind(), rt.binary().display()),
+                None,
+            ),
+            Err(e) => add(
+                "runtime",
+                DoctorLevel::Error,
+                format!("{} does not answer: {e}", rt.kind()),
+                Some("check the runtime with `podman info` / `docker info`"),
+            ),
+        },
+        Err(e) => add(
+            "runtime",
+            DoctorLevel::Error,
+            e.to_string(),
+            e.hint().as_deref(),
+        ),
+    }
+    let host = HostProfile::detect(config, config.runtime);
+    add(
+        "mode",
+        DoctorLevel::Ok,
+        if host.rootless {
+            format!(
+                "rootless (uid {}): the agent runs as you via --userns=keep-id",
+                host.euid
+            )
+        } else if host.euid == 0 {
+            format!(
+                "rootful: the agent runs as the workspace owner, or uid {} for workspaces creel creates",
+                config.sandbox_uid
+            )
+        } else {
+            format!("uid {} with {}", host.euid, config.runtime)
+        },
+        None,
+    );
+    add(
+        "cgroups",
+        DoctorLevel::Ok,
+        host.cgroup.as_str().to_string(),
+        None,
+    );
+    let oci_level = if host.cgroup != CgroupLayout::V2
+        && host.oci_runtime.is_none()
+        && config.runtime == crate::config::RuntimeKind::Podman
+    {
+        DoctorLevel::Warn
+    } else {
+        DoctorLevel::Ok
+    };
+    add(
+        "oci runtime",
+        oci_level,
+        format!(
+            "{} ({})",
+            host.oci_runtime.as_deref().unwrap_or("runtime default"),
+            host.oci_reason
+        ),
+        (oci_level == DoctorLevel::Warn).then_some("apt-get install runc, or set oci_runtime"),
+    );
+    let ulimits = host
+        .ulimits()
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    add(
+        "rlimits",
+        DoctorLevel::Ok,
+        format!(
+            "host hard limits nofile={} nproc={}; containers get --ulimit {ulimits} (never above the hard limit: runc fails with \"error setting rlimit\" otherwise)",
+            fmt_limit(host.nofile_hard),
+            fmt_limit(host.nproc_hard)
+        ),
+        None,
+    );
+    match host.limits_warning() {
+        Some(w) => add(
+            "resource limits",
+            DoctorLevel::Warn,
+            w,
+            Some("run creel as root, or use a cgroup v2 host, to enforce memory/CPU/pids limits"),
+        ),
+        None => add(
+            "resource limits",
+            DoctorLevel::Ok,
+            format!(
+                "enforced: memory {}, cpus {}, pids {}",
+                config.memory, config.cpus, config.pids_limit
+            ),
+            None,
+        ),
+    }
+    if host.rootless && config.network == crate::config::NetworkMode::Bridge {
+        if host.tun_usable {
+            add(
+                "network",
+                DoctorLevel::Ok,
+                "rootless bridge networking via slirp4netns (/dev/net/tun usable)".into(),
+                None,
+            );
+        } else {
+            add(
+                "network",
+                DoctorLevel::Error,
+                "rootless networking (slirp4netns) needs /dev/net/tun, which this user cannot open; jobs with network = \"bridge\" are refused".into(),
+                Some("as root: chmod 666 /dev/net/tun (it is 0666 on stock distributions), or set network = \"none\""),
+            );
+        }
+    } else {
+        add(
+            "network",
+            DoctorLevel::Ok,
+            format!("network = \"{}\"", config.network.as_str()),
+            None,
+        );
+    }
+    if let Ok(rt) = &runtime {
+        match rt.image_exists(&config.image) {
+            Ok(true) => add(
+                "image",
+                DoctorLevel::Ok,
+                format!("`{}` present", config.image),
+                None,
+            ),
+            Ok(false) => add(
+                "image",
+                DoctorLevel::Error,
+                format!("`{}` not found", config.image),
+                Some("build it with `creel image build`"),
+            ),
+            Err(e) => add("image", DoctorLevel::Error, e.to_string(), None),
+        }
+    }
+    let key = engine.api_key.is_some() || config.api_key_file.is_some();
+    let creds = engine.credentials_file().filter(|c| c.is_file());
+    match (key, creds) {
+        (true, _) => add("login", DoctorLevel::Ok, "API key".into(), None),
+        (false, Some(c)) => add(
+            "login",
+            DoctorLevel::Ok,
+            format!("OAuth credentials `{}`", c.display()),
+            None,
+        ),
+        (false, None) => add(
+            "login",
+            DoctorLevel::Error,
+            "no API key and no OAuth credentials".into(),
+            Some("export ANTHROPIC_API_KEY=..., or log in with `claude` on this host"),
+        ),
+    }
+    add(
+        "store",
+        DoctorLevel::Ok,
+        format!("`{}`", engine.home().join("creel.db").display()),
+        None,
+    );
+    out
+}
+
+fn fmt_limit(v: u64) -> String {
+    if v == u64::MAX {
+        "unlimited".into()
+    } else {
+        v.to_string()
+    }
+}

@@ -1,0 +1,522 @@
+//! [`Engine`]: the one API every face calls.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::host::HostProfile;
+use crate::job::{JobRecord, JobSpec, now_ms};
+use crate::runtime::{CliRuntime, ContainerRuntime, RuntimeError};
+use crate::session::SessionSummary;
+use crate::store::Store;
+
+/// How to start a job's monitor process: the program and its leading arguments; the engine
+/// appends the job id and sets `CREEL_HOME`.
+#[derive(Debug, Clone)]
+pub struct MonitorLauncher {
+    /// The program (normally the `creel` binary itself).
+    pub program: PathBuf,
+    /// Arguments before the job id (e.g. `["__monitor"]`).
+    pub args: Vec<OsString>,
+}
+
+/// Everything an [`Engine`] is made from.
+pub struct EngineOptions {
+    /// State root (`$CREEL_HOME`).
+    pub home: PathBuf,
+    /// Effective configuration.
+    pub config: Config,
+    /// The runtime for new jobs, or why there is none.
+    pub runtime: std::result::Result<Arc<dyn ContainerRuntime>, RuntimeError>,
+    /// How to launch monitors. `None`: jobs are accepted but nobody runs them (tests only).
+    pub monitor: Option<MonitorLauncher>,
+    /// The API key from the environment (`ANTHROPIC_API_KEY`).
+    pub api_key: Option<String>,
+    /// `ANTHROPIC_BASE_URL` from the environment (config `api_base_url` wins).
+    pub api_base_url: Option<String>,
+    /// The invoking user's home directory (for `~/.claude`, `~/.openclaw`).
+    pub user_home: Option<PathBuf>,
+}
+
+impl EngineOptions {
+    /// Options from the process environment, with the runtime the config names.
+    pub fn from_env(home: PathBuf, config: Config) -> EngineOptions {
+        let runtime = CliRuntime::new(config.runtime, config.runtime_path.as_deref())
+            .map(|r| Arc::new(r) as Arc<dyn ContainerRuntime>);
+        EngineOptions {
+            home,
+            runtime,
+            monitor: None,
+            api_key: std::env::var("ANTHROPIC_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
+            api_base_url: std::env::var("ANTHROPIC_BASE_URL")
+                .ok()
+                .filter(|k| !k.is_empty()),
+            user_home: std::env::var_os("HOME").map(PathBuf::from),
+            config,
+        }
+    }
+}
+
+/// The engine: jobs, sessions and the store behind them.
+pub struct Engine {
+    pub(crate) home: PathBuf,
+    pub(crate) config: Config,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) runtime: std::result::Result<Arc<dyn ContainerRuntime>, RuntimeError>,
+    pub(crate) monitor: Option<MonitorLauncher>,
+    pub(crate) api_key: Option<String>,
+    pub(crate) api_base_url: Option<String>,
+    pub(crate) user_home: Option<PathBuf>,
+}
+
+/// A request to start a job.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    /// The prompt (any size; never placed in argv).
+    pub prompt: String,
+    /// An existing or new session id; `None` makes a new session.
+    pub session_id: Option<String>,
+    /// For a new session: an existing directory to use as the workspace.
+    pub workspace: Option<PathBuf>,
+    /// `--model`.
+    pub model: Option<String>,
+    /// `--max-turns`.
+    pub max_turns: Option<u32>,
+}
+
+/// What `start` answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartResponse {
+    /// The new job.
+    pub job_id: String,
+    /// Its session.
+    pub session_id: String,
+    /// Its state (pending).
+    pub state: crate::job::JobState,
+}
+
+/// What the job is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Output within the last 10 s.
+    Active,
+    /// No recent output, but the container is using CPU.
+    Processing,
+    /// Neither.
+    Idle,
+}
+
+impl Activity {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::Active => "active",
+            Activity::Processing => "processing",
+            Activity::Idle => "idle",
+        }
+    }
+}
+
+/// A job's status, as `status` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStatus {
+    /// The stored record.
+    pub record: JobRecord,
+    /// Seconds since the job was accepted (to its end, once final).
+    pub elapsed_seconds: f64,
+    /// Seconds since the latest output.
+    pub last_output_seconds_ago: Option<f64>,
+    /// Activity.
+    pub activity: Activity,
+    /// The rendered tail of the output (a few hundred characters).
+    pub tail_output: String,
+}
+
+/// `output` paging request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutputRequest {
+    /// Start offset (bytes of the chosen format).
+    pub offset: u64,
+    /// Maximum bytes to return.
+    pub limit: u64,
+    /// Raw stream-json or rendered text.
+    pub format: OutputFormat,
+}
+
+impl Default for OutputRequest {
+    fn default() -> Self {
+        OutputRequest {
+            offset: 0,
+            limit: 64 * 1024,
+            format: OutputFormat::Raw,
+        }
+    }
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Claude's stream-json bytes; offsets are byte offsets into it.
+    #[default]
+    Raw,
+    /// A rendered transcript; offsets are byte offsets into the rendering.
+    Text,
+}
+
+/// A page of output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputChunk {
+    /// The job.
+    pub job_id: String,
+    /// Its state when read.
+    pub state: crate::job::JobState,
+    /// Where this page starts (moved forward to a character boundary if needed).
+    pub offset: u64,
+    /// Where the next page starts.
+    pub next_offset: u64,
+    /// Total size so far.
+    pub total_size: u64,
+    /// Whether more is available now.
+    pub has_more: bool,
+    /// The text (never splits a UTF-8 character).
+    pub content: String,
+}
+
+/// How `wait` ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitOutcome {
+    /// The job reached a final state.
+    Finished(JobStatus),
+    /// The timeout expired first.
+    TimedOut(JobStatus),
+}
+
+/// What `cleanup` did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanupReport {
+    /// Sessions removed.
+    pub removed_sessions: Vec<String>,
+    /// Sessions idle long enough but with a live job.
+    pub skipped_active: Vec<String>,
+    /// Workspaces deleted.
+    pub deleted_workspaces: Vec<PathBuf>,
+}
+
+/// One line of `creel doctor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoctorFinding {
+    /// What was checked.
+    pub check: String,
+    /// Verdict.
+    pub level: DoctorLevel,
+    /// What was found.
+    pub message: String,
+    /// What to do, if anything.
+    pub hint: Option<String>,
+}
+
+/// A doctor verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoctorLevel {
+    /// Fine.
+    Ok,
+    /// Works, with a caveat.
+    Warn,
+    /// Jobs will fail until fixed.
+    Error,
+}
+
+impl Engine {
+    /// Opens the engine: creates `$CREEL_HOME` and the store if needed.
+    pub fn open(opts: EngineOptions) -> Result<Engine> {
+        std::fs::create_dir_all(&opts.home)
+            .map_err(|e| Error::io("cannot create", &opts.home, e))?;
+        set_mode(&opts.home, 0o700);
+        let store = Store::open(&opts.home.join("creel.db"))?;
+        Ok(Engine {
+            home: opts.home,
+            config: opts.config,
+            store: Mutex::new(store),
+            runtime: opts.runtime,
+            monitor: opts.monitor,
+            api_key: opts.api_key,
+            api_base_url: opts.api_base_url,
+            user_home: opts.user_home,
+        })
+    }
+
+    /// The state root.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn configured_runtime(&self) -> Result<Arc<dyn ContainerRuntime>> {
+        match &self.runtime {
+            Ok(r) => Ok(r.clone()),
+            Err(e) => Err(Error::Runtime(clone_runtime_error(e))),
+        }
+    }
+
+    /// The runtime a job was started with.
+    pub(crate) fn runtime_for(&self, spec: &JobSpec) -> Result<Arc<dyn ContainerRuntime>> {
+        if let Ok(r) = &self.runtime
+            && r.kind() == spec.runtime
+            && r.binary() == spec.runtime_bin
+        {
+            return Ok(r.clone());
+        }
+        Ok(Arc::new(CliRuntime::new(
+            spec.runtime,
+            Some(&spec.runtime_bin),
+        )?))
+    }
+
+    /// Directory of a job's files.
+    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+        job_dir(&self.home, job_id)
+    }
+
+    pub(crate) fn sessions_dir(&self) -> PathBuf {
+        self.config
+            .sessions_dir
+            .clone()
+            .unwrap_or_else(|| self.home.join("sessions"))
+    }
+
+    pub(crate) fn workspaces_dir(&self) -> PathBuf {
+        self.config
+            .workspaces_dir
+            .clone()
+            .unwrap_or_else(|| self.home.join("workspaces"))
+    }
+
+    /// Loads a job or fails with `UnknownJob`.
+    pub(crate) fn load_job(&self, job_id: &str) -> Result<JobRecord> {
+        if !crate::job::looks_like_job_id(job_id) {
+            return Err(Error::UnknownJob(job_id.to_string()));
+        }
+        self.store()
+            .job(job_id)?
+            .ok_or_else(|| Error::UnknownJob(job_id.to_string()))
+    }
+
+    /// If a job is not final and no monitor holds its lock, starts one (which re-attaches to
+    /// the container or finalises the job from the runtime's record). Returns whether it did.
+    pub(crate) fn reconcile(&self, job: &JobRecord) -> Result<bool> {
+        if job.state.is_final() && job.container_id.is_none() {
+            return Ok(false);
+        }
+        if job.state.is_final() {
+            // A final job whose monitor died before removing its container: let one tidy up,
+            // but only when the container still exists is that worth a process; the monitor
+            // checks cheaply.
+            return Ok(false);
+        }
+        let Some(lock) = try_lock_job(&self.home, &job.id)? else {
+            return Ok(false); // a monitor is alive
+        };
+        self.spawn_monitor(&job.id, lock)?;
+        Ok(true)
+    }
+
+    /// Starts the monitor for a job, handing it the job's lock (already held) as fd 3, so that
+    /// no second monitor can start in between.
+    pub(crate) fn spawn_monitor(&self, job_id: &str, lock: File) -> Result<()> {
+        let Some(launcher) = &self.monitor else {
+            return Ok(());
+        };
+        let dir = self.job_dir(job_id);
+        let log_path = dir.join("monitor.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("cannot open", &log_path, e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| Error::io("cannot open", &log_path, e))?;
+        let mut cmd = std::process::Command::new(&launcher.program);
+        cmd.args(&launcher.args)
+            .arg(job_id)
+            .env("CREEL_HOME", &self.home)
+            .env("CREEL_MONITOR_LOCK_FD", "3")
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        use std::os::fd::AsRawFd;
+        let fd = lock.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (setsid, dup2) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if fd == 3 {
+                    let flags = libc::fcntl(3, libc::F_GETFD);
+                    libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                } else if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::io("cannot start the job monitor", &launcher.program, e))?;
+        drop(lock);
+        // Reap it when it ends (it is in its own session; this thread dies with a short-lived CLI).
+        std::thread::spawn(move || child.wait());
+        Ok(())
+    }
+
+    /// Lists sessions (after automatic cleanup of idle ones).
+    pub fn sessions(&self) -> Result<Vec<SessionSummary>> {
+        self.auto_cleanup();
+        Ok(self.store().sessions()?)
+    }
+
+    /// Runs the automatic cleanup of sessions idle past `session_idle_timeout`, never
+    /// deleting workspaces. Errors are logged, not returned.
+    pub fn auto_cleanup(&self) {
+        if self.config.session_idle_timeout == 0 {
+            return;
+        }
+        if let Err(e) = self.cleanup(self.config.session_idle_timeout, false) {
+            tracing::warn!("automatic cleanup failed: {e}");
+        }
+    }
+
+    /// Removes sessions idle for more than `idle_seconds` (containers, records, Claude state;
+    /// workspaces only with `delete_workspaces` and only those creel created). Sessions with a
+    /// live job are never removed.
+    pub fn cleanup(&self, idle_seconds: u64, delete_workspaces: bool) -> Result<CleanupReport> {
+        let mut report = CleanupReport::default();
+        let now = now_ms();
+        let cutoff = now.saturating_sub((idle_seconds as i64).saturating_mul(1000));
+        let sessions = self.store().sessions()?;
+        for s in sessions {
+            if s.record.last_activity_ms > cutoff {
+                continue;
+            }
+            if s.active_job_id.is_some() {
+                report.skipped_active.push(s.record.id.clone());
+                continue;
+            }
+            let jobs = self.store().jobs_of_session(&s.record.id)?;
+            if !self.store().delete_session(&s.record.id)? {
+                report.skipped_active.push(s.record.id.clone());
+                continue;
+            }
+            if let Ok(rt) = self.configured_runtime()
+                && let Ok(ids) =
+                    rt.containers_with_label(crate::runtime::argv::LABEL_SESSION, &s.record.id)
+            {
+                for id in ids {
+                    let _ = rt.remove(&id);
+                }
+            }
+            for job in &jobs {
+                if let Some(cid) = &job.container_id
+                    && let Ok(rt) = self.runtime_for(&job.spec)
+                {
+                    let _ = rt.remove(cid);
+                }
+                let _ = std::fs::remove_dir_all(self.job_dir(&job.id));
+            }
+            let claude_dir = self.sessions_dir().join(&s.record.id);
+            let _ = std::fs::remove_dir_all(&claude_dir);
+            if delete_workspaces && s.record.workspace_created {
+                let ws = &s.record.workspace;
+                let inside = ws.parent() == Some(self.workspaces_dir().as_path());
+                let is_real_dir = std::fs::symlink_metadata(ws)
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false);
+                if inside && is_real_dir && std::fs::remove_dir_all(ws).is_ok() {
+                    report.deleted_workspaces.push(ws.clone());
+                }
+            }
+            report.removed_sessions.push(s.record.id);
+        }
+        Ok(report)
+    }
+
+    /// Waits until the job is final or `timeout` expires, reconciling a dead monitor.
+    pub fn wait(&self, job_id: &str, timeout: Option<Duration>) -> Result<WaitOutcome> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let status = self.status(job_id)?;
+            if status.record.state.is_final() {
+                return Ok(WaitOutcome::Finished(status));
+            }
+            if let Some(t) = timeout
+                && started.elapsed() >= t
+            {
+                return Ok(WaitOutcome::TimedOut(status));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Host checks: runtime, OCI runtime, cgroups, rlimits, rootless limits, networking,
+    /// image and login.
+    pub fn doctor(&self) -> Vec<DoctorFinding> {
+        crate::doctor::run(self)
+    }
+
+    /// The host profile for new jobs.
+    pub fn host_profile(&self) -> HostProfile {
+        HostProfile::detect(&self.config, self.config.runtime)
+    }
+}
+
+pub(crate) fn job_dir(home: &Path, job_id: &str) -> PathBuf {
+    home.join("jobs").join(job_id)
+}
+
+/// Tries to take a job's monitor lock. `Ok(None)`: a monitor holds it.
+pub(crate) fn try_lock_job(home: &Path, job_id: &str) -> Result<Option<File>> {
+    let path = job_dir(home, job_id).join("monitor.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("cannot open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
+    }
+}
+
+pub(crate) fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+fn clone_runtime_error(e: &RuntimeError) -> RuntimeError {
+    match e {
+        RuntimeError::Missing { bin } => RuntimeError::Missing { bin: bin.clone() },
+        other => RuntimeError::Parse {
+            bin: String::new(),
+            command: String::new(),
+            message: other.to_string(),
+        },
+    }
+}

@@ -1,0 +1,155 @@
+//! The engine's error types: one enum per concern, gathered into [`Error`].
+
+use std::path::PathBuf;
+
+/// Whether an error is the caller's fault or the environment's (DESIGN §5 exit codes 2 and 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCategory {
+    /// Bad input: usage, unknown job or session, busy session.
+    Invalid,
+    /// The environment failed: runtime missing or broken, image missing, no login, store.
+    Environment,
+}
+
+/// Everything an [`crate::Engine`] call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A session id that does not match `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.
+    #[error("invalid session id {id:?}: {reason}")]
+    InvalidSessionId {
+        /// The id as given (debug-quoted, so control characters stay visible).
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A request that cannot be served as asked.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No job with this id is known.
+    #[error("unknown job `{0}`")]
+    UnknownJob(String),
+    /// No session with this id is known.
+    #[error("unknown session `{0}`")]
+    UnknownSession(String),
+    /// The session already has a job that has not finished.
+    #[error("session `{session}` is busy: job `{job}` is still {state}")]
+    SessionBusy {
+        /// The session.
+        session: String,
+        /// Its active job.
+        job: String,
+        /// That job's state.
+        state: String,
+    },
+    /// A job state rule was broken (e.g. a transition out of a final state).
+    #[error("job `{job}` is {state}: cannot {action}")]
+    IncorrectState {
+        /// The job.
+        job: String,
+        /// Its current state.
+        state: String,
+        /// What was attempted.
+        action: &'static str,
+    },
+    /// The configured image is not present in the runtime's storage.
+    #[error("image `{image}` is not present in {runtime}'s image store")]
+    ImageMissing {
+        /// The image reference.
+        image: String,
+        /// The runtime that was asked.
+        runtime: String,
+    },
+    /// Neither an API key nor an OAuth login is available.
+    #[error(
+        "no Claude login found: set ANTHROPIC_API_KEY, `api_key_file`, or log in so that `{credentials}` exists"
+    )]
+    NoLogin {
+        /// Where an OAuth credentials file was looked for.
+        credentials: PathBuf,
+    },
+    /// A workspace that cannot be used.
+    #[error("workspace `{path}`: {reason}")]
+    Workspace {
+        /// The workspace path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Configuration error.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Store (database) error.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Container runtime error.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    /// A filesystem operation failed.
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        /// What creel was doing.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Caller's fault or environment's fault.
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Error::InvalidSessionId { .. }
+            | Error::InvalidRequest(_)
+            | Error::UnknownJob(_)
+            | Error::UnknownSession(_)
+            | Error::SessionBusy { .. }
+            | Error::IncorrectState { .. }
+            | Error::Workspace { .. } => ErrorCategory::Invalid,
+            Error::Config(_) => ErrorCategory::Invalid,
+            Error::ImageMissing { .. }
+            | Error::NoLogin { .. }
+            | Error::Store(_)
+            | Error::Runtime(_)
+            | Error::Io { .. } => ErrorCategory::Environment,
+        }
+    }
+
+    /// A suggestion for the user, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::InvalidSessionId { .. } => Some(
+                "session ids are 1-128 characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit".into(),
+            ),
+            Error::UnknownJob(_) => Some("`creel sessions` lists sessions and their active jobs".into()),
+            Error::SessionBusy { job, .. } => Some(format!(
+                "wait for it with `creel wait {job}` or stop it with `creel cancel {job}`"
+            )),
+            Error::ImageMissing { .. } => Some(
+                "build it with `creel image build`, or choose another with `--image` / `image` in the config".into(),
+            ),
+            Error::NoLogin { .. } => Some(
+                "export ANTHROPIC_API_KEY=... or run `claude login` on this host (Claude Pro/Max)".into(),
+            ),
+            Error::Runtime(e) => e.hint(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for results with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

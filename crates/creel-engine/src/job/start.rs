@@ -1,0 +1,409 @@
+//! `start`: validate, record the job, spawn its monitor, return at once.
+//!
+//! Everything that can refuse the request (bad input, missing runtime, image or login, busy
+//! session) is checked before anything is written, so a refused start leaves no trace.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::NetworkMode;
+use crate::engine::{Engine, StartRequest, StartResponse, set_mode, try_lock_job};
+use crate::error::{Error, Result};
+use crate::host::HostProfile;
+use crate::job::{
+    ConversationMode, JobRecord, JobSpec, JobState, UserMode, new_job_id, now_ms, validate_model,
+};
+use crate::session::{SessionRecord, new_session_id, validate_session_id};
+
+/// Largest prompt accepted (it travels as a file, so this is about sanity, not argv limits).
+const MAX_PROMPT: usize = 64 << 20;
+
+/// Where Claude keeps a conversation's transcript inside its config dir, for the fixed
+/// workspace path `/workspace`.
+pub fn transcript_path(claude_config_dir: &Path, conversation: &str) -> PathBuf {
+    claude_config_dir
+        .join("projects")
+        .join("-workspace")
+        .join(format!("{conversation}.jsonl"))
+}
+
+impl Engine {
+    /// Starts a job: validates the request, records it, launches its monitor and returns at
+    /// once with the job pending.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use creel_engine::{Engine, StartRequest};
+    /// # fn f(engine: &Engine) -> creel_engine::Result<()> {
+    /// let r = engine.start(StartRequest { prompt: "fix the tests".into(), session_id: Some("repo-1".into()), ..Default::default() })?;
+    /// assert_eq!(r.session_id, "repo-1");
+    /// # Ok(()) }
+    /// ```
+    pub fn start(&self, req: StartRequest) -> Result<StartResponse> {
+        // 1. Input.
+        if req.prompt.trim().is_empty() {
+            return Err(Error::InvalidRequest("the prompt is empty".into()));
+        }
+        if req.prompt.len() > MAX_PROMPT {
+            return Err(Error::InvalidRequest(format!(
+                "the prompt is {} bytes; the limit is {MAX_PROMPT}",
+                req.prompt.len()
+            )));
+        }
+        if let Some(id) = &req.session_id {
+            validate_session_id(id)?;
+        }
+        let model = req.model.clone().or_else(|| self.config.model.clone());
+        if let Some(m) = &model {
+            validate_model(m).map_err(|m| Error::InvalidRequest(format!("invalid model: {m}")))?;
+        }
+        if req.max_turns == Some(0) {
+            return Err(Error::InvalidRequest(
+                "--max-turns must be at least 1".into(),
+            ));
+        }
+        let existing = match &req.session_id {
+            Some(id) => self.store().session(id)?,
+            None => None,
+        };
+        if let (Some(s), Some(_)) = (&existing, &req.workspace) {
+            return Err(Error::InvalidRequest(format!(
+                "session `{}` already exists with workspace `{}`; --workspace is only for a new session",
+                s.id,
+                s.workspace.display()
+            )));
+        }
+        if let Some(s) = &existing
+            && let Some(active) = self
+                .store()
+                .sessions()?
+                .into_iter()
+                .find(|x| x.record.id == s.id)
+                .and_then(|x| x.active_job_id)
+        {
+            return Err(Error::SessionBusy {
+                session: s.id.clone(),
+                job: active,
+                state: "running".into(),
+            });
+        }
+        let user_workspace = match &req.workspace {
+            Some(w) => Some(check_user_workspace(w)?),
+            None => None,
+        };
+
+        // 2. Environment.
+        let runtime = self.configured_runtime()?;
+        let host = HostProfile::detect(&self.config, runtime.kind());
+        let api_key = self.api_key()?;
+        let credentials = self.credentials_file();
+        if api_key.is_none() && !credentials.as_ref().is_some_and(|c| c.is_file()) {
+            return Err(Error::NoLogin {
+                credentials: credentials
+                    .unwrap_or_else(|| PathBuf::from("~/.claude/.credentials.json")),
+            });
+        }
+        if host.rootless && self.config.network == NetworkMode::Bridge && !host.tun_usable {
+            return Err(Error::Runtime(crate::runtime::RuntimeError::Failed {
+                bin: "podman".into(),
+                command: "run".into(),
+                status: "not started".into(),
+                stderr: "rootless networking (slirp4netns) needs /dev/net/tun, which this user cannot open".into(),
+            }));
+        }
+        if !runtime.image_exists(&self.config.image)? {
+            return Err(Error::ImageMissing {
+                image: self.config.image.clone(),
+                runtime: runtime.kind().to_string(),
+            });
+        }
+
+        // 3. Session, user and conversation.
+        let session_id = req.session_id.clone().unwrap_or_else(new_session_id);
+        let now = now_ms();
+        let (workspace, workspace_created) = match (&existing, user_workspace) {
+            (Some(s), _) => (s.workspace.clone(), s.workspace_created),
+            (None, Some(w)) => (w, false),
+            (None, None) => (self.workspaces_dir().join(&session_id), true),
+        };
+        let user = choose_user(
+            &host,
+            &workspace,
+            workspace_created,
+            self.config.sandbox_uid,
+        )?;
+        let claude_config_dir = self.sessions_dir().join(&session_id).join("claude");
+        let mut warnings = Vec::new();
+        if let Some(w) = host.limits_warning() {
+            warnings.push(w);
+        }
+        let previous = existing.as_ref().map(|s| s.claude_session_id.clone());
+        let conversation = match &previous {
+            Some(id) if transcript_path(&claude_config_dir, id).is_file() => {
+                ConversationMode::Resume(id.clone())
+            }
+            Some(id) => {
+                let had_jobs = !self.store().jobs_of_session(&session_id)?.is_empty();
+                if had_jobs {
+                    warnings.push(format!(
+                        "not resuming: Claude conversation {id} has no transcript (its job ended before Claude wrote one); starting a new conversation"
+                    ));
+                    ConversationMode::New(uuid::Uuid::new_v4().to_string())
+                } else {
+                    ConversationMode::New(id.clone())
+                }
+            }
+            None => ConversationMode::New(uuid::Uuid::new_v4().to_string()),
+        };
+        let mut env = Vec::new();
+        if let Some(url) = self
+            .config
+            .api_base_url
+            .clone()
+            .or_else(|| self.api_base_url.clone())
+        {
+            env.push(("ANTHROPIC_BASE_URL".to_string(), url));
+        }
+        let spec = JobSpec {
+            runtime: runtime.kind(),
+            runtime_bin: runtime.binary().to_path_buf(),
+            image: self.config.image.clone(),
+            oci_runtime: host.oci_runtime.clone(),
+            memory: self.config.memory.clone(),
+            cpus: self.config.cpus.clone(),
+            pids_limit: self.config.pids_limit,
+            network: self.config.network,
+            apparmor_profile: Some(self.config.apparmor_profile.clone()).filter(|p| !p.is_empty()),
+            tmpfs_size: self.config.tmpfs_size.clone(),
+            ulimits: host.ulimits(),
+            user: user.clone(),
+            startup_timeout: self.config.startup_timeout,
+            idle_timeout: self.config.idle_timeout,
+            max_output_size: self.config.max_output_size,
+            claude_path: self.config.claude_path.clone(),
+            model,
+            max_turns: req.max_turns,
+            workspace: workspace.clone(),
+            claude_config_dir: claude_config_dir.clone(),
+            conversation,
+            env,
+            api_key: api_key.is_some(),
+            warnings: warnings.clone(),
+        };
+
+        // 4. Files: job dir, prompt, key, workspace and Claude dir. Undone on failure.
+        let job_id = new_job_id();
+        let job_dir = self.job_dir(&job_id);
+        let prepared = (|| -> Result<()> {
+            create_private_dir(&job_dir)?;
+            let (uid, gid) = match user {
+                UserMode::KeepId { uid, gid } | UserMode::Plain { uid, gid } => (uid, gid),
+            };
+            let chown_to = (host.euid == 0).then_some((uid, gid));
+            write_file_atomic(
+                &job_dir.join("prompt"),
+                req.prompt.as_bytes(),
+                0o400,
+                chown_to,
+            )?;
+            if let Some(key) = &api_key {
+                write_file_atomic(&job_dir.join("api-key"), key.as_bytes(), 0o400, chown_to)?;
+            }
+            if workspace_created && existing.is_none() {
+                std::fs::create_dir_all(&workspace)
+                    .map_err(|e| Error::io("cannot create", &workspace, e))?;
+                chown(&workspace, chown_to)?;
+            }
+            if !claude_config_dir.is_dir() {
+                std::fs::create_dir_all(&claude_config_dir)
+                    .map_err(|e| Error::io("cannot create", &claude_config_dir, e))?;
+                set_mode(&claude_config_dir, 0o700);
+                chown(&claude_config_dir, chown_to)?;
+            }
+            if api_key.is_none()
+                && let Some(creds) = &credentials
+            {
+                crate::login::copy_credentials_in(creds, &claude_config_dir, chown_to)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            let _ = std::fs::remove_dir_all(&job_dir);
+            return Err(e);
+        }
+
+        // 5. Record (the busy check again, atomically) and launch.
+        let record = JobRecord {
+            id: job_id.clone(),
+            session_id: session_id.clone(),
+            state: JobState::Pending,
+            error: None,
+            exit_code: None,
+            created_at_ms: now,
+            started_at_ms: None,
+            finished_at_ms: None,
+            container_id: None,
+            spec,
+            output_size: 0,
+            log_offset: 0,
+            first_output_at_ms: None,
+            last_output_at_ms: None,
+            claude_session_id: None,
+            num_turns: None,
+            cost_usd: None,
+            result: None,
+            retry: None,
+            metrics: None,
+            warnings,
+            webhook_delivered_at_ms: None,
+        };
+        let new_session = existing.is_none().then(|| SessionRecord {
+            id: session_id.clone(),
+            created_at_ms: now,
+            last_activity_ms: now,
+            workspace: workspace.clone(),
+            workspace_created,
+            claude_session_id: record.spec.conversation.id().to_string(),
+        });
+        let lock = try_lock_job(&self.home, &job_id)?;
+        if let Err((active, state)) = self.store().insert_job(&record, new_session.as_ref())? {
+            let _ = std::fs::remove_dir_all(&job_dir);
+            return Err(Error::SessionBusy {
+                session: session_id,
+                job: active,
+                state: state.to_string(),
+            });
+        }
+        if let Some(lock) = lock {
+            self.spawn_monitor(&job_id, lock)?;
+        }
+        self.auto_cleanup();
+        Ok(StartResponse {
+            job_id,
+            session_id,
+            state: JobState::Pending,
+        })
+    }
+
+    fn api_key(&self) -> Result<Option<String>> {
+        if let Some(k) = &self.api_key {
+            return Ok(Some(k.clone()));
+        }
+        if let Some(path) = &self.config.api_key_file {
+            let key = std::fs::read_to_string(path)
+                .map_err(|e| Error::io("cannot read the API key file", path, e))?;
+            let key = key.trim().to_string();
+            if key.is_empty() {
+                return Err(Error::InvalidRequest(format!(
+                    "the API key file `{}` is empty",
+                    path.display()
+                )));
+            }
+            return Ok(Some(key));
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn credentials_file(&self) -> Option<PathBuf> {
+        self.config.credentials_file.clone().or_else(|| {
+            self.user_home
+                .as_ref()
+                .map(|h| h.join(".claude").join(".credentials.json"))
+        })
+    }
+}
+
+fn check_user_workspace(w: &Path) -> Result<PathBuf> {
+    let err = |reason: String| Error::Workspace {
+        path: w.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(w).map_err(|e| err(format!("cannot use it: {e}")))?;
+    if !meta.is_dir() {
+        return Err(err("not a directory".into()));
+    }
+    let canonical = w
+        .canonicalize()
+        .map_err(|e| err(format!("cannot resolve it: {e}")))?;
+    if canonical.to_str().is_none() {
+        return Err(err("the path is not valid UTF-8".into()));
+    }
+    if canonical.as_os_str().as_encoded_bytes().contains(&b':')
+        || canonical.as_os_str().as_encoded_bytes().contains(&b',')
+    {
+        return Err(err(
+            "paths with `:` or `,` cannot be mounted into a container".into(),
+        ));
+    }
+    Ok(canonical)
+}
+
+/// Who the agent runs as: rootless, the invoking user (keep-id); rootful, the workspace's
+/// owner, or `sandbox_uid` for a workspace creel creates. Never root.
+fn choose_user(
+    host: &HostProfile,
+    workspace: &Path,
+    created: bool,
+    sandbox_uid: u32,
+) -> Result<UserMode> {
+    if host.rootless {
+        return Ok(UserMode::KeepId {
+            uid: host.euid,
+            gid: host.egid,
+        });
+    }
+    if host.euid != 0 {
+        // Docker used by a non-root member of the docker group.
+        return Ok(UserMode::Plain {
+            uid: host.euid,
+            gid: host.egid,
+        });
+    }
+    match std::fs::metadata(workspace) {
+        Ok(m) if m.uid() != 0 => Ok(UserMode::Plain { uid: m.uid(), gid: m.gid() }),
+        Ok(_) if !created => Err(Error::Workspace {
+            path: workspace.to_path_buf(),
+            reason: "it belongs to root, and the agent never runs as root; chown it to the user who should own the agent's files".into(),
+        }),
+        _ => Ok(UserMode::Plain { uid: sandbox_uid, gid: sandbox_uid }),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+    set_mode(dir, 0o700);
+    Ok(())
+}
+
+pub(crate) fn chown(path: &Path, to: Option<(u32, u32)>) -> Result<()> {
+    if let Some((uid, gid)) = to {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|e| Error::io("cannot chown", path, e))?;
+    }
+    Ok(())
+}
+
+/// Writes `data` to `path` durably: a temporary file, fsync, rename.
+pub(crate) fn write_file_atomic(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| Error::io("cannot create", &tmp, e))?;
+    f.write_all(data)
+        .map_err(|e| Error::io("cannot write", &tmp, e))?;
+    f.sync_all()
+        .map_err(|e| Error::io("cannot sync", &tmp, e))?;
+    chown(&tmp, owner)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot rename into place", path, e))?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `status`: a read of the store (plus a cheap lock probe), never a runtime call.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use crate::engine::{Activity, Engine, JobStatus};
+use crate::error::Result;
+use crate::job::{JobRecord, now_ms};
+use crate::stream::render_text;
+
+/// Output within this many seconds counts as active.
+const ACTIVE_SECS: f64 = 10.0;
+/// CPU above this percentage counts as processing.
+const BUSY_CPU_PERCENT: f64 = 5.0;
+/// How much raw output the tail is rendered from.
+const TAIL_WINDOW: u64 = 32 * 1024;
+/// Characters of rendered tail in a status.
+const TAIL_CHARS: usize = 500;
+
+impl Engine {
+    /// A job's status. If the job is not final and its monitor has died, a new monitor is
+    /// started to re-attach (crash recovery), and the status is read as it stands.
+    pub fn status(&self, job_id: &str) -> Result<JobStatus> {
+        let record = self.load_job(job_id)?;
+        if !record.state.is_final() {
+            self.reconcile(&record)?;
+        }
+        Ok(self.describe(record))
+    }
+
+    pub(crate) fn describe(&self, record: JobRecord) -> JobStatus {
+        let now = now_ms();
+        let end = record.finished_at_ms.unwrap_or(now);
+        let elapsed_seconds = (end - record.created_at_ms).max(0) as f64 / 1000.0;
+        let last_output_seconds_ago = record
+            .last_output_at_ms
+            .map(|t| (now - t).max(0) as f64 / 1000.0);
+        let activity = activity(&record, last_output_seconds_ago);
+        let tail_output = self.tail_output(&record);
+        JobStatus {
+            record,
+            elapsed_seconds,
+            last_output_seconds_ago,
+            activity,
+            tail_output,
+        }
+    }
+
+    fn tail_output(&self, record: &JobRecord) -> String {
+        let path = self.job_dir(&record.id).join("output.jsonl");
+        let Ok(mut f) = std::fs::File::open(&path) else {
+            return String::new();
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = len.saturating_sub(TAIL_WINDOW);
+        if f.seek(SeekFrom::Start(start)).is_err() {
+            return String::new();
+        }
+        let mut buf = Vec::new();
+        if f.take(TAIL_WINDOW).read_to_end(&mut buf).is_err() {
+            return String::new();
+        }
+        let buf = if start > 0 {
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => &buf[i + 1..],
+                None => &[][..],
+            }
+        } else {
+            &buf[..]
+        };
+        let text = render_text(buf);
+        let text = text.trim_end();
+        let chars = text.chars().count();
+        if chars <= TAIL_CHARS {
+            text.to_string()
+        } else {
+            text.chars().skip(chars - TAIL_CHARS).collect()
+        }
+    }
+}
+
+fn activity(record: &JobRecord, last_output_ago: Option<f64>) -> Activity {
+    if record.state.is_final() {
+        return Activity::Idle;
+    }
+    if last_output_ago.is_some_and(|s| s <= ACTIVE_SECS) {
+        return Activity::Active;
+    }
+    let busy = record
+        .metrics
+        .as_ref()
+        .and_then(|m| m.cpu_percent)
+        .is_some_and(|c| c >= BUSY_CPU_PERCENT);
+    if busy {
+        Activity::Processing
+    } else {
+        Activity::Idle
+    }
+}

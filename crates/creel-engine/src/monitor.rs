@@ -1,0 +1,655 @@
+//! The per-job monitor: one small process per job (as conmon is per container) that owns the
+//! job from acceptance to its final state. It starts the container, copies the runtime's log
+//! into the job's clean output file by byte offset (never `logs -f`), enforces the startup and
+//! idle timeouts and the output limit, samples metrics, finalises the job exactly once and
+//! removes the container.
+//!
+//! **Crash safety:** the monitor holds the job's lock while alive. Progress is checkpointed as a
+//! pair (log bytes consumed, output bytes written) after the output is flushed; a new monitor
+//! truncates the output to the checkpoint and resumes from the log offset, so output is
+//! byte-exact whatever moment the previous monitor died at.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::engine::job_dir;
+use crate::error::{Error, Result};
+use crate::job::{ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms};
+use crate::logfile::{Decoded, LogFormat, decode};
+use crate::runtime::argv::{ContainerArgs, LABEL_JOB, run_args};
+use crate::runtime::{CliRuntime, ContainerRuntime};
+use crate::store::{Progress, Store};
+use crate::stream::{Line, LineSplitter, ResultFailure, StreamFacts, failure_kind};
+
+/// How often the log is polled when nothing new arrived.
+const POLL: Duration = Duration::from_millis(20);
+/// How often progress is checkpointed while output flows.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the job's state is re-read (to notice a cancel).
+const STATE_EVERY: Duration = Duration::from_millis(300);
+/// How often metrics are sampled.
+const STATS_EVERY: Duration = Duration::from_secs(2);
+/// Lines longer than this are kept as output but not parsed for facts.
+const MAX_PARSE_LINE: usize = 16 << 20;
+/// Grace between SIGTERM and SIGKILL when creel stops a container.
+const STOP_GRACE_SECS: u64 = 2;
+/// CPU percentage above which a silent container counts as busy (no idle timeout).
+const BUSY_CPU_PERCENT: f64 = 5.0;
+
+/// Runs the monitor for `job_id` under `home` until the job is final. `inherited_lock` is the
+/// job's lock handed over by the process that spawned us; without it the monitor takes the lock
+/// itself, and quietly returns if another monitor holds it.
+pub fn run(home: &Path, job_id: &str, inherited_lock: Option<File>) -> Result<()> {
+    let lock = match inherited_lock {
+        Some(f) => {
+            // The lock came in without close-on-exec; children (podman, conmon) must not hold
+            // it, or a dead monitor would look alive as long as the container runs.
+            use std::os::fd::AsRawFd;
+            // SAFETY: fcntl on a descriptor we own.
+            unsafe {
+                let fd = f.as_raw_fd();
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+            f
+        }
+        None => match crate::engine::try_lock_job(home, job_id)? {
+            Some(f) => f,
+            None => return Ok(()),
+        },
+    };
+    let store = Store::open(&home.join("creel.db"))?;
+    let job = store
+        .job(job_id)?
+        .ok_or_else(|| Error::UnknownJob(job_id.to_string()))?;
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(CliRuntime::new(
+        job.spec.runtime,
+        Some(&job.spec.runtime_bin),
+    )?);
+    let mut m = Monitor {
+        home: home.to_path_buf(),
+        dir: job_dir(home, job_id),
+        store,
+        runtime,
+        job,
+    };
+    let result = m.drive();
+    drop(lock);
+    result
+}
+
+struct Monitor {
+    home: PathBuf,
+    dir: PathBuf,
+    store: Store,
+    runtime: Arc<dyn ContainerRuntime>,
+    job: JobRecord,
+}
+
+/// Why creel itself stopped a container.
+#[derive(Debug, Clone)]
+struct KillReason {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Monitor {
+    fn drive(&mut self) -> Result<()> {
+        let id = self.job.id.clone();
+        let mut container = self.job.container_id.clone();
+        if container.is_none() {
+            container = self
+                .runtime
+                .containers_with_label(LABEL_JOB, &id)?
+                .into_iter()
+                .next();
+            if let Some(c) = &container {
+                self.store.set_container(&id, c)?;
+                if self.job.state == JobState::Pending {
+                    self.store.set_running(&id, c, now_ms())?;
+                }
+            }
+        }
+        let container = match container {
+            Some(c) => c,
+            None if self.job.state.can_run() => match self.start_container()? {
+                Some(c) => c,
+                None => return Ok(()),
+            },
+            None if self.job.state.is_final() => {
+                self.tidy_files();
+                return Ok(());
+            }
+            None => {
+                // Running, but the container is gone and was never recorded.
+                self.finish(
+                    Some(JobError {
+                        kind: ErrorKind::Runtime,
+                        message: "the job's container disappeared".into(),
+                    }),
+                    None,
+                )?;
+                return Ok(());
+            }
+        };
+        self.job = self
+            .store
+            .job(&id)?
+            .ok_or_else(|| Error::UnknownJob(id.clone()))?;
+        self.follow(&container)
+    }
+
+    /// Creates and starts the container. `None` if the job ended instead.
+    fn start_container(&mut self) -> Result<Option<String>> {
+        let id = self.job.id.clone();
+        let spec = self.job.spec.clone();
+        match self.runtime.image_exists(&spec.image) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.finish(
+                    Some(JobError {
+                        kind: ErrorKind::ImageMissing,
+                        message: format!(
+                            "image `{}` is no longer present in {}",
+                            spec.image, spec.runtime
+                        ),
+                    }),
+                    None,
+                )?;
+                return Ok(None);
+            }
+            Err(e) => {
+                self.finish(
+                    Some(JobError {
+                        kind: ErrorKind::Runtime,
+                        message: e.to_string(),
+                    }),
+                    None,
+                )?;
+                return Ok(None);
+            }
+        }
+        let log_path = self.dir.join("container.log");
+        let prompt = self.dir.join("prompt");
+        let key = self.dir.join("api-key");
+        let args = run_args(&ContainerArgs {
+            job_id: &id,
+            session_id: &self.job.session_id,
+            home: &self.home,
+            spec: &spec,
+            log_path: &log_path,
+            prompt_path: &prompt,
+            api_key_path: spec.api_key.then_some(key.as_path()),
+        });
+        match self.runtime.run(&args) {
+            Ok((cid, warnings)) => {
+                for w in warnings {
+                    self.store.add_warning(&id, &w)?;
+                }
+                if !self.store.set_running(&id, &cid, now_ms())? {
+                    // Cancelled while starting: stop it; the follow loop drains and removes it.
+                    self.store.set_container(&id, &cid)?;
+                    let _ = self.runtime.stop(&cid, 0);
+                }
+                Ok(Some(cid))
+            }
+            Err(e) => {
+                let kind = if e.to_string().contains("image not known")
+                    || e.to_string().contains("No such image")
+                {
+                    ErrorKind::ImageMissing
+                } else {
+                    ErrorKind::Runtime
+                };
+                self.finish(
+                    Some(JobError {
+                        kind,
+                        message: e.to_string(),
+                    }),
+                    None,
+                )?;
+                // A container may exist half-made.
+                if let Ok(ids) = self.runtime.containers_with_label(LABEL_JOB, &id) {
+                    for c in ids {
+                        let _ = self.runtime.remove(&c);
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn follow(&mut self, container: &str) -> Result<()> {
+        let id = self.job.id.clone();
+        let spec = self.job.spec.clone();
+        let format = self.runtime.log_format();
+        let log_path = match format {
+            LogFormat::K8sFile => self.dir.join("container.log"),
+            LogFormat::DockerJson => {
+                match self.runtime.inspect(container)?.and_then(|i| i.log_path) {
+                    Some(p) => p,
+                    None => self.dir.join("container.log"),
+                }
+            }
+        };
+        let out_path = self.dir.join("output.jsonl");
+        let mut out = open_nofollow(&out_path, true)?;
+        out.set_len(self.job.output_size)
+            .map_err(|e| Error::io("cannot truncate", &out_path, e))?;
+        out.seek(SeekFrom::End(0))
+            .map_err(|e| Error::io("cannot seek", &out_path, e))?;
+        let err_path = self.dir.join("stderr.log");
+        let mut errf = open_nofollow(&err_path, true)?;
+        errf.seek(SeekFrom::End(0))
+            .map_err(|e| Error::io("cannot seek", &err_path, e))?;
+
+        // Rebuild stream facts from what was captured before (after a monitor crash).
+        let mut facts = StreamFacts::default();
+        let mut splitter = LineSplitter::new(MAX_PARSE_LINE);
+        if self.job.output_size > 0 {
+            let mut f = open_nofollow(&out_path, false)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f
+                    .read(&mut buf)
+                    .map_err(|e| Error::io("cannot read", &out_path, e))?;
+                if n == 0 {
+                    break;
+                }
+                splitter.push(&buf[..n], |l| observe(&mut facts, l));
+            }
+        }
+
+        let mut progress = Progress {
+            output_size: self.job.output_size,
+            log_offset: self.job.log_offset,
+            first_output_at_ms: self.job.first_output_at_ms,
+            last_output_at_ms: self.job.last_output_at_ms,
+            metrics: self.job.metrics.clone(),
+            ..Progress::default()
+        };
+        apply_facts(&mut progress, &facts);
+
+        // Waiter and metrics threads.
+        let (exit_tx, exit_rx) = mpsc::channel();
+        {
+            let rt = self.runtime.clone();
+            let c = container.to_string();
+            std::thread::spawn(move || {
+                let _ = exit_tx.send(rt.wait(&c));
+            });
+        }
+        let metrics: Arc<Mutex<Option<Metrics>>> = Arc::new(Mutex::new(None));
+        let stop_stats = Arc::new(AtomicBool::new(false));
+        {
+            let rt = self.runtime.clone();
+            let c = container.to_string();
+            let metrics = metrics.clone();
+            let stop = stop_stats.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(Some(m)) = rt.stats(&c) {
+                        *metrics.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
+                    }
+                    let until = Instant::now() + STATS_EVERY;
+                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            });
+        }
+
+        let started_ms = self.job.started_at_ms.unwrap_or_else(now_ms);
+        let mut log: Option<File> = None;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 4 << 20];
+        let mut kill: Option<KillReason> = None;
+        let mut stopped = false;
+        let mut state = self.job.state;
+        let mut last_checkpoint = Instant::now();
+        let mut last_state_check = Instant::now();
+        let mut dirty = false;
+        let mut exit: Option<std::result::Result<i64, crate::runtime::RuntimeError>> = None;
+        let mut quiet_reads_after_exit = 0;
+        loop {
+            // Read what the runtime logged since the last time.
+            if log.is_none() {
+                log = match open_nofollow(&log_path, false) {
+                    Ok(mut f) => {
+                        let _ = f.seek(SeekFrom::Start(progress.log_offset));
+                        Some(f)
+                    }
+                    Err(_) => None,
+                };
+            }
+            let mut got = 0usize;
+            if let Some(f) = log.as_mut() {
+                let n = f
+                    .read(&mut buf)
+                    .map_err(|e| Error::io("cannot read", &log_path, e))?;
+                if n > 0 {
+                    got = n;
+                    pending.extend_from_slice(&buf[..n]);
+                    let mut decoded = Decoded::default();
+                    let consumed = decode(format, &pending, &mut decoded);
+                    pending.drain(..consumed);
+                    let limit = spec.max_output_size;
+                    let mut stdout = &decoded.stdout[..];
+                    if limit > 0 && progress.output_size + stdout.len() as u64 > limit {
+                        let room = limit.saturating_sub(progress.output_size) as usize;
+                        stdout = &stdout[..room.min(stdout.len())];
+                        if kill.is_none() {
+                            kill = Some(KillReason {
+                                kind: ErrorKind::OutputLimit,
+                                message: format!(
+                                    "output reached max_output_size ({limit} bytes); kept up to the limit"
+                                ),
+                            });
+                        }
+                    }
+                    if !stdout.is_empty() {
+                        out.write_all(stdout)
+                            .map_err(|e| Error::io("cannot write", &out_path, e))?;
+                        splitter.push(stdout, |l| observe(&mut facts, l));
+                        let now = now_ms();
+                        progress.first_output_at_ms.get_or_insert(now);
+                        progress.last_output_at_ms = Some(now);
+                        progress.output_size += stdout.len() as u64;
+                    }
+                    if !decoded.stderr.is_empty() {
+                        let _ = errf.write_all(&decoded.stderr);
+                    }
+                    // The checkpoint only ever covers whole records.
+                    progress.log_offset += consumed as u64;
+                    dirty = true;
+                }
+            }
+
+            if exit.is_none() {
+                match exit_rx.try_recv() {
+                    Ok(r) => exit = Some(r),
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        exit = Some(Err(crate::runtime::RuntimeError::Parse {
+                            bin: String::new(),
+                            command: "wait".into(),
+                            message: "waiter ended".into(),
+                        }))
+                    }
+                    Err(mpsc::TryRecvError::Empty) => {}
+                }
+            }
+
+            if dirty && (last_checkpoint.elapsed() >= CHECKPOINT_EVERY || exit.is_some()) {
+                self.checkpoint(&id, &mut out, &out_path, &mut progress, &facts, &metrics)?;
+                last_checkpoint = Instant::now();
+                dirty = false;
+            }
+
+            if let Some(_e) = &exit {
+                // Drain: the runtime may still be flushing the last records.
+                if got == 0 {
+                    quiet_reads_after_exit += 1;
+                    if quiet_reads_after_exit >= 3 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(30));
+                } else {
+                    quiet_reads_after_exit = 0;
+                }
+                continue;
+            }
+
+            // Cancelled elsewhere?
+            if last_state_check.elapsed() >= STATE_EVERY {
+                last_state_check = Instant::now();
+                if let Some(j) = self.store.job(&id)? {
+                    state = j.state;
+                }
+                if state == JobState::Cancelled && !stopped {
+                    let _ = self.runtime.stop(container, STOP_GRACE_SECS);
+                    stopped = true;
+                }
+            }
+
+            // Timeouts.
+            if kill.is_none() && state.can_finish() {
+                let now = now_ms();
+                let busy = metrics
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .and_then(|m| m.cpu_percent)
+                    .is_some_and(|c| c >= BUSY_CPU_PERCENT);
+                match progress.last_output_at_ms {
+                    None if spec.startup_timeout > 0
+                        && now - started_ms > spec.startup_timeout as i64 * 1000 =>
+                    {
+                        kill = Some(KillReason {
+                            kind: ErrorKind::StartupTimeout,
+                            message: format!(
+                                "no output within startup_timeout ({} s)",
+                                spec.startup_timeout
+                            ),
+                        });
+                    }
+                    Some(last)
+                        if spec.idle_timeout > 0
+                            && !busy
+                            && now - last > spec.idle_timeout as i64 * 1000 =>
+                    {
+                        kill = Some(KillReason {
+                            kind: ErrorKind::IdleTimeout,
+                            message: format!(
+                                "no output for idle_timeout ({} s) while the container was idle",
+                                spec.idle_timeout
+                            ),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            if kill.is_some() && !stopped {
+                let _ = self.runtime.stop(container, STOP_GRACE_SECS);
+                stopped = true;
+            }
+            if got == 0 {
+                std::thread::sleep(POLL);
+            }
+        }
+        stop_stats.store(true, Ordering::Relaxed);
+        splitter.finish(|l| observe(&mut facts, l));
+        if !pending.is_empty() {
+            tracing::warn!(job = %id, bytes = pending.len(), "log ended inside a record");
+        }
+        self.checkpoint(&id, &mut out, &out_path, &mut progress, &facts, &metrics)?;
+
+        // The runtime's record of the container decides exit code and OOM.
+        let info = self.runtime.inspect(container).ok().flatten();
+        let exit_code = match (&exit, &info) {
+            (_, Some(i)) if !i.running => Some(i.exit_code),
+            (Some(Ok(c)), _) => Some(*c),
+            _ => None,
+        };
+        let oom_flag = info.as_ref().is_some_and(|i| i.oom_killed);
+        let stderr_tail = tail_of_file(&err_path, 600);
+        let error = decide(&spec, kill, oom_flag, exit_code, &facts, &stderr_tail);
+        self.finish(error, exit_code)?;
+        let _ = self.runtime.remove(container);
+        Ok(())
+    }
+
+    fn checkpoint(
+        &mut self,
+        id: &str,
+        out: &mut File,
+        out_path: &Path,
+        progress: &mut Progress,
+        facts: &StreamFacts,
+        metrics: &Arc<Mutex<Option<Metrics>>>,
+    ) -> Result<()> {
+        out.flush()
+            .map_err(|e| Error::io("cannot write", out_path, e))?;
+        let _ = out.sync_data();
+        apply_facts(progress, facts);
+        if let Some(m) = metrics.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            progress.metrics = Some(m);
+        }
+        self.store.set_progress(id, progress)?;
+        Ok(())
+    }
+
+    /// Records the final state (once; a cancelled job keeps `cancelled`) and tidies up.
+    fn finish(&mut self, error: Option<JobError>, exit_code: Option<i64>) -> Result<()> {
+        let id = self.job.id.clone();
+        let state = if error.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Completed
+        };
+        let applied = self
+            .store
+            .finish(&id, state, error.as_ref(), exit_code, now_ms())?;
+        if !applied && let Some(c) = exit_code {
+            self.store.set_exit_code(&id, c)?;
+        }
+        self.tidy_files();
+        Ok(())
+    }
+
+    fn tidy_files(&self) {
+        let _ = std::fs::remove_file(self.dir.join("api-key"));
+    }
+}
+
+fn observe(facts: &mut StreamFacts, line: Line<'_>) {
+    if let Line::Complete(l) = line {
+        facts.observe(l);
+    }
+}
+
+fn apply_facts(p: &mut Progress, f: &StreamFacts) {
+    p.claude_session_id = f.claude_session_id.clone();
+    p.num_turns = f.num_turns;
+    p.cost_usd = f.cost_usd;
+    p.result = f.result.clone();
+    p.retry = f.retry.as_ref().map(|r| Retry {
+        attempt: r.attempt,
+        max_retries: r.max_retries,
+        error: match r.status {
+            Some(s) => format!("{} ({s})", r.error),
+            None => r.error.clone(),
+        },
+    });
+}
+
+/// The final verdict, in order of precedence: what creel stopped it for, the runtime's OOM
+/// record (or a SIGKILL under an enforced memory limit that creel did not send), Claude's
+/// result event, the exit code.
+fn decide(
+    spec: &crate::job::JobSpec,
+    kill: Option<KillReason>,
+    oom_flag: bool,
+    exit_code: Option<i64>,
+    facts: &StreamFacts,
+    stderr_tail: &str,
+) -> Option<JobError> {
+    if let Some(k) = kill {
+        return Some(JobError {
+            kind: k.kind,
+            message: k.message,
+        });
+    }
+    let limits_enforced = !spec.warnings.iter().any(|w| w.contains("NOT enforced"));
+    if oom_flag || (exit_code == Some(137) && limits_enforced && !facts.saw_result) {
+        return Some(JobError {
+            kind: ErrorKind::Oom,
+            message: format!("killed for memory exhaustion (limit {})", spec.memory),
+        });
+    }
+    if let Some(f) = failure_kind(facts) {
+        let kind = match f {
+            ResultFailure::MaxTurns => ErrorKind::MaxTurns,
+            ResultFailure::Auth => ErrorKind::Auth,
+            ResultFailure::RateLimit => ErrorKind::RateLimit,
+            ResultFailure::ApiError => ErrorKind::ApiError,
+            ResultFailure::Other => ErrorKind::ExitNonzero,
+        };
+        let message = facts
+            .result
+            .clone()
+            .filter(|r| !r.is_empty())
+            .or_else(|| facts.errors.first().cloned())
+            .unwrap_or_else(|| {
+                format!(
+                    "Claude reported an error ({})",
+                    facts.result_subtype.as_deref().unwrap_or("?")
+                )
+            });
+        return Some(JobError {
+            kind,
+            message: first_line(&message, 500),
+        });
+    }
+    match exit_code {
+        Some(0) => None,
+        Some(c) => Some(JobError {
+            kind: ErrorKind::ExitNonzero,
+            message: if stderr_tail.trim().is_empty() {
+                format!("claude exited with code {c}")
+            } else {
+                format!("claude exited with code {c}: {}", stderr_tail.trim())
+            },
+        }),
+        None if facts.saw_result => None,
+        None => Some(JobError {
+            kind: ErrorKind::Runtime,
+            message: "the container's exit code could not be determined".into(),
+        }),
+    }
+}
+
+fn first_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or_default();
+    crate::stream::cut_str(line, max).to_string()
+}
+
+fn tail_of_file(path: &Path, max: u64) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Opens a file without following a symlink in its last component.
+fn open_nofollow(path: &Path, write: bool) -> Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if write {
+        o.write(true).create(true).mode(0o600);
+    }
+    let f = o
+        .open(path)
+        .map_err(|e| Error::io("cannot open", path, e))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| Error::io("cannot stat", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::io(
+            "not a regular file:",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file"),
+        ));
+    }
+    Ok(f)
+}

@@ -1,0 +1,486 @@
+//! Container runtimes. creel drives the `podman` and `docker` command-line programs (no socket,
+//! no service; containers outlive creel). [`ContainerRuntime`] is the seam; [`CliRuntime`]
+//! implements it for both, with the few differences in `podman.rs` and `docker.rs`. The
+//! container command line itself is built only in [`argv`].
+
+pub mod argv;
+mod docker;
+mod podman;
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::config::RuntimeKind;
+use crate::job::Metrics;
+use crate::logfile::LogFormat;
+
+/// A container runtime failure, keeping the program's exit status and stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The runtime binary is not installed.
+    #[error("container runtime `{bin}` not found")]
+    Missing {
+        /// The binary looked for.
+        bin: String,
+    },
+    /// The binary could not be started.
+    #[error("cannot run `{bin}`: {source}")]
+    Spawn {
+        /// The binary.
+        bin: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime ran and failed.
+    #[error("`{bin} {command}` failed ({status}): {stderr}")]
+    Failed {
+        /// The binary.
+        bin: String,
+        /// The subcommand.
+        command: String,
+        /// Exit status.
+        status: String,
+        /// Its stderr, trimmed.
+        stderr: String,
+    },
+    /// The runtime's answer could not be understood.
+    #[error("cannot understand `{bin} {command}` output: {message}")]
+    Parse {
+        /// The binary.
+        bin: String,
+        /// The subcommand.
+        command: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl RuntimeError {
+    /// A hint for the user.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RuntimeError::Missing { bin } if bin.contains("podman") => Some(
+                "install Podman (`apt-get install podman runc uidmap slirp4netns`), or pick Docker with `--runtime docker`; `creel doctor` checks the host".into(),
+            ),
+            RuntimeError::Missing { .. } => Some("install it, or pick another with `--runtime`; `creel doctor` checks the host".into()),
+            RuntimeError::Failed { stderr, .. } if stderr.contains("crun") && stderr.contains("cgroup") => Some(
+                "this host's hybrid cgroup layout needs runc: set `oci_runtime = \"runc\"` (`creel doctor` explains)".into(),
+            ),
+            RuntimeError::Failed { stderr, .. } if stderr.contains("rlimit") => Some(
+                "the host's hard rlimits are lower than the container asks for; `creel doctor` shows the limits creel uses".into(),
+            ),
+            _ => Some("`creel doctor` checks the container runtime on this host".into()),
+        }
+    }
+}
+
+/// What the runtime records about a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerInfo {
+    /// Full id.
+    pub id: String,
+    /// `running`, `exited`, `created`, …
+    pub status: String,
+    /// Whether it is running.
+    pub running: bool,
+    /// Exit code (meaningful once exited).
+    pub exit_code: i64,
+    /// The runtime's OOM flag.
+    pub oom_killed: bool,
+    /// Host pid of the container's first process (0 when not running).
+    pub pid: i64,
+    /// The runtime's log file, when it reports one.
+    pub log_path: Option<PathBuf>,
+}
+
+/// What creel needs from a container engine.
+pub trait ContainerRuntime: Send + Sync {
+    /// podman or docker.
+    fn kind(&self) -> RuntimeKind;
+    /// The binary in use.
+    fn binary(&self) -> &Path;
+    /// The runtime's version string.
+    fn version(&self) -> Result<String, RuntimeError>;
+    /// Whether `image` is in local storage.
+    fn image_exists(&self, image: &str) -> Result<bool, RuntimeError>;
+    /// `run -d` with these arguments (after `run`); returns the container id and any warnings
+    /// the runtime printed.
+    fn run(&self, args: &[OsString]) -> Result<(String, Vec<String>), RuntimeError>;
+    /// Inspects a container; `None` if it does not exist.
+    fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, RuntimeError>;
+    /// Blocks until the container exits; returns its exit code.
+    fn wait(&self, id: &str) -> Result<i64, RuntimeError>;
+    /// Stops a container (SIGTERM, then SIGKILL after `grace_secs`). Missing is fine.
+    fn stop(&self, id: &str, grace_secs: u64) -> Result<(), RuntimeError>;
+    /// Force-removes a container. Missing is fine.
+    fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Samples resource use; `None` where the runtime cannot tell.
+    fn stats(&self, id: &str) -> Result<Option<Metrics>, RuntimeError>;
+    /// Ids of all containers (any state) carrying `label=value`.
+    fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<String>, RuntimeError>;
+    /// The format of the log file the runtime writes for creel's containers.
+    fn log_format(&self) -> LogFormat;
+}
+
+/// [`ContainerRuntime`] through the podman or docker CLI.
+#[derive(Debug, Clone)]
+pub struct CliRuntime {
+    kind: RuntimeKind,
+    bin: PathBuf,
+}
+
+impl CliRuntime {
+    /// A runtime of `kind`, with `bin` or the kind's name found on PATH.
+    pub fn new(kind: RuntimeKind, bin: Option<&Path>) -> Result<CliRuntime, RuntimeError> {
+        let bin = match bin {
+            Some(b) => {
+                if !b.exists() {
+                    return Err(RuntimeError::Missing {
+                        bin: b.display().to_string(),
+                    });
+                }
+                b.to_path_buf()
+            }
+            None => find_in_path(kind.name()).ok_or_else(|| RuntimeError::Missing {
+                bin: kind.name().to_string(),
+            })?,
+        };
+        Ok(CliRuntime { kind, bin })
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the runtime with `args`, returning stdout on success.
+    fn exec<I, S>(&self, args: I) -> Result<(String, String), RuntimeError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let out = self
+            .command()
+            .args(&args)
+            .output()
+            .map_err(|source| self.spawn_error(source))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if !out.status.success() {
+            return Err(RuntimeError::Failed {
+                bin: self.kind.name().into(),
+                command: subcommand(&args),
+                status: out.status.to_string(),
+                stderr: cut(&stderr, 2000),
+            });
+        }
+        Ok((stdout, stderr))
+    }
+
+    fn spawn_error(&self, source: std::io::Error) -> RuntimeError {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            RuntimeError::Missing {
+                bin: self.bin.display().to_string(),
+            }
+        } else {
+            RuntimeError::Spawn {
+                bin: self.bin.display().to_string(),
+                source,
+            }
+        }
+    }
+
+    fn parse_error(&self, command: &str, message: impl Into<String>) -> RuntimeError {
+        RuntimeError::Parse {
+            bin: self.kind.name().into(),
+            command: command.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn is_missing(e: &RuntimeError) -> bool {
+    matches!(e, RuntimeError::Failed { stderr, .. }
+        if stderr.to_ascii_lowercase().contains("no such container")
+        || stderr.to_ascii_lowercase().contains("no such object")
+        || stderr.to_ascii_lowercase().contains("no container with name or id"))
+}
+
+fn subcommand(args: &[OsString]) -> String {
+    args.iter()
+        .take(2)
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Finds `name` on PATH.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file() && is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+impl ContainerRuntime for CliRuntime {
+    fn kind(&self) -> RuntimeKind {
+        self.kind
+    }
+
+    fn binary(&self) -> &Path {
+        &self.bin
+    }
+
+    fn version(&self) -> Result<String, RuntimeError> {
+        let (out, _) = self.exec(["version", "--format", "{{.Client.Version}}"])?;
+        Ok(out.trim().to_string())
+    }
+
+    fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        let out = self
+            .command()
+            .args(["image", "inspect", "--format", "{{.Id}}", image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|source| self.spawn_error(source))?;
+        if out.status.success() {
+            return Ok(true);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
+        if stderr.contains("no such") || stderr.contains("not found") || stderr.contains("unknown")
+        {
+            return Ok(false);
+        }
+        Err(RuntimeError::Failed {
+            bin: self.kind.name().into(),
+            command: "image inspect".into(),
+            status: out.status.to_string(),
+            stderr: cut(stderr.trim(), 2000),
+        })
+    }
+
+    fn run(&self, args: &[OsString]) -> Result<(String, Vec<String>), RuntimeError> {
+        let mut full = vec![OsString::from("run")];
+        full.extend(args.iter().cloned());
+        let (out, err) = self.exec(&full)?;
+        let id = out
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.parse_error("run", format!("expected a container id, got {out:?}")));
+        }
+        let warnings = err
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("{}: {l}", self.kind.name()))
+            .collect();
+        Ok((id.to_string(), warnings))
+    }
+
+    fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+        match self.exec(["inspect", "--type", "container", id]) {
+            Ok((out, _)) => self.parse_inspect(&out).map(Some),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn wait(&self, id: &str) -> Result<i64, RuntimeError> {
+        let (out, _) = self.exec(["wait", id])?;
+        out.trim()
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse::<i64>().ok())
+            .ok_or_else(|| self.parse_error("wait", format!("expected an exit code, got {out:?}")))
+    }
+
+    fn stop(&self, id: &str, grace_secs: u64) -> Result<(), RuntimeError> {
+        match self.exec([
+            "stop".to_string(),
+            "-t".into(),
+            grace_secs.to_string(),
+            id.to_string(),
+        ]) {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.exec(["rm", "-f", id]) {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn stats(&self, id: &str) -> Result<Option<Metrics>, RuntimeError> {
+        let out = self
+            .command()
+            .args([
+                "stats",
+                "--no-stream",
+                "--format",
+                "{{.CPUPerc}}\t{{.MemUsage}}\t{{.PIDs}}",
+                id,
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|source| self.spawn_error(source))?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        // An exited container reports all zeros: that is no sample.
+        Ok(parse_stats(&String::from_utf8_lossy(&out.stdout)).filter(|m| m.pids != Some(0)))
+    }
+
+    fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<String>, RuntimeError> {
+        let (out, _) = self.exec([
+            "ps".to_string(),
+            "-a".into(),
+            "--no-trunc".into(),
+            "--filter".into(),
+            format!("label={label}={value}"),
+            "--format".into(),
+            "{{.ID}}".into(),
+        ])?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
+    }
+
+    fn log_format(&self) -> LogFormat {
+        match self.kind {
+            RuntimeKind::Podman => LogFormat::K8sFile,
+            RuntimeKind::Docker => LogFormat::DockerJson,
+        }
+    }
+}
+
+impl CliRuntime {
+    fn parse_inspect(&self, out: &str) -> Result<ContainerInfo, RuntimeError> {
+        let v: serde_json::Value =
+            serde_json::from_str(out).map_err(|e| self.parse_error("inspect", e.to_string()))?;
+        let c = v
+            .as_array()
+            .and_then(|a| a.first())
+            .ok_or_else(|| self.parse_error("inspect", "empty answer"))?;
+        let state = &c["State"];
+        let log_path = match self.kind {
+            RuntimeKind::Podman => podman::log_path(c),
+            RuntimeKind::Docker => docker::log_path(c),
+        };
+        Ok(ContainerInfo {
+            id: c["Id"].as_str().unwrap_or_default().to_string(),
+            status: state["Status"].as_str().unwrap_or_default().to_string(),
+            running: state["Running"].as_bool().unwrap_or(false),
+            exit_code: state["ExitCode"].as_i64().unwrap_or(-1),
+            oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
+            pid: state["Pid"].as_i64().unwrap_or(0),
+            log_path,
+        })
+    }
+}
+
+/// Parses `CPUPerc \t MemUsage \t PIDs` as both podman and docker print them.
+fn parse_stats(out: &str) -> Option<Metrics> {
+    let line = out.lines().find(|l| !l.trim().is_empty())?;
+    let mut parts = line.split('\t');
+    let cpu = parts
+        .next()?
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse::<f64>()
+        .ok();
+    let mem = parts.next().unwrap_or_default();
+    let (used, limit) = match mem.split_once('/') {
+        Some((u, l)) => (parse_human_size(u), parse_human_size(l)),
+        None => (parse_human_size(mem), None),
+    };
+    let pids = parts.next().and_then(|p| p.trim().parse::<u64>().ok());
+    Some(Metrics {
+        cpu_percent: cpu,
+        memory_bytes: used,
+        memory_limit_bytes: limit,
+        pids,
+        sampled_at_ms: crate::job::now_ms(),
+    })
+}
+
+/// Parses `786.4kB`, `67.11MB`, `1.5MiB`, `0B` into bytes.
+fn parse_human_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    Some((n * mult).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_lines() {
+        let m = parse_stats("2.59%\t786.4kB / 67.11MB\t2\n").unwrap();
+        assert_eq!(m.cpu_percent, Some(2.59));
+        assert_eq!(m.memory_bytes, Some(786_400));
+        assert_eq!(m.memory_limit_bytes, Some(67_110_000));
+        assert_eq!(m.pids, Some(2));
+        let m = parse_stats("0.00%\t1.5MiB / 64MiB\t1\n").unwrap();
+        assert_eq!(m.memory_bytes, Some(1_572_864));
+        assert_eq!(m.memory_limit_bytes, Some(64 << 20));
+        assert_eq!(parse_human_size("0B"), Some(0));
+        assert_eq!(parse_human_size("x"), None);
+        assert!(parse_stats("").is_none());
+    }
+}

@@ -1,0 +1,592 @@
+//! The embedded store: SQLite in WAL mode under `$CREEL_HOME/creel.db`.
+//!
+//! Every creel process (CLI, MCP server, monitors) opens it; read-modify-write goes through
+//! `BEGIN IMMEDIATE` transactions, so concurrent writers serialise and a `kill -9` mid-write
+//! leaves the previous state.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::job::{ErrorKind, JobError, JobRecord, JobSpec, JobState, Metrics, Retry};
+use crate::session::{SessionRecord, SessionSummary};
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("store `{path}`: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A row holds something this version cannot read.
+    #[error("store `{path}`: corrupt row for {what}: {message}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Which row.
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Connection to the store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    last_activity INTEGER NOT NULL,
+    workspace TEXT NOT NULL,
+    workspace_created INTEGER NOT NULL,
+    claude_session_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error_kind TEXT,
+    error_message TEXT,
+    exit_code INTEGER,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    container_id TEXT,
+    spec TEXT NOT NULL,
+    output_size INTEGER NOT NULL DEFAULT 0,
+    log_offset INTEGER NOT NULL DEFAULT 0,
+    first_output_at INTEGER,
+    last_output_at INTEGER,
+    claude_session_id TEXT,
+    num_turns INTEGER,
+    cost_usd REAL,
+    result TEXT,
+    retry TEXT,
+    metrics TEXT,
+    warnings TEXT NOT NULL DEFAULT '[]',
+    webhook_delivered_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
+CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN ('pending', 'running');
+";
+
+/// Progress the monitor checkpoints while a job runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    /// Output bytes captured (durable in the output file).
+    pub output_size: u64,
+    /// Log bytes consumed to produce them.
+    pub log_offset: u64,
+    /// First output at.
+    pub first_output_at_ms: Option<i64>,
+    /// Latest output at.
+    pub last_output_at_ms: Option<i64>,
+    /// Claude's session id.
+    pub claude_session_id: Option<String>,
+    /// Turns.
+    pub num_turns: Option<u64>,
+    /// Cost.
+    pub cost_usd: Option<f64>,
+    /// Result text.
+    pub result: Option<String>,
+    /// Current retry.
+    pub retry: Option<Retry>,
+    /// Latest metrics.
+    pub metrics: Option<Metrics>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Gets a session.
+    pub fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, created_at, last_activity, workspace, workspace_created, claude_session_id
+                 FROM sessions WHERE id = ?1",
+                [id],
+                session_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a new job, creating its session if `new_session` is given, in one transaction.
+    /// Fails with the active job when the session is busy.
+    pub fn insert_job(
+        &mut self,
+        job: &JobRecord,
+        new_session: Option<&SessionRecord>,
+    ) -> Result<Result<(), (String, JobState)>, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let active: Option<(String, String)> = tx
+            .query_row(
+                "SELECT id, state FROM jobs WHERE session_id = ?1 AND state IN ('pending', 'running')",
+                [&job.session_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        if let Some((id, state)) = active {
+            return Ok(Err((
+                id,
+                JobState::parse(&state).unwrap_or(JobState::Running),
+            )));
+        }
+        if let Some(s) = new_session {
+            tx.execute(
+                "INSERT INTO sessions (id, created_at, last_activity, workspace, workspace_created, claude_session_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    s.id,
+                    s.created_at_ms,
+                    s.last_activity_ms,
+                    s.workspace.to_string_lossy(),
+                    s.workspace_created,
+                    s.claude_session_id
+                ],
+            )
+            .map_err(err)?;
+        } else {
+            tx.execute(
+                "UPDATE sessions SET last_activity = ?2, claude_session_id = ?3 WHERE id = ?1",
+                params![
+                    job.session_id,
+                    job.created_at_ms,
+                    job.spec.conversation.id()
+                ],
+            )
+            .map_err(err)?;
+        }
+        let spec = serde_json::to_string(&job.spec).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO jobs (id, session_id, state, created_at, spec, warnings) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                job.id,
+                job.session_id,
+                job.state.as_str(),
+                job.created_at_ms,
+                spec,
+                serde_json::to_string(&job.warnings).unwrap_or_else(|_| "[]".into())
+            ],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(Ok(()))
+    }
+
+    /// Gets a job.
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                |r| Ok(RawJob::from_row(r)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match row {
+            None => Ok(None),
+            Some(raw) => raw
+                .map_err(|e| self.err(e))?
+                .into_record(&self.path)
+                .map(Some),
+        }
+    }
+
+    /// Jobs of a session, oldest first.
+    pub fn jobs_of_session(&self, session: &str) -> Result<Vec<JobRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE session_id = ?1 ORDER BY created_at, rowid"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([session], |r| Ok(RawJob::from_row(r)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for raw in rows {
+            let raw = raw.map_err(|e| self.err(e))?.map_err(|e| self.err(e))?;
+            out.push(raw.into_record(&self.path)?);
+        }
+        Ok(out)
+    }
+
+    /// Ids of jobs that have not reached a final state.
+    pub fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM jobs WHERE state IN ('pending', 'running')")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Moves a pending job to running with its container. Returns false if the job was no
+    /// longer pending (e.g. cancelled meanwhile).
+    pub fn set_running(
+        &mut self,
+        id: &str,
+        container_id: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE jobs SET state = 'running', container_id = ?2, started_at = ?3
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id, container_id, at_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Records the container id without changing state (a cancelled job's container).
+    pub fn set_container(&mut self, id: &str, container_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET container_id = ?2 WHERE id = ?1",
+                params![id, container_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Checkpoints progress.
+    pub fn set_progress(&mut self, id: &str, p: &Progress) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET output_size = ?2, log_offset = ?3, first_output_at = ?4, last_output_at = ?5,
+                   claude_session_id = ?6, num_turns = ?7, cost_usd = ?8, result = ?9, retry = ?10, metrics = ?11
+                 WHERE id = ?1",
+                params![
+                    id,
+                    p.output_size as i64,
+                    p.log_offset as i64,
+                    p.first_output_at_ms,
+                    p.last_output_at_ms,
+                    p.claude_session_id,
+                    p.num_turns.map(|n| n as i64),
+                    p.cost_usd,
+                    p.result,
+                    p.retry.as_ref().and_then(|r| serde_json::to_string(r).ok()),
+                    p.metrics.as_ref().and_then(|m| serde_json::to_string(m).ok()),
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Adds a warning to a job.
+    pub fn add_warning(&mut self, id: &str, warning: &str) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let current: Option<String> = tx
+            .query_row("SELECT warnings FROM jobs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err)?;
+        let mut list: Vec<String> = current
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default();
+        if !list.iter().any(|w| w == warning) {
+            list.push(warning.to_string());
+        }
+        tx.execute(
+            "UPDATE jobs SET warnings = ?2 WHERE id = ?1",
+            params![
+                id,
+                serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+            ],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Moves a job to a final state, once: returns false (and changes nothing) if it already
+    /// was final. Also touches the session's last activity.
+    pub fn finish(
+        &mut self,
+        id: &str,
+        state: JobState,
+        error: Option<&JobError>,
+        exit_code: Option<i64>,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        debug_assert!(state.is_final());
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let n = tx
+            .execute(
+                "UPDATE jobs SET state = ?2, error_kind = ?3, error_message = ?4,
+                   exit_code = COALESCE(?5, exit_code), finished_at = ?6
+                 WHERE id = ?1 AND state IN ('pending', 'running')",
+                params![
+                    id,
+                    state.as_str(),
+                    error.map(|e| e.kind.as_str()),
+                    error.map(|e| e.message.as_str()),
+                    exit_code,
+                    at_ms
+                ],
+            )
+            .map_err(err)?;
+        tx.execute(
+            "UPDATE sessions SET last_activity = MAX(last_activity, ?2)
+             WHERE id = (SELECT session_id FROM jobs WHERE id = ?1)",
+            params![id, at_ms],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(n == 1)
+    }
+
+    /// Records the exit code of a job that is already final (a cancelled job's container).
+    pub fn set_exit_code(&mut self, id: &str, exit_code: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET exit_code = COALESCE(exit_code, ?2) WHERE id = ?1",
+                params![id, exit_code],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records webhook delivery.
+    pub fn set_webhook_delivered(&mut self, id: &str, at_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET webhook_delivered_at = ?2 WHERE id = ?1",
+                params![id, at_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// All sessions with their job counts and active job, most recently active first.
+    pub fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.id, s.created_at, s.last_activity, s.workspace, s.workspace_created, s.claude_session_id,
+                   (SELECT COUNT(*) FROM jobs j WHERE j.session_id = s.id),
+                   (SELECT j.id FROM jobs j WHERE j.session_id = s.id AND j.state IN ('pending', 'running') LIMIT 1)
+                 FROM sessions s ORDER BY s.last_activity DESC, s.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SessionSummary {
+                    record: session_from_row(r)?,
+                    job_count: r.get::<_, i64>(6)? as u64,
+                    active_job_id: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Deletes a session and its jobs, unless it has an active job. Returns false if it had one.
+    pub fn delete_session(&mut self, id: &str) -> Result<bool, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let active: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM jobs WHERE session_id = ?1 AND state IN ('pending', 'running')",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if active > 0 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM jobs WHERE session_id = ?1", [id])
+            .map_err(err)?;
+        tx.execute("DELETE FROM sessions WHERE id = ?1", [id])
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(true)
+    }
+}
+
+fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: r.get(0)?,
+        created_at_ms: r.get(1)?,
+        last_activity_ms: r.get(2)?,
+        workspace: PathBuf::from(r.get::<_, String>(3)?),
+        workspace_created: r.get(4)?,
+        claude_session_id: r.get(5)?,
+    })
+}
+
+const JOB_COLUMNS: &str = "id, session_id, state, error_kind, error_message, exit_code, created_at, started_at,
+    finished_at, container_id, spec, output_size, log_offset, first_output_at, last_output_at, claude_session_id,
+    num_turns, cost_usd, result, retry, metrics, warnings, webhook_delivered_at";
+
+struct RawJob {
+    id: String,
+    session_id: String,
+    state: String,
+    error_kind: Option<String>,
+    error_message: Option<String>,
+    exit_code: Option<i64>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    container_id: Option<String>,
+    spec: String,
+    output_size: i64,
+    log_offset: i64,
+    first_output_at: Option<i64>,
+    last_output_at: Option<i64>,
+    claude_session_id: Option<String>,
+    num_turns: Option<i64>,
+    cost_usd: Option<f64>,
+    result: Option<String>,
+    retry: Option<String>,
+    metrics: Option<String>,
+    warnings: String,
+    webhook_delivered_at: Option<i64>,
+}
+
+impl RawJob {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
+        Ok(RawJob {
+            id: r.get(0)?,
+            session_id: r.get(1)?,
+            state: r.get(2)?,
+            error_kind: r.get(3)?,
+            error_message: r.get(4)?,
+            exit_code: r.get(5)?,
+            created_at: r.get(6)?,
+            started_at: r.get(7)?,
+            finished_at: r.get(8)?,
+            container_id: r.get(9)?,
+            spec: r.get(10)?,
+            output_size: r.get(11)?,
+            log_offset: r.get(12)?,
+            first_output_at: r.get(13)?,
+            last_output_at: r.get(14)?,
+            claude_session_id: r.get(15)?,
+            num_turns: r.get(16)?,
+            cost_usd: r.get(17)?,
+            result: r.get(18)?,
+            retry: r.get(19)?,
+            metrics: r.get(20)?,
+            warnings: r.get(21)?,
+            webhook_delivered_at: r.get(22)?,
+        })
+    }
+
+    fn into_record(self, path: &Path) -> Result<JobRecord, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            what: format!("job {}", self.id),
+            message,
+        };
+        let state =
+            JobState::parse(&self.state).ok_or_else(|| corrupt(format!("state {}", self.state)))?;
+        let spec: JobSpec =
+            serde_json::from_str(&self.spec).map_err(|e| corrupt(format!("spec: {e}")))?;
+        let error = match self.error_kind {
+            Some(k) => Some(JobError {
+                kind: ErrorKind::parse(&k).ok_or_else(|| corrupt(format!("error kind {k}")))?,
+                message: self.error_message.clone().unwrap_or_default(),
+            }),
+            None => None,
+        };
+        Ok(JobRecord {
+            id: self.id,
+            session_id: self.session_id,
+            state,
+            error,
+            exit_code: self.exit_code,
+            created_at_ms: self.created_at,
+            started_at_ms: self.started_at,
+            finished_at_ms: self.finished_at,
+            container_id: self.container_id,
+            spec,
+            output_size: self.output_size.max(0) as u64,
+            log_offset: self.log_offset.max(0) as u64,
+            first_output_at_ms: self.first_output_at,
+            last_output_at_ms: self.last_output_at,
+            claude_session_id: self.claude_session_id,
+            num_turns: self.num_turns.map(|n| n.max(0) as u64),
+            cost_usd: self.cost_usd,
+            result: self.result,
+            retry: self.retry.and_then(|r| serde_json::from_str(&r).ok()),
+            metrics: self.metrics.and_then(|m| serde_json::from_str(&m).ok()),
+            warnings: serde_json::from_str(&self.warnings).unwrap_or_default(),
+            webhook_delivered_at_ms: self.webhook_delivered_at,
+        })
+    }
+}

@@ -1,0 +1,48 @@
+//! `creel cleanup`.
+
+use anyhow::Context;
+use creel_engine::Engine;
+
+use super::ExitStatus;
+use crate::{printer, wire};
+
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// Remove sessions idle for more than this many seconds [default: session_idle_timeout]
+    #[arg(long, value_name = "N")]
+    pub idle_seconds: Option<u64>,
+    /// Also delete the workspaces creel created (never a --workspace you brought)
+    #[arg(long)]
+    pub delete_workspaces: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(engine: &Engine, args: CleanupArgs) -> anyhow::Result<ExitStatus> {
+    let idle = args
+        .idle_seconds
+        .unwrap_or(engine.config().session_idle_timeout);
+    let r = engine
+        .cleanup(idle, args.delete_workspaces)
+        .context("cleanup failed")?;
+    if args.json {
+        printer::json(&wire::CleanupWire::from(&r))?;
+    } else {
+        let mut out = String::new();
+        for s in &r.removed_sessions {
+            out.push_str(&format!("removed session {s}\n"));
+        }
+        for w in &r.deleted_workspaces {
+            out.push_str(&format!("deleted workspace {}\n", w.display()));
+        }
+        for s in &r.skipped_active {
+            out.push_str(&format!("kept session {s}: it has a live job\n"));
+        }
+        if out.is_empty() {
+            eprintln!("nothing idle for more than {idle} s");
+        }
+        printer::out(out.as_bytes())?;
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,229 @@
+//! The command line: global options, one file per subcommand, error reporting and exit codes.
+
+mod cancel;
+mod cleanup;
+mod doctor;
+mod monitor;
+mod output;
+mod run;
+mod sessions;
+mod start;
+mod status;
+mod wait;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use creel_engine::config::RuntimeKind;
+use creel_engine::{Config, Engine, EngineOptions, ErrorCategory, MonitorLauncher};
+
+const LONG_ABOUT: &str = "\
+creel runs Claude Code (`claude -p --dangerously-skip-permissions`) as background jobs inside \
+hardened, rootless Podman (or Docker) containers: all capabilities dropped, no new privileges, \
+read-only root, memory/CPU/pids limits, the prompt delivered as a read-only file. Jobs outlive \
+the command that started them; their state and byte-exact output live under --home.
+
+Typical use:
+  creel run 'add a --verbose flag and tests'          start and follow a job
+  creel start --session repo-1 'fix the failing test' start in the background; prints the job id
+  creel status JOB; creel output JOB --follow        look in on it
+  creel start --session repo-1 'now update the docs' continue the same conversation
+  creel mcp                                          serve the same verbs to an agent (MCP)";
+
+const EXIT_CODES: &str = "\
+EXIT STATUS:
+  0  done; for run/wait: the job completed
+  1  for run/wait: the job ended failed or cancelled
+  2  invalid request: usage, bad input, unknown job or session, busy session
+  3  environment: runtime missing or broken, image missing, no login, store unreadable
+  4  wait --timeout expired with the job still running";
+
+/// Run Claude Code jobs in hardened rootless containers.
+#[derive(Debug, Parser)]
+#[command(name = "creel", version, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// State directory: the job store, outputs and session state [default: $XDG_DATA_HOME/creel]
+    #[arg(long, global = true, env = "CREEL_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// TOML config file [default: $XDG_CONFIG_HOME/creel/config.toml]
+    #[arg(long, global = true, env = "CREEL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Container engine for new jobs: podman or docker
+    #[arg(long, global = true, env = "CREEL_RUNTIME", value_name = "RUNTIME", value_parser = ["podman", "docker"])]
+    pub runtime: Option<String>,
+    /// Container image with Claude Code for new jobs
+    #[arg(long, global = true, env = "CREEL_IMAGE", value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Log more to stderr (-v: debug, -vv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a job and follow it, rendered for people
+    ///
+    /// Prints Claude's messages, tool calls and a final line with turns, cost and duration.
+    /// With --json, Claude's stream-json is passed through unchanged. Exits 0 when the job
+    /// completed, 1 when it failed or was cancelled. Ctrl-C stops following, not the job.
+    Run(start::StartArgs),
+    /// Start a job in the background and print its id
+    ///
+    /// Returns at once with {jobId, sessionId, status}; a monitor process runs the container.
+    Start(start::StartArgs),
+    /// Show a job's state, error, activity, metrics and the tail of its output
+    Status(status::StatusArgs),
+    /// Print a job's output by byte offset (raw stream-json or a rendered transcript)
+    Output(output::OutputArgs),
+    /// Wait for a job to end
+    ///
+    /// Exits 0 if it completed, 1 if it failed or was cancelled, 4 if --timeout expired first.
+    Wait(wait::WaitArgs),
+    /// Cancel a job and stop its container (idempotent)
+    Cancel(cancel::CancelArgs),
+    /// List sessions: workspace, job count, active job, Claude conversation
+    Sessions(sessions::SessionsArgs),
+    /// Remove idle sessions: their containers, records and Claude state
+    Cleanup(cleanup::CleanupArgs),
+    /// Check this host: runtime, OCI runtime, cgroups, rlimits, rootless limits, network, image, login
+    Doctor(doctor::DoctorArgs),
+    /// Serve the job tools over the Model Context Protocol (stdio, or streamable HTTP)
+    ///
+    /// Tools: claude_code_start, claude_code_status, claude_code_output, claude_code_cancel,
+    /// claude_code_cleanup, claude_code_sessions. Jobs outlive the server.
+    Mcp(crate::mcp::McpArgs),
+    /// Internal: the per-job monitor process
+    #[command(name = "__monitor", hide = true)]
+    Monitor(monitor::MonitorArgs),
+}
+
+/// The exit codes of DESIGN §5, turned into a process exit code in `main` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitStatus {
+    Success = 0,
+    Failure = 1,
+    Invalid = 2,
+    Environment = 3,
+    Timeout = 4,
+}
+
+pub fn init_tracing(global: &GlobalArgs) {
+    let level = match global.verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CREEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .try_init();
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Run(args) => run::run(&open_engine(g)?, args),
+        Command::Start(args) => start::run(&open_engine(g)?, args),
+        Command::Status(args) => status::run(&open_engine(g)?, args),
+        Command::Output(args) => output::run(&open_engine(g)?, args),
+        Command::Wait(args) => wait::run(&open_engine(g)?, args),
+        Command::Cancel(args) => cancel::run(&open_engine(g)?, args),
+        Command::Sessions(args) => sessions::run(&open_engine(g)?, args),
+        Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
+        Command::Doctor(args) => doctor::run(&open_engine(g)?, args),
+        Command::Mcp(args) => {
+            crate::mcp::run(open_engine(g)?, args)?;
+            Ok(ExitStatus::Success)
+        }
+        Command::Monitor(args) => monitor::run(g, args),
+    }
+}
+
+/// `--home`, or `$XDG_DATA_HOME/creel`, or `~/.local/share/creel`.
+pub fn home_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    if let Some(h) = &global.home {
+        return Ok(h.clone());
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("creel"));
+    }
+    let home = std::env::var_os("HOME")
+        .context("neither --home, CREEL_HOME, XDG_DATA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/creel"))
+}
+
+fn config_path(global: &GlobalArgs) -> (Option<PathBuf>, bool) {
+    if let Some(c) = &global.config {
+        return (Some(c.clone()), true);
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|x| !x.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    (base.map(|b| b.join("creel/config.toml")), false)
+}
+
+/// Loads the config (file, then `CREEL_*` env, then flags) and opens the engine.
+pub fn open_engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
+    let (path, required) = config_path(global);
+    let mut config = Config::load(path.as_deref(), required, &|k| std::env::var(k).ok())?;
+    if let Some(r) = &global.runtime {
+        config.runtime = r.parse::<RuntimeKind>().map_err(anyhow::Error::msg)?;
+    }
+    if let Some(i) = &global.image {
+        config.image = i.clone();
+    }
+    config.validate()?;
+    let home = home_dir(global)?;
+    let mut opts = EngineOptions::from_env(home, config);
+    opts.monitor = Some(MonitorLauncher {
+        program: std::env::current_exe().context("cannot find the creel executable")?,
+        args: vec!["__monitor".into()],
+    });
+    Ok(Engine::open(opts)?)
+}
+
+/// Prints `error: …`, the causes, and a hint; returns the exit status for it.
+pub fn report_error(err: &anyhow::Error) -> ExitStatus {
+    if err.downcast_ref::<crate::printer::BrokenPipe>().is_some() {
+        return ExitStatus::Success;
+    }
+    let engine_err = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<creel_engine::Error>());
+    let status = match engine_err.map(|e| e.category()) {
+        Some(ErrorCategory::Environment) => ExitStatus::Environment,
+        Some(ErrorCategory::Invalid) => ExitStatus::Invalid,
+        None if err.chain().any(|e| {
+            e.downcast_ref::<creel_engine::config::ConfigError>()
+                .is_some()
+        }) =>
+        {
+            ExitStatus::Invalid
+        }
+        None => ExitStatus::Environment,
+    };
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  Caused by: {cause}");
+    }
+    if let Some(h) = engine_err.and_then(|e| e.hint()) {
+        eprintln!("\nhint: {h}");
+    }
+    status
+}

@@ -1,0 +1,121 @@
+//! `creel output`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use creel_engine::{Engine, OutputFormat, OutputRequest};
+
+use super::ExitStatus;
+use crate::{printer, wire};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// Claude's stream-json bytes, exactly as written
+    Raw,
+    /// A rendered transcript: text, tool calls summarised, results shortened
+    Text,
+}
+
+impl From<Format> for OutputFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Raw => OutputFormat::Raw,
+            Format::Text => OutputFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// The job id
+    pub job: String,
+    /// Start at this byte offset (of the chosen format)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub offset: u64,
+    /// Print at most this many bytes (a page never splits a UTF-8 character) [default: 65536; all with --follow]
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// raw (stream-json) or text (rendered)
+    #[arg(long, value_enum, default_value_t = Format::Raw)]
+    pub format: Format,
+    /// Keep printing new output until the job ends
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Print a page as JSON {jobId, status, offset, nextOffset, totalSize, hasMore, content}; with --follow, JSON Lines
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(engine: &Engine, args: OutputArgs) -> anyhow::Result<ExitStatus> {
+    let ctx = || format!("cannot read the output of job {}", args.job);
+    if !args.follow {
+        let page = engine
+            .output(
+                &args.job,
+                OutputRequest {
+                    offset: args.offset,
+                    limit: args.limit.unwrap_or(64 * 1024),
+                    format: args.format.into(),
+                },
+            )
+            .with_context(ctx)?;
+        if args.json {
+            printer::json(&wire::OutputWire::from(&page))?;
+        } else {
+            printer::out(page.content.as_bytes())?;
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let mut offset = args.offset;
+    let mut remaining = args.limit;
+    loop {
+        let limit = remaining.unwrap_or(1 << 20).min(1 << 20);
+        let page = engine
+            .output(
+                &args.job,
+                OutputRequest {
+                    offset,
+                    limit,
+                    format: args.format.into(),
+                },
+            )
+            .with_context(ctx)?;
+        if !page.content.is_empty() {
+            if args.json {
+                let line =
+                    serde_json::json!({"type": "output", "data": wire::OutputWire::from(&page)});
+                printer::out(format!("{line}\n").as_bytes())?;
+            } else {
+                printer::out(page.content.as_bytes())?;
+            }
+            if let Some(r) = remaining.as_mut() {
+                *r = r.saturating_sub(page.next_offset - page.offset);
+                if *r == 0 {
+                    return Ok(ExitStatus::Success);
+                }
+            }
+        }
+        offset = page.next_offset;
+        if page.has_more {
+            continue;
+        }
+        if page.state.is_final() {
+            // One more read: output may have landed between the page and the state.
+            let last = engine
+                .output(
+                    &args.job,
+                    OutputRequest {
+                        offset,
+                        limit: 1 << 20,
+                        format: args.format.into(),
+                    },
+                )
+                .with_context(ctx)?;
+            if last.content.is_empty() {
+                return Ok(ExitStatus::Success);
+            }
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

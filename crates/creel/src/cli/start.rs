@@ -1,0 +1,69 @@
+//! `creel start`.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use creel_engine::{Engine, StartRequest};
+
+use super::ExitStatus;
+use crate::{printer, wire};
+
+/// Options shared by `start` and `run`.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// The task for Claude; `-` reads it from standard input (any size)
+    pub prompt: String,
+    /// Session to start or continue (continuing resumes Claude's conversation); new if omitted
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+    /// For a new session: use this existing directory as the workspace (creel never deletes it)
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Claude model (passed as --model)
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Stop after this many agent turns (passed as --max-turns)
+    #[arg(long, value_name = "N")]
+    pub max_turns: Option<u32>,
+    /// Print JSON (for run: Claude's raw stream-json)
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl StartArgs {
+    pub fn request(&self) -> anyhow::Result<StartRequest> {
+        let prompt = if self.prompt == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read the prompt from standard input (it must be UTF-8)")?;
+            s
+        } else {
+            self.prompt.clone()
+        };
+        Ok(StartRequest {
+            prompt,
+            session_id: self.session.clone(),
+            workspace: self.workspace.clone(),
+            model: self.model.clone(),
+            max_turns: self.max_turns,
+        })
+    }
+}
+
+pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
+    let r = engine
+        .start(args.request()?)
+        .context("cannot start the job")?;
+    if args.json {
+        printer::json(&wire::StartWire::from(&r))?;
+    } else {
+        printer::out(format!("{}\n", r.job_id).as_bytes())?;
+        eprintln!(
+            "started job {} in session {} (follow: creel output {} --follow --format text)",
+            r.job_id, r.session_id, r.job_id
+        );
+    }
+    Ok(ExitStatus::Success)
+}

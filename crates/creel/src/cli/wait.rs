@@ -1,0 +1,55 @@
+//! `creel wait`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use creel_engine::{Engine, JobState, WaitOutcome};
+
+use super::ExitStatus;
+use crate::{printer, wire};
+
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// The job id
+    pub job: String,
+    /// Give up after this many seconds (exit code 4)
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Print the final status as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(engine: &Engine, args: WaitArgs) -> anyhow::Result<ExitStatus> {
+    let timeout = match args.timeout {
+        Some(t) if !(t >= 0.0 && t.is_finite()) => {
+            anyhow::bail!(creel_engine::Error::InvalidRequest(format!(
+                "--timeout {t} is not a number of seconds"
+            )))
+        }
+        Some(t) => Some(Duration::from_secs_f64(t)),
+        None => None,
+    };
+    let outcome = engine
+        .wait(&args.job, timeout)
+        .with_context(|| format!("cannot wait for job {}", args.job))?;
+    let (status, code) = match &outcome {
+        WaitOutcome::Finished(s) if s.record.state == JobState::Completed => {
+            (s, ExitStatus::Success)
+        }
+        WaitOutcome::Finished(s) => (s, ExitStatus::Failure),
+        WaitOutcome::TimedOut(s) => (s, ExitStatus::Timeout),
+    };
+    if args.json {
+        printer::json(&wire::StatusWire::from(status))?;
+    } else {
+        printer::out(super::status::human(status).as_bytes())?;
+        if code == ExitStatus::Timeout {
+            eprintln!(
+                "creel: timed out; job {} is still {}",
+                status.record.id, status.record.state
+            );
+        }
+    }
+    Ok(code)
+}

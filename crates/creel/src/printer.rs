@@ -1,0 +1,28 @@
+//! stdout/stderr discipline: data on stdout, everything else on stderr; a closed stdout (a
+//! pipe into `head`) is not an error.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+/// Prints a value as pretty JSON on stdout.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut s = serde_json::to_string_pretty(value)?;
+    s.push('\n');
+    out(s.as_bytes())
+}
+
+/// Writes bytes to stdout, flushing; a broken pipe ends quietly.
+pub fn out(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|_| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::new(BrokenPipe)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Marker for a closed stdout; `main` treats it as success.
+#[derive(Debug, thiserror::Error)]
+#[error("broken pipe")]
+pub struct BrokenPipe;

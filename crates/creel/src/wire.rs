@@ -1,0 +1,307 @@
+//! The JSON shapes of DESIGN §4: what `--json` prints and what MCP tools return. Only this
+//! crate knows JSON; the engine returns plain Rust values and these types translate them.
+
+use creel_engine::{
+    CleanupReport, DoctorFinding, DoctorLevel, JobStatus, OutputChunk, SessionSummary,
+    StartResponse,
+};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// `start` → `{jobId, sessionId, status}`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StartWire {
+    /// The new job's id.
+    pub job_id: String,
+    /// Its session (pass it as `session_id` to continue the conversation).
+    pub session_id: String,
+    /// `pending`.
+    pub status: String,
+}
+
+impl From<&StartResponse> for StartWire {
+    fn from(r: &StartResponse) -> Self {
+        StartWire {
+            job_id: r.job_id.clone(),
+            session_id: r.session_id.clone(),
+            status: r.state.to_string(),
+        }
+    }
+}
+
+/// A failed job's reason.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorWire {
+    /// startup_timeout, idle_timeout, output_limit, oom, exit_nonzero, api_error, auth, rate_limit, max_turns, image_missing, runtime.
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// Resource use.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsWire {
+    /// CPU in percent of one core.
+    pub cpu_percent: Option<f64>,
+    /// Memory in use, bytes.
+    pub memory_bytes: Option<u64>,
+    /// Memory limit, bytes.
+    pub memory_limit_bytes: Option<u64>,
+    /// Processes.
+    pub pids: Option<u64>,
+}
+
+/// An API retry in progress.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryWire {
+    /// Attempt number.
+    pub attempt: u64,
+    /// Maximum retries.
+    pub max_retries: u64,
+    /// The error.
+    pub error: String,
+}
+
+/// Egress refusals per host.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EgressWire {
+    /// The host asked for.
+    pub host: String,
+    /// How many times it was refused.
+    pub count: u64,
+}
+
+/// `status`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusWire {
+    /// Job id.
+    pub job_id: String,
+    /// Session id.
+    pub session_id: String,
+    /// pending, running, completed, failed or cancelled.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<ErrorWire>,
+    /// Container exit code, once known.
+    pub exit_code: Option<i64>,
+    /// Seconds since the job was accepted (to its end, once final).
+    pub elapsed_seconds: f64,
+    /// Bytes of raw output captured.
+    pub output_size: u64,
+    /// Seconds since the latest output.
+    pub last_output_seconds_ago: Option<f64>,
+    /// active (output within 10 s), processing (CPU busy) or idle.
+    pub activity_state: String,
+    /// The rendered tail of the output.
+    pub tail_output: String,
+    /// Latest sampled resource use.
+    pub metrics: MetricsWire,
+    /// Claude's conversation id.
+    pub claude_session_id: Option<String>,
+    /// Turns Claude took.
+    pub num_turns: Option<u64>,
+    /// Cost Claude reported (for the whole conversation).
+    pub cost_usd: Option<f64>,
+    /// Claude's final result text.
+    pub result: Option<String>,
+    /// An API retry in progress.
+    pub retry: Option<RetryWire>,
+    /// Network requests refused by the egress allowlist.
+    pub egress_denied: Vec<EgressWire>,
+    /// Things the user should know (limits not enforced, resume notes, runtime warnings).
+    pub warnings: Vec<String>,
+}
+
+impl From<&JobStatus> for StatusWire {
+    fn from(s: &JobStatus) -> Self {
+        let r = &s.record;
+        let m = r.metrics.clone().unwrap_or_default();
+        StatusWire {
+            job_id: r.id.clone(),
+            session_id: r.session_id.clone(),
+            status: r.state.to_string(),
+            error: r.error.as_ref().map(|e| ErrorWire {
+                kind: e.kind.as_str().into(),
+                message: e.message.clone(),
+            }),
+            exit_code: r.exit_code,
+            elapsed_seconds: round1(s.elapsed_seconds),
+            output_size: r.output_size,
+            last_output_seconds_ago: s.last_output_seconds_ago.map(round1),
+            activity_state: s.activity.as_str().into(),
+            tail_output: s.tail_output.clone(),
+            metrics: MetricsWire {
+                cpu_percent: m.cpu_percent,
+                memory_bytes: m.memory_bytes,
+                memory_limit_bytes: m.memory_limit_bytes,
+                pids: m.pids,
+            },
+            claude_session_id: r.claude_session_id.clone(),
+            num_turns: r.num_turns,
+            cost_usd: r.cost_usd,
+            result: r.result.clone(),
+            retry: r.retry.as_ref().map(|x| RetryWire {
+                attempt: x.attempt,
+                max_retries: x.max_retries,
+                error: x.error.clone(),
+            }),
+            egress_denied: Vec::new(),
+            warnings: r
+                .spec
+                .warnings
+                .iter()
+                .chain(r.warnings.iter())
+                .cloned()
+                .fold(Vec::new(), |mut v, w| {
+                    if !v.contains(&w) {
+                        v.push(w);
+                    }
+                    v
+                }),
+        }
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `output`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputWire {
+    /// Job id.
+    pub job_id: String,
+    /// The job's state when read.
+    pub status: String,
+    /// Where this page starts.
+    pub offset: u64,
+    /// Pass this as `offset` for the next page.
+    pub next_offset: u64,
+    /// Total size so far.
+    pub total_size: u64,
+    /// More is available now (a running job may write more later).
+    pub has_more: bool,
+    /// The page; never splits a UTF-8 character.
+    pub content: String,
+}
+
+impl From<&OutputChunk> for OutputWire {
+    fn from(c: &OutputChunk) -> Self {
+        OutputWire {
+            job_id: c.job_id.clone(),
+            status: c.state.to_string(),
+            offset: c.offset,
+            next_offset: c.next_offset,
+            total_size: c.total_size,
+            has_more: c.has_more,
+            content: c.content.clone(),
+        }
+    }
+}
+
+/// One session.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionWire {
+    /// Session id.
+    pub session_id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub last_activity: String,
+    /// Jobs run in it.
+    pub job_count: u64,
+    /// The unfinished job, if any.
+    pub active_job_id: Option<String>,
+    /// Claude's conversation id.
+    pub claude_session_id: String,
+    /// Host path of the workspace.
+    pub workspace: String,
+}
+
+impl From<&SessionSummary> for SessionWire {
+    fn from(s: &SessionSummary) -> Self {
+        SessionWire {
+            session_id: s.record.id.clone(),
+            created_at: rfc3339(s.record.created_at_ms),
+            last_activity: rfc3339(s.record.last_activity_ms),
+            job_count: s.job_count,
+            active_job_id: s.active_job_id.clone(),
+            claude_session_id: s.record.claude_session_id.clone(),
+            workspace: s.record.workspace.display().to_string(),
+        }
+    }
+}
+
+/// `sessions`: wrapped in an object for MCP structured content.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionsWire {
+    /// All sessions, most recently active first.
+    pub sessions: Vec<SessionWire>,
+}
+
+/// `cleanup`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupWire {
+    /// Sessions removed.
+    pub removed_sessions: Vec<String>,
+    /// Sessions idle long enough but with a live job (never removed).
+    pub skipped_active: Vec<String>,
+    /// Workspaces deleted (only with delete_workspaces, only those creel created).
+    pub deleted_workspaces: Vec<String>,
+}
+
+impl From<&CleanupReport> for CleanupWire {
+    fn from(r: &CleanupReport) -> Self {
+        CleanupWire {
+            removed_sessions: r.removed_sessions.clone(),
+            skipped_active: r.skipped_active.clone(),
+            deleted_workspaces: r
+                .deleted_workspaces
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+        }
+    }
+}
+
+/// One `doctor` finding.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DoctorWire {
+    /// What was checked.
+    pub check: String,
+    /// ok, warn or error.
+    pub level: String,
+    /// What was found.
+    pub message: String,
+    /// What to do.
+    pub hint: Option<String>,
+}
+
+impl From<&DoctorFinding> for DoctorWire {
+    fn from(f: &DoctorFinding) -> Self {
+        DoctorWire {
+            check: f.check.clone(),
+            level: match f.level {
+                DoctorLevel::Ok => "ok",
+                DoctorLevel::Warn => "warn",
+                DoctorLevel::Error => "error",
+            }
+            .into(),
+            message: f.message.clone(),
+            hint: f.hint.clone(),
+        }
+    }
+}
+
+/// Unix milliseconds as RFC 3339 (UTC, seconds).
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

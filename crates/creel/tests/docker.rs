@@ -1,0 +1,73 @@
+//! The same scenarios on Docker (Debian's docker.io engine on its own socket, started by
+//! `scripts/dockerd.sh`; `scripts/test` exports `CREEL_TEST_DOCKER_HOST`). In CI the engine
+//! must be there; a developer without it skips these.
+
+use crate::util::TestEnv;
+
+fn docker_env(extra: &str) -> Option<TestEnv> {
+    let host = match std::env::var("CREEL_TEST_DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => h,
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the Docker tests: CREEL_TEST_DOCKER_HOST is not set"
+            );
+            eprintln!("skipping: CREEL_TEST_DOCKER_HOST not set (scripts/dockerd.sh start)");
+            return None;
+        }
+    };
+    let mut env = TestEnv::with_config(&format!("runtime = \"docker\"\n{extra}"));
+    env.set_env("DOCKER_HOST", &host);
+    Some(env)
+}
+
+#[test]
+fn docker_job_completes_with_byte_exact_burst() {
+    let Some(env) = docker_env("") else { return };
+    let (job, _) = env.start(
+        "say on docker\nlines 50000\nwrite d.txt from docker\nnoeol no newline at the end",
+        &[],
+    );
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["exitCode"], 0);
+    let raw = env.raw_output(&job);
+    assert!(raw.ends_with(b"no newline at the end"));
+    let text = String::from_utf8_lossy(&raw);
+    for i in [1, 25000, 50000] {
+        assert_eq!(
+            text.matches(&format!("\"line {i}\"")).count(),
+            1,
+            "line {i}"
+        );
+    }
+    // init, say, 50000 lines, Write tool_use and tool_result, the final partial line.
+    assert_eq!(text.lines().count(), 50005);
+}
+
+#[test]
+fn docker_failures_cancel_and_oom() {
+    let Some(env) = docker_env("memory = \"64m\"\n") else {
+        return;
+    };
+    let (fail, _) = env.start("exit 5", &[]);
+    let (oom, _) = env.start("oom", &[]);
+    let (long, _) = env.start("say wait\nsleep 60", &[]);
+    let s = env.wait(&fail);
+    assert_eq!(
+        (s["status"].as_str(), s["exitCode"].as_i64()),
+        (Some("failed"), Some(5)),
+        "{s}"
+    );
+    let s = env.wait(&oom);
+    assert_eq!(s["error"]["kind"], "oom", "{s}");
+    crate::util::eventually(std::time::Duration::from_secs(30), "running", || {
+        (env.json(&["status", &long, "--json"])["status"] == "running").then_some(())
+    });
+    assert_eq!(
+        env.json(&["cancel", &long, "--json"])["status"],
+        "cancelled"
+    );
+    let s = env.wait(&long);
+    assert_eq!(s["status"], "cancelled");
+}

@@ -1,0 +1,160 @@
+//! Bad input and broken environments: one `error:` line (and a `hint:` where one helps), the
+//! exit codes of DESIGN §5, and nothing written to the store.
+
+use crate::util::TestEnv;
+
+fn assert_refused(env: &TestEnv, args: &[&str], code: i32, needle: &str) -> String {
+    let out = env.run(args);
+    env.expect_code(&out, code, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err}");
+    assert!(out.stdout.is_empty(), "stdout must stay empty on errors");
+    err
+}
+
+fn assert_nothing_stored(env: &TestEnv) {
+    let jobs = env.home.join("jobs");
+    let n = std::fs::read_dir(&jobs).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(n, 0, "job directories were left behind");
+    let sessions = env.json(&["sessions", "--json"]);
+    assert_eq!(
+        sessions.as_array().unwrap().len(),
+        0,
+        "sessions were stored: {sessions}"
+    );
+}
+
+#[test]
+fn invalid_session_ids_are_refused() {
+    let env = TestEnv::new();
+    let long = "a".repeat(200);
+    for id in ["../x", "", long.as_str(), ".hidden", "a/b", "a b", "-x"] {
+        let err = assert_refused(
+            &env,
+            &["start", "say hi", &format!("--session={id}")],
+            2,
+            "invalid session id",
+        );
+        assert!(err.contains("hint: "), "{err}");
+    }
+    assert_nothing_stored(&env);
+}
+
+#[test]
+fn unknown_jobs_are_refused() {
+    let env = TestEnv::new();
+    for verb in ["status", "output", "wait", "cancel"] {
+        assert_refused(&env, &[verb, "0123456789ab"], 2, "unknown job");
+        assert_refused(&env, &[verb, "../../etc/passwd"], 2, "unknown job");
+    }
+}
+
+#[test]
+fn a_missing_image_is_an_environment_error_with_a_hint() {
+    let env = TestEnv::with_config("image = \"localhost/creel-no-such-image:1\"\n");
+    let err = assert_refused(&env, &["start", "say hi"], 3, "creel-no-such-image");
+    assert!(err.contains("hint: "), "{err}");
+    assert_nothing_stored(&env);
+}
+
+#[test]
+fn a_missing_runtime_binary_is_an_environment_error() {
+    let env = TestEnv::with_config("runtime_path = \"/nonexistent/podman\"\n");
+    let err = assert_refused(&env, &["start", "say hi"], 3, "/nonexistent/podman");
+    assert!(err.contains("hint: "), "{err}");
+    assert_nothing_stored(&env);
+}
+
+#[test]
+fn no_login_is_refused_before_any_container() {
+    let mut env = TestEnv::new();
+    env.unset_env("ANTHROPIC_API_KEY");
+    let err = assert_refused(&env, &["start", "say hi"], 3, "no Claude login");
+    assert!(err.contains("hint: "), "{err}");
+    assert_nothing_stored(&env);
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let env = TestEnv::with_config("idle_timout = 3\n");
+    assert_refused(&env, &["status", "0123456789ab"], 2, "idle_timout");
+    let env = TestEnv::with_config("memory = \"lots\"\n");
+    assert_refused(&env, &["sessions"], 2, "memory");
+    let mut env = TestEnv::new();
+    env.set_env("CREEL_IDLE_TIMEOUT", "soon");
+    assert_refused(&env, &["sessions"], 2, "CREEL_IDLE_TIMEOUT");
+}
+
+#[test]
+fn bad_start_requests_are_refused() {
+    let env = TestEnv::new();
+    assert_refused(&env, &["start", "   "], 2, "prompt is empty");
+    assert_refused(
+        &env,
+        &["start", "say hi", "--max-turns", "0"],
+        2,
+        "max-turns",
+    );
+    assert_refused(&env, &["start", "say hi", "--model", "--evil"], 2, "");
+    assert_refused(&env, &["start", "say hi", "--model=bad model"], 2, "model");
+    assert_refused(
+        &env,
+        &["start", "say hi", "--workspace", "/nonexistent/dir"],
+        2,
+        "workspace",
+    );
+    assert_refused(
+        &env,
+        &["start", "say hi", "--workspace", "/etc/passwd"],
+        2,
+        "not a directory",
+    );
+    assert_nothing_stored(&env);
+}
+
+#[test]
+fn workspace_is_only_for_a_new_session() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("say one", &["--session", "ws-once"]);
+    env.wait(&job);
+    let dir = env.dir.path().join("other");
+    std::fs::create_dir(&dir).unwrap();
+    assert_refused(
+        &env,
+        &[
+            "start",
+            "say two",
+            "--session",
+            "ws-once",
+            "--workspace",
+            dir.to_str().unwrap(),
+        ],
+        2,
+        "only for a new session",
+    );
+}
+
+#[test]
+fn help_teaches_and_documents_exit_codes() {
+    let env = TestEnv::new();
+    let out = env.run(&["--help"]);
+    env.expect_code(&out, 0, &["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "EXIT STATUS",
+        "run",
+        "start",
+        "status",
+        "output",
+        "wait",
+        "cancel",
+        "sessions",
+        "cleanup",
+        "doctor",
+        "mcp",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from --help");
+    }
+    assert!(!help.contains("__monitor"));
+}

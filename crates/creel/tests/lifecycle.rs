@@ -1,0 +1,418 @@
+//! Jobs through the CLI on real Podman containers: start, status, output, wait, run, cancel,
+//! sessions and resume, limits and timeouts, crash recovery.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{TestEnv, eventually, podman_containers};
+
+fn lines_of(raw: &[u8]) -> Vec<Value> {
+    raw.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l)
+                .unwrap_or_else(|e| panic!("bad line {e}: {}", String::from_utf8_lossy(l)))
+        })
+        .collect()
+}
+
+#[test]
+fn start_returns_pending_and_the_job_completes_with_facts() {
+    let env = TestEnv::new();
+    let begun = Instant::now();
+    let v = env.json(&[
+        "start",
+        "--json",
+        "say hello world\nwrite hello.txt hi there\nbash echo ran",
+    ]);
+    assert!(
+        begun.elapsed() < Duration::from_secs(5),
+        "start must return at once"
+    );
+    assert_eq!(v["status"], "pending");
+    let job = v["jobId"].as_str().unwrap();
+    let session = v["sessionId"].as_str().unwrap();
+    let s = env.wait(job);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["exitCode"], 0);
+    assert_eq!(s["sessionId"], session);
+    assert_eq!(s["numTurns"], 4);
+    assert!(s["costUsd"].as_f64().unwrap() > 0.0);
+    assert!(s["claudeSessionId"].as_str().unwrap().len() == 36);
+    assert_eq!(s["result"], "hello world");
+    assert!(s["error"].is_null());
+    assert!(s["tailOutput"].as_str().unwrap().contains("✔ done"), "{s}");
+    assert!(s["outputSize"].as_u64().unwrap() > 0);
+    // The file the agent wrote is on the host, owned by the uid the agent ran as (never root).
+    let ws = env.home.join("workspaces").join(session);
+    let f = ws.join("hello.txt");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "hi there\n");
+    assert_ne!(std::fs::metadata(&f).unwrap().uid(), 0);
+    // Raw output is Claude's stream-json, byte for byte.
+    let raw = env.raw_output(job);
+    let events = lines_of(&raw);
+    assert_eq!(events[0]["type"], "system");
+    assert_eq!(events.last().unwrap()["type"], "result");
+    assert_eq!(env.paged_output(job, 1000, "raw").as_bytes(), &raw[..]);
+    let text = env.paged_output(job, 64 * 1024, "text");
+    assert!(text.contains("→ Write(/workspace/hello.txt"), "{text}");
+    assert!(text.contains("→ Bash(echo ran)"), "{text}");
+    // The container is removed once the job is final.
+    assert!(podman_containers(&format!("io.creel.job={job}")).is_empty());
+}
+
+#[test]
+fn nonzero_exit_is_a_failure_and_wait_says_so() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("say partial\nstderr something broke\nexit 3", &[]);
+    let out = env.run(&["wait", &job, "--json"]);
+    env.expect_code(&out, 1, &["wait"]);
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["status"], "failed");
+    assert_eq!(s["exitCode"], 3);
+    assert_eq!(s["error"]["kind"], "exit_nonzero");
+    assert!(
+        s["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("something broke"),
+        "{s}"
+    );
+}
+
+#[test]
+fn result_events_with_is_error_fail_with_the_right_kind() {
+    let env = TestEnv::new();
+    let cases = [
+        ("api500", "api_error"),
+        ("max_turns", "max_turns"),
+        ("auth", "auth"),
+        ("rate_limit", "rate_limit"),
+    ];
+    let jobs: Vec<(String, &str)> = cases
+        .iter()
+        .map(|(d, k)| (env.start(&format!("say trying\nfail {d}"), &[]).0, *k))
+        .collect();
+    for (job, kind) in jobs {
+        let s = env.wait(&job);
+        assert_eq!(s["status"], "failed", "{s}");
+        assert_eq!(s["error"]["kind"], kind, "{s}");
+    }
+}
+
+#[test]
+fn a_burst_of_100000_lines_is_captured_byte_exact_in_order_once() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("lines 100000\nnoeol last words without newline", &[]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    let raw = env.raw_output(&job);
+    assert!(raw.ends_with(b"last words without newline"), "tail lost");
+    let body = &raw[..raw.len() - b"last words without newline".len()];
+    let events = lines_of(body);
+    assert_eq!(events.len(), 100_001, "init + 100000 lines");
+    for (i, e) in events[1..].iter().enumerate() {
+        assert_eq!(
+            e["message"]["content"][0]["text"],
+            format!("line {}", i + 1)
+        );
+    }
+    assert_eq!(s["outputSize"].as_u64().unwrap(), raw.len() as u64);
+    // Pages reassemble to the same bytes.
+    assert_eq!(env.paged_output(&job, 1 << 20, "raw").as_bytes(), &raw[..]);
+}
+
+#[test]
+fn output_pages_never_split_a_utf8_character() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("say héllo wörld — 😀 ✓ 日本語", &[]);
+    env.wait(&job);
+    let raw = String::from_utf8(env.raw_output(&job)).unwrap();
+    for limit in [1u64, 2, 3, 5, 7] {
+        assert_eq!(env.paged_output(&job, limit, "raw"), raw, "limit {limit}");
+    }
+    let text = env.paged_output(&job, 3, "text");
+    assert!(text.contains("héllo wörld — 😀 ✓ 日本語"), "{text}");
+}
+
+#[test]
+fn cancel_stops_the_job_and_is_idempotent() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("say working\nsleep 60", &[]);
+    eventually(Duration::from_secs(30), "job running", || {
+        let s = env.json(&["status", &job, "--json"]);
+        (s["status"] == "running" && s["outputSize"].as_u64() > Some(0)).then_some(())
+    });
+    let c = env.json(&["cancel", &job, "--json"]);
+    assert_eq!(c["status"], "cancelled");
+    let again = env.json(&["cancel", &job, "--json"]);
+    assert_eq!(again["status"], "cancelled");
+    let out = env.run(&["wait", &job, "--timeout", "30"]);
+    env.expect_code(&out, 1, &["wait"]);
+    eventually(Duration::from_secs(30), "container removed", || {
+        podman_containers(&format!("io.creel.job={job}"))
+            .is_empty()
+            .then_some(())
+    });
+    let s = env.json(&["status", &job, "--json"]);
+    assert_eq!(
+        s["status"], "cancelled",
+        "a cancelled job stays cancelled: {s}"
+    );
+    assert!(env.paged_output(&job, 65536, "text").contains("working"));
+}
+
+#[test]
+fn run_renders_for_people_and_passes_json_through() {
+    let env = TestEnv::new();
+    let out = env.run(&["run", "say hi from run\nbash echo tool-output"]);
+    env.expect_code(&out, 0, &["run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("hi from run"), "{stdout}");
+    assert!(stdout.contains("→ Bash(echo tool-output)"), "{stdout}");
+    assert!(stdout.contains("✔ done · 3 turns"), "{stdout}");
+    let out = env.run(&["run", "--json", "say raw"]);
+    env.expect_code(&out, 0, &["run", "--json"]);
+    let events = lines_of(&out.stdout);
+    assert_eq!(events[0]["subtype"], "init");
+    assert_eq!(events.last().unwrap()["type"], "result");
+    let out = env.run(&["run", "say bad\nexit 2"]);
+    env.expect_code(&out, 1, &["run"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exit_nonzero"));
+}
+
+#[test]
+fn a_large_prompt_from_stdin_arrives_intact_and_never_in_argv() {
+    let env = TestEnv::new();
+    let mut prompt = String::from("say got it\nsleep 2\n");
+    let marker = "PROMPT-MARKER-7f3a";
+    while prompt.len() < 1_000_000 {
+        prompt.push_str(marker);
+        prompt.push_str(" filler text for a large prompt\n");
+    }
+    let out = env.run_stdin(&["start", "--json", "-"], prompt.as_bytes());
+    env.expect_code(&out, 0, &["start", "-"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = v["jobId"].as_str().unwrap();
+    let session = v["sessionId"].as_str().unwrap();
+    let cid = eventually(Duration::from_secs(30), "container", || {
+        podman_containers(&format!("io.creel.job={job}"))
+            .into_iter()
+            .next()
+    });
+    let inspect = std::process::Command::new("podman")
+        .args(["inspect", &cid])
+        .output()
+        .unwrap();
+    let inspect = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        !inspect.contains(marker),
+        "prompt visible in podman inspect"
+    );
+    assert!(
+        !inspect.contains("sk-test-key-0123456789"),
+        "API key visible in podman inspect"
+    );
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.contains(marker) && !ps.contains("sk-test-key"),
+        "prompt or key in ps"
+    );
+    let s = env.wait(job);
+    assert_eq!(s["status"], "completed", "{s}");
+    // The stand-in recorded the prompt it read on stdin in its transcript.
+    let dir = env
+        .home
+        .join("sessions")
+        .join(session)
+        .join("claude/projects/-workspace");
+    let transcript = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let t = std::fs::read_to_string(transcript).unwrap();
+    assert_eq!(t.matches(marker).count(), prompt.matches(marker).count());
+}
+
+#[test]
+fn a_second_job_resumes_the_sessions_conversation() {
+    let env = TestEnv::new();
+    let (j1, session) = env.start("say first task", &["--session", "resume-me"]);
+    assert_eq!(session, "resume-me");
+    let s1 = env.wait(&j1);
+    assert_eq!(s1["status"], "completed");
+    let (j2, _) = env.start("say second task", &["--session", "resume-me"]);
+    let s2 = env.wait(&j2);
+    assert_eq!(s2["status"], "completed", "{s2}");
+    assert_eq!(s1["claudeSessionId"], s2["claudeSessionId"]);
+    let text = env.paged_output(&j2, 65536, "text");
+    assert!(text.contains("resumed: say first task"), "{text}");
+    let sessions = env.json(&["sessions", "--json"]);
+    let s = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sessionId"] == "resume-me")
+        .unwrap();
+    assert_eq!(s["jobCount"], 2);
+    assert!(s["activeJobId"].is_null());
+    assert_eq!(s["claudeSessionId"], s1["claudeSessionId"]);
+}
+
+#[test]
+fn a_session_whose_first_job_died_early_starts_fresh_and_says_so() {
+    let env = TestEnv::new();
+    // The stand-in writes no transcript when it exits before reading its prompt... so make the
+    // first job fail at startup: a claude_path that does not exist.
+    let mut broken = TestEnv::with_config("claude_path = \"/nonexistent/claude\"\n");
+    broken.home = env.home.clone();
+    let (j1, _) = broken.start("say lost", &["--session", "fresh"]);
+    let s1 = broken.wait(&j1);
+    assert_eq!(s1["status"], "failed", "{s1}");
+    let (j2, _) = env.start("say again", &["--session", "fresh"]);
+    let s2 = env.wait(&j2);
+    assert_eq!(s2["status"], "completed", "{s2}");
+    assert!(
+        s2["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("not resuming")),
+        "{s2}"
+    );
+    assert!(!env.paged_output(&j2, 65536, "text").contains("resumed:"));
+}
+
+#[test]
+fn a_busy_session_refuses_a_second_job_naming_the_active_one() {
+    let env = TestEnv::new();
+    let (j1, _) = env.start("say busy\nsleep 30", &["--session", "busy"]);
+    let out = env.run(&["start", "say no", "--session", "busy"]);
+    env.expect_code(&out, 2, &["start"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&j1) && err.starts_with("error: "), "{err}");
+    let sessions = env.json(&["sessions", "--json"]);
+    assert_eq!(
+        sessions[0]["jobCount"], 1,
+        "nothing stored for the refused start"
+    );
+    env.json(&["cancel", &j1, "--json"]);
+}
+
+#[test]
+fn the_agent_writes_files_as_the_workspace_owner() {
+    let env = TestEnv::new();
+    let ws = env.dir.path().join("my-ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::os::unix::fs::chown(&ws, Some(4242), Some(4343)).unwrap();
+    let (job, _) = env.start(
+        "write made-by-agent.txt content",
+        &["--workspace", ws.to_str().unwrap()],
+    );
+    assert_eq!(env.wait(&job)["status"], "completed");
+    let m = std::fs::metadata(ws.join("made-by-agent.txt")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (4242, 4343));
+}
+
+#[test]
+fn startup_timeout_fails_a_silent_job() {
+    let env = TestEnv::with_config("startup_timeout = 2\n");
+    let (job, _) = env.start("quiet 30\nsay never", &[]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["kind"], "startup_timeout");
+    assert!(s["elapsedSeconds"].as_f64().unwrap() < 20.0);
+}
+
+#[test]
+fn idle_timeout_fails_a_job_that_goes_quiet() {
+    let env = TestEnv::with_config("idle_timeout = 2\n");
+    let (job, _) = env.start("say started\nsleep 60", &[]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["kind"], "idle_timeout");
+    assert!(s["elapsedSeconds"].as_f64().unwrap() < 30.0);
+    assert!(env.paged_output(&job, 65536, "text").contains("started"));
+}
+
+#[test]
+fn output_limit_stops_the_job_and_keeps_output_up_to_the_limit() {
+    let env = TestEnv::with_config("max_output_size = 100000\n");
+    let (job, _) = env.start("lines 100000\nsleep 30", &[]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["kind"], "output_limit");
+    assert_eq!(s["outputSize"], 100000);
+    assert_eq!(env.raw_output(&job).len(), 100000);
+}
+
+#[test]
+fn memory_exhaustion_ends_as_oom() {
+    let env = TestEnv::with_config("memory = \"64m\"\n");
+    let (job, _) = env.start("say eating memory\noom", &[]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["kind"], "oom", "{s}");
+}
+
+#[test]
+fn killing_the_monitor_mid_burst_loses_nothing() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("lines 30000\nsleep 2\nlines 30000\nsleep 2\nsay end", &[]);
+    // Kill the monitor (SIGKILL) while it copies the first burst, and the new one later.
+    let mut kills = 0;
+    for delay_ms in [300u64, 1500] {
+        let pid = eventually(Duration::from_secs(20), "monitor process", || {
+            let out = std::process::Command::new("pgrep")
+                .args(["-f", &format!("__monitor {job}")])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(String::from)
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+        {
+            kills += 1;
+        }
+        // Any creel command notices the dead monitor and starts a new one.
+        let s = env.json(&["status", &job, "--json"]);
+        assert_eq!(
+            s["status"], "running",
+            "the job should outlive the monitor: {s}"
+        );
+    }
+    assert_eq!(kills, 2);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    let events = lines_of(&env.raw_output(&job));
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"]["content"][0]["text"].as_str())
+        .collect();
+    let expected: Vec<String> = (1..=30000)
+        .chain(1..=30000)
+        .map(|i| format!("line {i}"))
+        .chain(["end".to_string()])
+        .collect();
+    assert_eq!(texts.len(), expected.len(), "lost or duplicated lines");
+    assert!(
+        texts.iter().zip(expected.iter()).all(|(a, b)| a == b),
+        "out of order"
+    );
+    assert_eq!(events.last().unwrap()["type"], "result");
+}

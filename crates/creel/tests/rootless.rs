@@ -1,0 +1,131 @@
+//! Rootless Podman as an unprivileged user (`creel-rootless`, made by
+//! `scripts/rootless-user.sh`; commands run through `scripts/as-rootless.sh`).
+
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::util::{TEST_IMAGE, eventually, repo_root};
+
+struct Rootless {
+    user: String,
+    uid: u32,
+    dir: std::path::PathBuf,
+}
+
+impl Rootless {
+    fn new() -> Option<Rootless> {
+        let user = match std::env::var("CREEL_TEST_ROOTLESS_USER") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "CI must run the rootless tests: CREEL_TEST_ROOTLESS_USER is not set"
+                );
+                eprintln!("skipping: CREEL_TEST_ROOTLESS_USER not set (scripts/rootless-user.sh)");
+                return None;
+            }
+        };
+        let out = Command::new("id").args(["-u", &user]).output().unwrap();
+        let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let status = Command::new(repo_root().join("scripts/build-test-image.sh"))
+            .args(["--runtime", "podman", "--user", &user])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let dir =
+            std::path::PathBuf::from(format!("/tmp/creel-rootless-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!("image = \"{TEST_IMAGE}\"\nsession_idle_timeout = 0\n"),
+        )
+        .unwrap();
+        Command::new("chown")
+            .args(["-R", &user, dir.to_str().unwrap()])
+            .status()
+            .unwrap();
+        Some(Rootless { user, uid, dir })
+    }
+
+    fn creel(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new(repo_root().join("scripts/as-rootless.sh"));
+        c.env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("CREEL_HOME", self.dir.join("home"))
+            .env("CREEL_CONFIG", self.dir.join("config.toml"))
+            .env("ANTHROPIC_API_KEY", "sk-rootless-test")
+            .current_dir(&self.dir)
+            .arg(env!("CARGO_BIN_EXE_creel"))
+            .args(args);
+        let _ = &self.user;
+        c.output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.creel(args);
+        assert!(
+            out.status.success(),
+            "creel {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn rootless_jobs_run_as_the_invoking_user_and_report_unenforced_limits() {
+    let Some(r) = Rootless::new() else { return };
+    let v = r.json(&[
+        "start",
+        "--json",
+        "say rootless hello\nwrite owned.txt mine\nbash id -u",
+    ]);
+    let job = v["jobId"].as_str().unwrap().to_string();
+    let session = v["sessionId"].as_str().unwrap().to_string();
+    let s = eventually(std::time::Duration::from_secs(90), "rootless job", || {
+        let s = r.json(&["status", &job, "--json"]);
+        (s["status"] != "pending" && s["status"] != "running").then_some(s)
+    });
+    assert_eq!(s["status"], "completed", "{s}");
+    let f = r
+        .dir
+        .join("home/workspaces")
+        .join(&session)
+        .join("owned.txt");
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().uid(),
+        r.uid,
+        "files belong to the invoking user"
+    );
+    let cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if !cgroup_v2 {
+        assert!(
+            s["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("NOT enforced")),
+            "rootless on cgroup v1 must warn: {s}"
+        );
+        let out = r.creel(&["doctor"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("rootless") && text.contains("NOT enforced"),
+            "{text}"
+        );
+    }
+}

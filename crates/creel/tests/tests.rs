@@ -1,0 +1,17 @@
+//! creel's integration tests: all linked into one binary (as ripgrep does). They run the built
+//! `creel` binary against real Podman (and Docker) containers from the tiny test image that
+//! `scripts/build-test-image.sh` builds (busybox + the stand-in `claude` in `tests-image/`).
+
+// The harness: a fresh state dir per test, the binary, JSON helpers.
+mod util;
+
+// Starting, observing and finishing jobs through the CLI, on Podman.
+mod lifecycle;
+// Bad input and environment errors: messages, hints, exit codes, nothing stored.
+mod errors;
+// The container's hardening and the agent's identity, seen from inside.
+mod sandbox;
+// The same scenarios on Docker.
+mod docker;
+// Rootless Podman as an unprivileged user.
+mod rootless;

@@ -1,0 +1,257 @@
+//! Test harness: `TestEnv` gives each test its own `$CREEL_HOME`, config file and user home,
+//! runs the built `creel` with every `CREEL_*` variable cleared, and on failure prints the
+//! command, its output and the state directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The test image, built by `scripts/build-test-image.sh`.
+pub const TEST_IMAGE: &str = "localhost/creel-test:latest";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+static IMAGE: Once = Once::new();
+
+/// Builds the test image for root podman if it is missing or stale (idempotent and quick).
+pub fn ensure_image() {
+    IMAGE.call_once(|| {
+        let status = Command::new(repo_root().join("scripts/build-test-image.sh"))
+            .args(["--runtime", "podman"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/build-test-image.sh");
+        assert!(status.success(), "scripts/build-test-image.sh failed");
+    });
+}
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub config: PathBuf,
+    pub user_home: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl TestEnv {
+    /// A fresh environment with the test image, `network = "none"` and an API key.
+    pub fn new() -> TestEnv {
+        Self::with_config("")
+    }
+
+    /// Like `new`, with extra TOML lines in the config file.
+    pub fn with_config(extra: &str) -> TestEnv {
+        ensure_image();
+        let dir = tempfile::Builder::new()
+            .prefix("creel-test-")
+            .tempdir()
+            .expect("tempdir");
+        let home = dir.path().join("home");
+        let user_home = dir.path().join("user");
+        std::fs::create_dir_all(&user_home).unwrap();
+        let config = dir.path().join("config.toml");
+        let mut text = format!(
+            "image = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmax_output_size = 0\nstartup_timeout = 60\nidle_timeout = 60\nsession_idle_timeout = 0\n"
+        );
+        text.push_str(extra);
+        // Later keys override earlier ones in our tests: rebuild with the extra ones last.
+        let mut seen = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            if let Some((k, _)) = line.split_once('=') {
+                seen.insert(k.trim().to_string(), line.to_string());
+            }
+        }
+        std::fs::write(
+            &config,
+            seen.values().cloned().collect::<Vec<_>>().join("\n") + "\n",
+        )
+        .unwrap();
+        TestEnv {
+            home,
+            config,
+            user_home,
+            env: vec![("ANTHROPIC_API_KEY".into(), "sk-test-key-0123456789".into())],
+            dir,
+        }
+    }
+
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.retain(|(n, _)| n != k);
+        self.env.push((k.into(), v.into()));
+    }
+
+    pub fn unset_env(&mut self, k: &str) {
+        self.env.retain(|(n, _)| n != k);
+    }
+
+    /// The `creel` command with this environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_creel"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CREEL_")
+                || k.starts_with("ANTHROPIC_")
+                || k == "XDG_CONFIG_HOME"
+                || k == "XDG_DATA_HOME"
+            {
+                c.env_remove(k);
+            }
+        }
+        c.env("CREEL_HOME", &self.home)
+            .env("CREEL_CONFIG", &self.config)
+            .env("HOME", &self.user_home)
+            .env("NO_COLOR", "1")
+            .env("RUST_BACKTRACE", "1");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.args(args).stdin(Stdio::null());
+        c
+    }
+
+    /// Runs creel and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run creel")
+    }
+
+    /// Runs creel with standard input.
+    pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs creel, asserts exit code 0, parses stdout as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        self.expect_code(&out, 0, args);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{}\nnot JSON: {e}", self.describe(args, &out)))
+    }
+
+    pub fn expect_code(&self, out: &Output, code: i32, args: &[&str]) {
+        if out.status.code() != Some(code) {
+            panic!("expected exit code {code}\n{}", self.describe(args, out));
+        }
+    }
+
+    pub fn describe(&self, args: &[&str], out: &Output) -> String {
+        let listing = Command::new("find")
+            .arg(&self.home)
+            .arg("-maxdepth")
+            .arg("3")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        format!(
+            "command: creel {}\nstatus: {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- home\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            listing
+        )
+    }
+
+    /// Starts a job and returns its id.
+    pub fn start(&self, prompt: &str, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["start", "--json", prompt];
+        args.extend_from_slice(extra);
+        let v = self.json(&args);
+        (
+            v["jobId"].as_str().unwrap().to_string(),
+            v["sessionId"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Waits for a job (up to 120 s) and returns its final status.
+    pub fn wait(&self, job: &str) -> Value {
+        let out = self.run(&["wait", job, "--timeout", "120", "--json"]);
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "{}",
+            self.describe(&["wait", job], &out)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The whole raw output of a job.
+    pub fn raw_output(&self, job: &str) -> Vec<u8> {
+        std::fs::read(self.home.join("jobs").join(job).join("output.jsonl")).unwrap_or_default()
+    }
+
+    /// Reads all output pages through `creel output --json`.
+    pub fn paged_output(&self, job: &str, limit: u64, format: &str) -> String {
+        let mut offset = 0u64;
+        let mut all = String::new();
+        loop {
+            let v = self.json(&[
+                "output",
+                job,
+                "--json",
+                "--offset",
+                &offset.to_string(),
+                "--limit",
+                &limit.to_string(),
+                "--format",
+                format,
+            ]);
+            all.push_str(v["content"].as_str().unwrap());
+            let next = v["nextOffset"].as_u64().unwrap();
+            if !v["hasMore"].as_bool().unwrap() {
+                return all;
+            }
+            assert!(next > offset, "no progress at {offset}");
+            offset = next;
+        }
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Containers (any state) carrying a label, via podman.
+pub fn podman_containers(label: &str) -> Vec<String> {
+    let out = Command::new("podman")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={label}"),
+            "--format",
+            "{{.ID}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
