@@ -319,13 +319,7 @@ impl Engine {
     /// If a job is not final and no monitor holds its lock, starts one (which re-attaches to
     /// the container or finalises the job from the runtime's record). Returns whether it did.
     pub(crate) fn reconcile(&self, job: &JobRecord) -> Result<bool> {
-        if job.state.is_final() && job.container_id.is_none() {
-            return Ok(false);
-        }
-        if job.state.is_final() {
-            // A final job whose monitor died before removing its container: let one tidy up,
-            // but only when the container still exists is that worth a process; the monitor
-            // checks cheaply.
+        if job.state.is_final() && !job.webhook_pending() {
             return Ok(false);
         }
         let Some(lock) = try_lock_job(&self.home, &job.id)? else {
@@ -381,6 +375,21 @@ impl Engine {
         // Reap it when it ends (it is in its own session; this thread dies with a short-lived CLI).
         std::thread::spawn(move || child.wait());
         Ok(())
+    }
+
+    /// Crash recovery for every job: starts a monitor for each unfinished job (or final job
+    /// owing its webhook) whose monitor has died. Returns how many were started.
+    pub fn reconcile_all(&self) -> Result<usize> {
+        let ids = self.store().unfinished_jobs()?;
+        let mut started = 0;
+        for id in ids {
+            if let Some(job) = self.store().job(&id)?
+                && self.reconcile(&job)?
+            {
+                started += 1;
+            }
+        }
+        Ok(started)
     }
 
     /// Lists sessions (after automatic cleanup of idle ones).

@@ -31,6 +31,7 @@ pub mod runtime;
 pub mod session;
 pub mod store;
 pub mod stream;
+pub mod webhook;
 
 pub use config::Config;
 pub use engine::{

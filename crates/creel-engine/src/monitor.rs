@@ -80,8 +80,10 @@ pub fn run(home: &Path, job_id: &str, inherited_lock: Option<File>) -> Result<()
         job,
     };
     let result = m.drive();
+    // Whatever happened, a final job announces itself (once).
+    let notified = m.notify();
     drop(lock);
-    result
+    result.and(notified)
 }
 
 struct Monitor {
@@ -524,6 +526,45 @@ impl Monitor {
 
     fn tidy_files(&self) {
         let _ = std::fs::remove_file(self.dir.join("api-key"));
+        if let Some(host_file) = &self.job.spec.credentials_file
+            && let Err(e) = crate::login::copy_credentials_back(
+                &self.home,
+                &self.job.spec.claude_config_dir,
+                host_file,
+            )
+        {
+            tracing::warn!(job = %self.job.id, "could not write refreshed OAuth credentials back: {e}");
+        }
+    }
+
+    /// Sends the completion webhook of a final job, retrying with backoff; records delivery.
+    fn notify(&mut self) -> Result<()> {
+        let id = self.job.id.clone();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let Some(job) = self.store.job(&id)? else {
+                return Ok(());
+            };
+            if !job.webhook_pending() {
+                return Ok(());
+            }
+            let Some(spec) = job.spec.webhook.clone() else {
+                return Ok(());
+            };
+            self.store.add_webhook_attempt(&id)?;
+            match crate::webhook::post(&spec, &crate::webhook::body(&job), Duration::from_secs(10))
+            {
+                Ok(()) => {
+                    self.store.set_webhook_delivered(&id, now_ms())?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, attempt = job.webhook_attempts + 1, "webhook not delivered: {e}");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                }
+            }
+        }
     }
 }
 

@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     retry TEXT,
     metrics TEXT,
     warnings TEXT NOT NULL DEFAULT '[]',
-    webhook_delivered_at INTEGER
+    webhook_delivered_at INTEGER,
+    webhook_attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
 CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN ('pending', 'running');
@@ -256,11 +257,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Ids of jobs that have not reached a final state.
+    /// Ids of jobs that have not reached a final state, or still owe a webhook.
     pub fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id FROM jobs WHERE state IN ('pending', 'running')")
+            .prepare(
+                "SELECT id FROM jobs WHERE state IN ('pending', 'running')
+                 OR (webhook_delivered_at IS NULL AND webhook_attempts < 6 AND spec LIKE '%\"webhook\":{%')",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
@@ -413,6 +417,17 @@ impl Store {
         Ok(())
     }
 
+    /// Counts a webhook delivery attempt.
+    pub fn add_webhook_attempt(&mut self, id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET webhook_attempts = webhook_attempts + 1 WHERE id = ?1",
+                [id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Records webhook delivery.
     pub fn set_webhook_delivered(&mut self, id: &str, at_ms: i64) -> Result<(), StoreError> {
         self.conn
@@ -490,7 +505,7 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 
 const JOB_COLUMNS: &str = "id, session_id, state, error_kind, error_message, exit_code, created_at, started_at,
     finished_at, container_id, spec, output_size, log_offset, first_output_at, last_output_at, claude_session_id,
-    num_turns, cost_usd, result, retry, metrics, warnings, webhook_delivered_at";
+    num_turns, cost_usd, result, retry, metrics, warnings, webhook_delivered_at, webhook_attempts";
 
 struct RawJob {
     id: String,
@@ -516,6 +531,7 @@ struct RawJob {
     metrics: Option<String>,
     warnings: String,
     webhook_delivered_at: Option<i64>,
+    webhook_attempts: i64,
 }
 
 impl RawJob {
@@ -544,6 +560,7 @@ impl RawJob {
             metrics: r.get(20)?,
             warnings: r.get(21)?,
             webhook_delivered_at: r.get(22)?,
+            webhook_attempts: r.get(23)?,
         })
     }
 
@@ -587,6 +604,7 @@ impl RawJob {
             metrics: self.metrics.and_then(|m| serde_json::from_str(&m).ok()),
             warnings: serde_json::from_str(&self.warnings).unwrap_or_default(),
             webhook_delivered_at_ms: self.webhook_delivered_at,
+            webhook_attempts: self.webhook_attempts.clamp(0, u32::MAX as i64) as u32,
         })
     }
 }

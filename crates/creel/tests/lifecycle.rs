@@ -416,3 +416,64 @@ fn killing_the_monitor_mid_burst_loses_nothing() {
     );
     assert_eq!(events.last().unwrap()["type"], "result");
 }
+
+#[test]
+fn activity_shows_processing_while_busy_and_busy_jobs_are_not_idle_killed() {
+    let env = TestEnv::with_config("idle_timeout = 3\n");
+    let (job, _) = env.start(
+        "say start\nbash timeout 16 sh -c 'while :; do :; done'\nsay finished",
+        &[],
+    );
+    let s = eventually(Duration::from_secs(40), "processing", || {
+        let s = env.json(&["status", &job, "--json"]);
+        assert_ne!(
+            s["status"], "failed",
+            "a busy job must not hit the idle timeout: {s}"
+        );
+        (s["activityState"] == "processing").then_some(s)
+    });
+    assert!(s["metrics"]["cpuPercent"].as_f64().unwrap() > 5.0, "{s}");
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+}
+
+#[test]
+fn an_api_retry_shows_in_status_while_it_waits() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("retry\nsleep 5\nsay recovered", &[]);
+    let s = eventually(Duration::from_secs(20), "retry", || {
+        let s = env.json(&["status", &job, "--json"]);
+        (!s["retry"].is_null()).then_some(s)
+    });
+    assert_eq!(s["retry"]["attempt"], 1);
+    assert_eq!(s["activityState"], "active");
+    let s = env.wait(&job);
+    assert!(
+        s["retry"].is_null(),
+        "retry cleared once the API answered: {s}"
+    );
+}
+
+#[test]
+fn killing_the_front_end_leaves_the_job_running() {
+    let env = TestEnv::new();
+    let mut child = env
+        .cmd(&["run", "say from run\nsleep 2\nsay after"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let job = err
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string();
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert!(env.paged_output(&job, 65536, "text").contains("after"));
+}

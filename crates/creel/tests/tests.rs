@@ -13,5 +13,11 @@ mod errors;
 mod sandbox;
 // The same scenarios on Docker.
 mod docker;
+// Completion webhooks and OAuth logins.
+mod hooks;
+// Idle-session cleanup, automatic and explicit.
+mod cleanup;
 // Rootless Podman as an unprivileged user.
 mod rootless;
+// The MCP server (`creel mcp`) driven by rmcp's client over stdio and streamable HTTP.
+mod mcp;

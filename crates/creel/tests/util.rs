@@ -223,6 +223,27 @@ impl TestEnv {
     }
 }
 
+impl Drop for TestEnv {
+    /// On a failing test, show what the monitors logged: it is usually the answer.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(jobs) = std::fs::read_dir(self.home.join("jobs")) else {
+            return;
+        };
+        for job in jobs.flatten() {
+            for f in ["monitor.log", "stderr.log"] {
+                if let Ok(text) = std::fs::read_to_string(job.path().join(f))
+                    && !text.trim().is_empty()
+                {
+                    eprintln!("--- {}/{f}\n{}", job.path().display(), text.trim_end());
+                }
+            }
+        }
+    }
+}
+
 /// Polls `f` until it returns Some, or panics after `timeout`.
 pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -254,4 +275,78 @@ pub fn podman_containers(label: &str) -> Vec<String> {
         .lines()
         .map(String::from)
         .collect()
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+/// A tiny HTTP receiver on 127.0.0.1 that records every request and answers with the given
+/// statuses in turn (the last one repeats).
+pub struct Receiver {
+    pub url: String,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub fn start(statuses: Vec<u16>) -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks/agent", listener.local_addr().unwrap());
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let got2 = got.clone();
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string();
+                let mut len = 0usize;
+                let mut auth = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    let lower = h.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("authorization:") {
+                        auth = Some(h["authorization:".len()..].trim().to_string());
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let status = *statuses.get(n).or(statuses.last()).unwrap_or(&200);
+                n += 1;
+                got2.lock().unwrap().push(Received {
+                    path,
+                    authorization: auth,
+                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                });
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                );
+            }
+        });
+        Receiver { url, got }
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
 }

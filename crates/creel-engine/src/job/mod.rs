@@ -253,6 +253,13 @@ pub struct JobSpec {
     pub api_key: bool,
     /// Warnings found when the job was accepted (host quirks, resume notes).
     pub warnings: Vec<String>,
+    /// Where the completion webhook goes, if anywhere.
+    #[serde(default)]
+    pub webhook: Option<crate::webhook::WebhookSpec>,
+    /// The host's OAuth credentials file, when the job logs in with it (copied back after the
+    /// job if Claude refreshed the token).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// Resource usage sampled by the monitor.
@@ -328,6 +335,21 @@ pub struct JobRecord {
     pub warnings: Vec<String>,
     /// When the completion webhook was delivered.
     pub webhook_delivered_at_ms: Option<i64>,
+    /// Webhook delivery attempts so far.
+    pub webhook_attempts: u32,
+}
+
+/// Webhook delivery attempts before giving up.
+pub const WEBHOOK_MAX_ATTEMPTS: u32 = 6;
+
+impl JobRecord {
+    /// Whether a final job still owes its completion webhook.
+    pub fn webhook_pending(&self) -> bool {
+        self.state.is_final()
+            && self.spec.webhook.is_some()
+            && self.webhook_delivered_at_ms.is_none()
+            && self.webhook_attempts < WEBHOOK_MAX_ATTEMPTS
+    }
 }
 
 /// A new random job id: 12 lower-case hex digits.

@@ -14,9 +14,7 @@ impl Engine {
     /// text offsets are byte offsets into the rendered transcript.
     pub fn output(&self, job_id: &str, req: OutputRequest) -> Result<OutputChunk> {
         let record = self.load_job(job_id)?;
-        if !record.state.is_final() {
-            self.reconcile(&record)?;
-        }
+        self.reconcile(&record)?;
         let limit = req.limit.clamp(1, MAX_PAGE);
         let path = self.job_dir(job_id).join("output.jsonl");
         let (bytes, offset, total) = match req.format {

@@ -190,6 +190,12 @@ impl Engine {
             env,
             api_key: api_key.is_some(),
             warnings: warnings.clone(),
+            webhook: crate::webhook::resolve(&self.config, self.user_home.as_deref()),
+            credentials_file: if api_key.is_none() {
+                credentials.clone()
+            } else {
+                None
+            },
         };
 
         // 4. Files: job dir, prompt, key, workspace and Claude dir. Undone on failure.
@@ -257,6 +263,7 @@ impl Engine {
             metrics: None,
             warnings,
             webhook_delivered_at_ms: None,
+            webhook_attempts: 0,
         };
         let new_session = existing.is_none().then(|| SessionRecord {
             id: session_id.clone(),

@@ -21,9 +21,7 @@ impl Engine {
     /// started to re-attach (crash recovery), and the status is read as it stands.
     pub fn status(&self, job_id: &str) -> Result<JobStatus> {
         let record = self.load_job(job_id)?;
-        if !record.state.is_final() {
-            self.reconcile(&record)?;
-        }
+        self.reconcile(&record)?;
         Ok(self.describe(record))
     }
 

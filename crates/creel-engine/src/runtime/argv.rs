@@ -228,6 +228,8 @@ mod tests {
             env: vec![],
             api_key: false,
             warnings: vec![],
+            webhook: None,
+            credentials_file: None,
         }
     }
 

@@ -1,0 +1,167 @@
+//! Completion webhooks in OpenClaw's `/hooks/agent` shape: one POST per final state, recorded
+//! as delivered on a 2xx answer, retried with backoff otherwise. The job's facts travel inside
+//! `message`. No POST at all when no token is known and no URL was configured (OpenClaw locks
+//! out after 20 bad tokens a minute). The token is never logged.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::job::{JobRecord, JobState};
+
+/// OpenClaw's gateway hook, used when a token is known and no URL was configured.
+pub const OPENCLAW_HOOK_URL: &str = "http://127.0.0.1:18789/hooks/agent";
+
+/// Where a job's completion is announced.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookSpec {
+    /// The URL to POST to.
+    pub url: String,
+    /// Bearer token, if any.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSpec")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Decides the webhook for new jobs: the configured URL (with the token if one is known), or
+/// OpenClaw's default URL when only a token is known (from `hooks_token`, else `hooks.token`
+/// in `~/.openclaw/openclaw.json`), or none.
+pub fn resolve(config: &Config, user_home: Option<&Path>) -> Option<WebhookSpec> {
+    let token = config
+        .hooks_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .or_else(|| user_home.and_then(openclaw_token));
+    let url = config.notify_webhook_url.clone().filter(|u| !u.is_empty());
+    match (url, token) {
+        (Some(url), token) => Some(WebhookSpec { url, token }),
+        (None, Some(token)) => Some(WebhookSpec {
+            url: OPENCLAW_HOOK_URL.into(),
+            token: Some(token),
+        }),
+        (None, None) => None,
+    }
+}
+
+/// `hooks.token` from `~/.openclaw/openclaw.json` (JSON5).
+fn openclaw_token(home: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(home.join(".openclaw").join("openclaw.json")).ok()?;
+    let v: serde_json::Value = json5::from_str(&text).ok()?;
+    v.get("hooks")?
+        .get("token")?
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+}
+
+/// The request body: OpenClaw's hook shape with the job's facts in `message`.
+pub fn body(job: &JobRecord) -> serde_json::Value {
+    serde_json::json!({
+        "message": message(job),
+        "name": "creel",
+        "wakeMode": "now",
+        "deliver": true,
+        "channel": "last",
+    })
+}
+
+/// The text an agent receives.
+pub fn message(job: &JobRecord) -> String {
+    let secs = match (job.finished_at_ms, job.started_at_ms) {
+        (Some(end), Some(start)) => (end - start).max(0) as f64 / 1000.0,
+        (Some(end), None) => (end - job.created_at_ms).max(0) as f64 / 1000.0,
+        _ => 0.0,
+    };
+    let mut m = format!(
+        "creel job {} {} (session {}) after {:.1}s; output {} bytes",
+        job.id, job.state, job.session_id, secs, job.output_size
+    );
+    if let Some(e) = &job.error {
+        m.push_str(&format!(
+            "; error {}: {}",
+            e.kind.as_str(),
+            crate::stream::cut_str(&e.message, 300)
+        ));
+    }
+    if let Some(t) = job.num_turns {
+        m.push_str(&format!("; {t} turns"));
+    }
+    if let Some(r) = job.result.as_deref().filter(|r| !r.is_empty()) {
+        let first: Vec<&str> = r.lines().take(5).collect();
+        m.push_str("\nClaude's result: ");
+        m.push_str(crate::stream::cut_str(&first.join("\n"), 1000));
+    }
+    if job.state != JobState::Cancelled {
+        m.push_str(&format!(
+            "\nRead the output with claude_code_output (job_id {}); continue with claude_code_start (session_id {}).",
+            job.id, job.session_id
+        ));
+    }
+    m
+}
+
+/// One delivery attempt. `Ok(())` on 2xx.
+pub fn post(spec: &WebhookSpec, body: &serde_json::Value, timeout: Duration) -> Result<(), String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let mut req = client.post(&spec.url).json(body);
+    if let Some(t) = &spec.token {
+        req = req.bearer_auth(t);
+    }
+    match req.send() {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("{} answered {}", spec.url, r.status())),
+        Err(e) => Err(format!("POST {} failed: {}", spec.url, e.without_url())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_webhook_without_token_or_url() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(resolve(&Config::default(), Some(dir.path())).is_none());
+    }
+
+    #[test]
+    fn token_from_openclaw_json5() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".openclaw")).unwrap();
+        std::fs::write(
+            dir.path().join(".openclaw/openclaw.json"),
+            "// OpenClaw config\n{ hooks: { enabled: true, token: 'sekrit', }, }\n",
+        )
+        .unwrap();
+        let w = resolve(&Config::default(), Some(dir.path())).unwrap();
+        assert_eq!(w.url, OPENCLAW_HOOK_URL);
+        assert_eq!(w.token.as_deref(), Some("sekrit"));
+        assert!(
+            !format!("{w:?}").contains("sekrit"),
+            "the token is never printed"
+        );
+        let c = Config {
+            hooks_token: Some("from-config".into()),
+            notify_webhook_url: Some("http://127.0.0.1:9/x".into()),
+            ..Config::default()
+        };
+        let w = resolve(&c, Some(dir.path())).unwrap();
+        assert_eq!(
+            (w.url.as_str(), w.token.as_deref()),
+            ("http://127.0.0.1:9/x", Some("from-config"))
+        );
+    }
+}

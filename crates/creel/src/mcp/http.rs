@@ -1,0 +1,168 @@
+//! `creel mcp --http`: streamable HTTP at `/mcp`, served by hyper, with an optional bearer token
+//! checked before rmcp sees the request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+
+use super::{CreelServer, shutdown_signal};
+
+type Service = StreamableHttpService<CreelServer, LocalSessionManager>;
+type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
+
+/// The MCP endpoint's path.
+pub(crate) const PATH: &str = "/mcp";
+
+/// Refuses a non-loopback address without a token.
+pub(super) fn check_bind(addr: SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
+    if !addr.ip().is_loopback() && token.is_none() {
+        anyhow::bail!(
+            "refusing to serve MCP on non-loopback address {addr} without a token: anyone who can \
+             reach it could run jobs\n\nhint: set --token or CREEL_MCP_TOKEN, or bind 127.0.0.1"
+        );
+    }
+    Ok(())
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub(super) async fn serve(
+    server: CreelServer,
+    addr: SocketAddr,
+    token: Option<String>,
+) -> anyhow::Result<()> {
+    let mut config = StreamableHttpServerConfig::default();
+    if !addr.ip().is_loopback() {
+        // rmcp accepts only loopback Host headers by default (DNS-rebinding protection); bound
+        // elsewhere, clients use other names, and the token (which a browser page cannot
+        // send) is the protection.
+        config = config.disable_allowed_hosts();
+    }
+    let stop = config.cancellation_token.clone();
+    let service: Service = StreamableHttpService::new(
+        move || Ok(server.for_new_connection()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr().unwrap_or(addr);
+    eprintln!("creel mcp: serving streamable HTTP on http://{local}{PATH}");
+    let token: Option<Arc<str>> = token.map(Into::into);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let service = service.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let service = service.clone();
+                        let token = token.clone();
+                        async move { Ok::<_, Infallible>(handle(&service, token.as_deref(), req).await) }
+                    });
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await
+                    {
+                        tracing::debug!("connection from {peer}: {e}");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    stop.cancel();
+    Ok(())
+}
+
+async fn handle(service: &Service, token: Option<&str>, req: Request<Incoming>) -> HttpResponse {
+    if req.uri().path().trim_end_matches('/') != PATH {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: the MCP endpoint is /mcp\n",
+        );
+    }
+    if let Some(token) = token
+        && !authorized(req.headers().get(header::AUTHORIZATION), token)
+    {
+        let mut r = plain(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: send Authorization: Bearer <token>\n",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"creel\""),
+        );
+        return r;
+    }
+    service.handle(req).await
+}
+
+fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// `Authorization: Bearer <token>` (scheme case-insensitive), compared in constant time.
+fn authorized(value: Option<&header::HeaderValue>, token: &str) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some((scheme, given)) = value.split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer")
+        && constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer() {
+        let v = |s: &'static str| header::HeaderValue::from_static(s);
+        assert!(authorized(Some(&v("Bearer s3cret")), "s3cret"));
+        assert!(authorized(Some(&v("bearer s3cret")), "s3cret"));
+        assert!(!authorized(Some(&v("Bearer s3cre")), "s3cret"));
+        assert!(!authorized(Some(&v("Basic s3cret")), "s3cret"));
+        assert!(!authorized(Some(&v("s3cret")), "s3cret"));
+        assert!(!authorized(None, "s3cret"));
+    }
+
+    #[test]
+    fn non_loopback_needs_a_token() {
+        assert!(check_bind("127.0.0.1:1".parse().unwrap(), None).is_ok());
+        assert!(check_bind("[::1]:1".parse().unwrap(), None).is_ok());
+        assert!(check_bind("0.0.0.0:1".parse().unwrap(), None).is_err());
+        assert!(check_bind("0.0.0.0:1".parse().unwrap(), Some("t")).is_ok());
+    }
+}

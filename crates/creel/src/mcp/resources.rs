@@ -1,0 +1,203 @@
+//! Job output as MCP resources: `creel://jobs/{job_id}/output` (Claude's stream-json) and
+//! `creel://jobs/{job_id}/transcript` (the rendered transcript), read whole (up to the engine's
+//! largest page, 16 MiB; page with `claude_code_output` beyond that).
+//!
+//! Subscriptions: a subscribed client gets `notifications/resources/updated` when the job
+//! writes output or changes state, through `resources/subscribe` (protocol versions up to
+//! 2025-11-25) or `subscriptions/listen` (2026-07-28). A watcher polls the job's stored status
+//! once a second (a cheap read) and ends once the job is final.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use creel_engine::{JobState, OutputFormat, OutputRequest};
+use rmcp::model::{
+    ListResourceTemplatesResult, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, ResourceContents, ResourceTemplate, ResourceUpdatedNotificationParam,
+};
+use rmcp::service::{Peer, SubscriptionContext};
+use rmcp::{ErrorData, RoleServer};
+
+use super::CreelServer;
+
+/// How often a watcher looks at its jobs.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+const PREFIX: &str = "creel://jobs/";
+
+/// The two templates.
+pub(super) fn templates() -> ListResourceTemplatesResult {
+    ListResourceTemplatesResult::with_all_items(vec![
+        ResourceTemplate::new("creel://jobs/{job_id}/output", "job-output")
+            .with_title("Claude Code job output (stream-json)")
+            .with_description(
+                "A job's output so far: Claude's stream-json events, one JSON object per line.",
+            )
+            .with_mime_type("application/x-ndjson"),
+        ResourceTemplate::new("creel://jobs/{job_id}/transcript", "job-transcript")
+            .with_title("Claude Code job transcript")
+            .with_description(
+                "A job's output so far as a readable transcript: messages, tool calls, the result.",
+            )
+            .with_mime_type("text/plain"),
+    ])
+}
+
+/// `(job id, format, mime type)` of a resource URI.
+fn parse(uri: &str) -> Option<(&str, OutputFormat, &'static str)> {
+    let rest = uri.strip_prefix(PREFIX)?;
+    let (job, kind) = rest.split_once('/')?;
+    if job.is_empty() {
+        return None;
+    }
+    match kind {
+        "output" => Some((job, OutputFormat::Raw, "application/x-ndjson")),
+        "transcript" => Some((job, OutputFormat::Text, "text/plain")),
+        _ => None,
+    }
+}
+
+/// Reads one resource.
+pub(super) async fn read(
+    server: &CreelServer,
+    request: ReadResourceRequestParams,
+) -> Result<ReadResourceResponse, ErrorData> {
+    let uri = request.uri;
+    let Some((job, format, mime)) = parse(&uri) else {
+        return Err(ErrorData::resource_not_found(
+            format!(
+                "no such resource `{uri}`: creel serves creel://jobs/{{job_id}}/output and …/transcript"
+            ),
+            None,
+        ));
+    };
+    let job = job.to_string();
+    let req = OutputRequest {
+        offset: 0,
+        limit: u64::MAX,
+        format,
+    };
+    match server.blocking(move |e| e.output(&job, req)).await {
+        Ok(chunk) => Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(chunk.content, uri).with_mime_type(mime),
+        ])
+        .into()),
+        Err(e) => Err(ErrorData::resource_not_found(e.message, None)),
+    }
+}
+
+/// Calls `notify(uri)` whenever the job behind one of `uris` has written more output or changed
+/// state since the previous look. Returns when every watched job is final (or unknown) and that
+/// was announced, or when `notify` returns false (the client is gone).
+async fn watch<F, Fut>(server: &CreelServer, uris: &[String], mut notify: F)
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut seen: HashMap<&str, (u64, JobState)> = HashMap::new();
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut all_final = true;
+        for uri in uris {
+            let Some((job, _, _)) = parse(uri) else {
+                continue;
+            };
+            let job = job.to_string();
+            let Ok(status) = server.blocking(move |e| e.status(&job)).await else {
+                continue; // unknown (or cleaned up): nothing more will change
+            };
+            let now = (status.record.output_size, status.record.state);
+            all_final &= now.1.is_final();
+            if let Some(before) = seen.insert(uri.as_str(), now)
+                && before != now
+                && !notify(uri.clone()).await
+            {
+                return;
+            }
+        }
+        if all_final {
+            return;
+        }
+    }
+}
+
+impl CreelServer {
+    /// `resources/subscribe`: starts a watcher for `uri` on this connection.
+    pub(super) fn subscribe(&self, uri: String, peer: Peer<RoleServer>) -> Result<(), ErrorData> {
+        if parse(&uri).is_none() {
+            return Err(ErrorData::resource_not_found(
+                format!("no such resource `{uri}`"),
+                None,
+            ));
+        }
+        let server = self.clone();
+        let key = uri.clone();
+        let task = tokio::spawn(async move {
+            let uris = [uri];
+            watch(&server, &uris, |uri| {
+                let peer = peer.clone();
+                async move {
+                    peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                        .await
+                        .is_ok()
+                }
+            })
+            .await;
+        });
+        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        subs.retain(|_, t| !t.is_finished());
+        if let Some(old) = subs.insert(key, task.abort_handle()) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// `resources/unsubscribe`.
+    pub(super) fn unsubscribe(&self, uri: &str) {
+        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = subs.remove(uri) {
+            task.abort();
+        }
+    }
+
+    /// `subscriptions/listen`: watches the accepted resource URIs until the client cancels.
+    pub(super) async fn listen(&self, context: SubscriptionContext) {
+        let uris: Vec<String> = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|u| parse(u).is_some())
+            .collect();
+        let sink = context.sink();
+        tokio::select! {
+            _ = watch(self, &uris, |uri| async move { sink.notify_resource_updated(uri).await.is_ok() }) => {
+                context.cancelled().await;
+            }
+            _ = context.cancelled() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        assert!(matches!(
+            parse("creel://jobs/j-1/output"),
+            Some(("j-1", OutputFormat::Raw, _))
+        ));
+        assert!(matches!(
+            parse("creel://jobs/j-1/transcript"),
+            Some(("j-1", OutputFormat::Text, _))
+        ));
+        assert!(parse("creel://jobs//output").is_none());
+        assert!(parse("creel://jobs/j-1/other").is_none());
+        assert!(parse("file:///etc/passwd").is_none());
+    }
+}

@@ -1,0 +1,71 @@
+//! `claude_code_start`: start a job in the background.
+
+use creel_engine::StartRequest;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{CreelServer, finish, input_schema, output_schema, success};
+use crate::wire::StartWire;
+
+const DESCRIPTION: &str = "\
+Start a Claude Code job: Claude works on the prompt autonomously (it can read and write files and \
+run commands) inside an isolated container, with the session's workspace as its working \
+directory. Returns at once with {jobId, sessionId, status: \"pending\"}; the job runs in the \
+background and keeps running even if this conversation or server ends. Then poll \
+claude_code_status with the jobId (every 10-30 seconds; jobs take seconds to many minutes) until \
+status is completed, failed or cancelled, and read the work with claude_code_output. \
+Without session_id a new session with an empty workspace is created; pass a previous sessionId to \
+continue that conversation (Claude remembers it) in the same workspace. A session runs one job \
+at a time: starting another while one is pending or running fails and names the active job.";
+
+/// `claude_code_start` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StartParams {
+    /// The task for Claude Code, in plain language, with everything it needs to know: it cannot see this conversation.
+    pub prompt: String,
+    /// Continue this session (conversation and workspace); omit to start a new one. Session ids are 1-128 letters, digits, `.`, `_` or `-`, starting with a letter or digit; an unknown id creates a session with that name.
+    pub session_id: Option<String>,
+    /// Claude model for this job (e.g. `sonnet`, `opus` or a full model name); default: the server's configuration.
+    pub model: Option<String>,
+    /// Stop after this many agentic turns (at least 1); default: no limit.
+    #[schemars(range(min = 1))]
+    pub max_turns: Option<u32>,
+}
+
+#[tool_router(router = start_router, vis = "pub(super)")]
+impl CreelServer {
+    #[tool(
+        name = "claude_code_start",
+        description = DESCRIPTION,
+        input_schema = input_schema::<StartParams>(),
+        output_schema = output_schema::<StartWire>(),
+        annotations(
+            title = "Start a Claude Code job",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn claude_code_start(&self, Parameters(p): Parameters<StartParams>) -> CallToolResult {
+        let req = StartRequest {
+            prompt: p.prompt,
+            session_id: p.session_id,
+            workspace: None,
+            model: p.model,
+            max_turns: p.max_turns,
+        };
+        finish(self.blocking(move |e| e.start(req)).await.map(|r| {
+            let w = StartWire::from(&r);
+            let summary = format!(
+                "Started job {} in session {} ({}). It runs in the background: poll \
+                 claude_code_status with job_id \"{}\" until it ends, then read claude_code_output.",
+                w.job_id, w.session_id, w.status, w.job_id
+            );
+            success(&w, summary, None)
+        }))
+    }
+}

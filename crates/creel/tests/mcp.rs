@@ -1,0 +1,637 @@
+//! `creel mcp` driven by rmcp's own client, over stdio (the binary as a child process) and
+//! streamable HTTP, against real Podman containers of the test image.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ReadResourceRequestParams, ResourceContents,
+    ResourceUpdatedNotificationParam, SubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, Peer, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+use crate::util::TestEnv;
+
+type Client = RunningService<RoleClient, ()>;
+
+const TOOLS: [&str; 6] = [
+    "claude_code_cancel",
+    "claude_code_cleanup",
+    "claude_code_output",
+    "claude_code_sessions",
+    "claude_code_start",
+    "claude_code_status",
+];
+
+/// `creel mcp` over stdio, as an MCP host would run it.
+async fn stdio_client(env: &TestEnv) -> Client {
+    let cmd = tokio::process::Command::from(env.cmd(&["mcp"]));
+    let transport = TokioChildProcess::new(cmd).expect("spawn creel mcp");
+    ().serve(transport).await.expect("MCP handshake over stdio")
+}
+
+/// A `creel mcp --http` child, killed on drop.
+struct HttpServer {
+    child: Child,
+    url: String,
+}
+
+impl HttpServer {
+    /// Starts `creel mcp --http 127.0.0.1:0 EXTRA…` and reads the address it bound from stderr.
+    fn start(env: &TestEnv, extra: &[&str]) -> HttpServer {
+        let mut args = vec!["mcp", "--http", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = env
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn creel mcp --http");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .rsplit_once(' ')
+            .map(|(_, u)| u.to_string())
+            .filter(|u| u.starts_with("http://127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no address in the first stderr line: {line:?}"));
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+            if !rest.is_empty() {
+                eprintln!("creel mcp --http stderr:\n{rest}");
+            }
+        });
+        HttpServer { child, url }
+    }
+
+    /// `host:port`.
+    fn authority(&self) -> &str {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+    }
+
+    /// One raw HTTP/1.1 POST of an `initialize` request; returns the status code.
+    fn raw_initialize(&self, authorization: Option<&str>) -> u16 {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+        .to_string();
+        let mut req = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.authority(),
+            body.len()
+        );
+        if let Some(a) = authorization {
+            req.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        let mut stream = std::net::TcpStream::connect(self.authority()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut status_line = String::new();
+        BufReader::new(stream).read_line(&mut status_line).unwrap();
+        status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"))
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn http_client(server: &HttpServer, token: Option<&str>) -> Client {
+    // reqwest is built without a default TLS crypto provider in this workspace.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = StreamableHttpClientTransportConfig::with_uri(server.url.as_str());
+    if let Some(t) = token {
+        config = config.auth_header(t);
+    }
+    ().serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .expect("MCP handshake over HTTP")
+}
+
+/// Calls a tool; a protocol error fails the test (tool errors come back as `isError` results).
+async fn call(client: &Peer<RoleClient>, tool: &'static str, args: Value) -> CallToolResult {
+    let params = CallToolRequestParams::new(tool)
+        .with_arguments(args.as_object().expect("object arguments").clone());
+    client
+        .call_tool(params)
+        .await
+        .unwrap_or_else(|e| panic!("{tool} {args}: protocol error {e}"))
+}
+
+fn texts(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text())
+        .map(|t| t.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The structured content of a successful result.
+fn ok(r: &CallToolResult) -> Value {
+    assert_ne!(r.is_error, Some(true), "tool error: {}", texts(r));
+    let v = r
+        .structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("no structured content: {}", texts(r)));
+    assert!(
+        r.content.len() >= 2 && !texts(r).is_empty(),
+        "a text summary is expected too"
+    );
+    v
+}
+
+/// The text of a tool error.
+fn tool_error(r: &CallToolResult) -> String {
+    assert_eq!(r.is_error, Some(true), "expected a tool error, got {r:?}");
+    texts(r)
+}
+
+/// Polls `claude_code_status` until `pred` holds (up to 120 s).
+async fn status_until(
+    client: &Peer<RoleClient>,
+    job: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let begun = Instant::now();
+    loop {
+        let s = ok(&call(client, "claude_code_status", json!({"job_id": job})).await);
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_drives_every_tool_against_a_real_job() {
+    let env = TestEnv::new();
+    let client = stdio_client(&env).await;
+
+    let info = client.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("creel")
+    );
+    assert!(
+        info.instructions
+            .as_deref()
+            .unwrap_or("")
+            .contains("claude_code_status")
+    );
+
+    // Six tools, each with an input schema, an output schema, a description and safety hints.
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, TOOLS);
+    for t in &tools {
+        let a = t
+            .annotations
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no annotations", t.name));
+        let (read_only, destructive, idempotent) = match t.name.as_ref() {
+            "claude_code_status" | "claude_code_output" | "claude_code_sessions" => {
+                (true, false, true)
+            }
+            "claude_code_cancel" => (false, true, true),
+            "claude_code_cleanup" => (false, true, false),
+            "claude_code_start" => (false, false, false),
+            other => panic!("unexpected tool {other}"),
+        };
+        assert_eq!(a.read_only_hint, Some(read_only), "{}", t.name);
+        assert_eq!(a.destructive_hint, Some(destructive), "{}", t.name);
+        assert_eq!(a.idempotent_hint, Some(idempotent), "{}", t.name);
+        assert!(t.output_schema.is_some(), "{}", t.name);
+        assert!(
+            t.description.as_deref().unwrap_or("").len() > 100,
+            "{}",
+            t.name
+        );
+    }
+    let start = tools
+        .iter()
+        .find(|t| t.name == "claude_code_start")
+        .unwrap();
+    let props = start.input_schema.get("properties").unwrap();
+    for p in ["prompt", "session_id", "model", "max_turns"] {
+        assert!(props.get(p).is_some(), "claude_code_start lacks {p}");
+    }
+    assert_eq!(
+        start.input_schema.get("required").unwrap(),
+        &json!(["prompt"])
+    );
+    let output = tools
+        .iter()
+        .find(|t| t.name == "claude_code_output")
+        .unwrap();
+    assert!(
+        output
+            .input_schema
+            .get("properties")
+            .unwrap()
+            .get("format")
+            .is_some()
+    );
+
+    // Start: returns at once, pending.
+    let begun = Instant::now();
+    let started = ok(&call(
+        &client,
+        "claude_code_start",
+        json!({"prompt": "say hello from mcp"}),
+    )
+    .await);
+    assert!(
+        begun.elapsed() < Duration::from_secs(5),
+        "start must return at once"
+    );
+    assert_eq!(started["status"], "pending");
+    let job = started["jobId"].as_str().unwrap().to_string();
+    let session = started["sessionId"].as_str().unwrap().to_string();
+
+    // Status until final.
+    let s = status_until(&client, &job, "completion", |s| {
+        s["status"] != "pending" && s["status"] != "running"
+    })
+    .await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["sessionId"], session.as_str());
+    assert_eq!(s["result"], "hello from mcp");
+    assert!(s["error"].is_null());
+    for key in [
+        "exitCode",
+        "elapsedSeconds",
+        "outputSize",
+        "activityState",
+        "tailOutput",
+        "metrics",
+        "warnings",
+    ] {
+        assert!(s.get(key).is_some(), "status lacks {key}: {s}");
+    }
+    // The right session is accepted, a wrong one is a tool error.
+    ok(&call(
+        &client,
+        "claude_code_status",
+        json!({"job_id": job, "session_id": session}),
+    )
+    .await);
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_status",
+            json!({"job_id": job, "session_id": "someone-else"}),
+        )
+        .await,
+    );
+    assert!(e.contains("someone-else"), "{e}");
+
+    // Output, raw, paged 100 bytes at a time: byte-exact.
+    let raw = env.raw_output(&job);
+    assert!(!raw.is_empty());
+    let mut offset = 0u64;
+    let mut paged = String::new();
+    loop {
+        let r = call(
+            &client,
+            "claude_code_output",
+            json!({"job_id": job, "offset": offset, "limit": 100}),
+        )
+        .await;
+        let page = ok(&r);
+        assert_eq!(page["offset"], offset);
+        assert_eq!(page["status"], "completed");
+        assert_eq!(page["totalSize"], raw.len() as u64);
+        let content = page["content"].as_str().unwrap();
+        // The page itself is the text after the summary, for clients that ignore structured content.
+        assert_eq!(
+            r.content
+                .last()
+                .and_then(|c| c.as_text())
+                .map(|t| t.text.as_str()),
+            Some(content)
+        );
+        paged.push_str(content);
+        let next = page["nextOffset"].as_u64().unwrap();
+        if !page["hasMore"].as_bool().unwrap() {
+            break;
+        }
+        assert!(next > offset, "no progress at {offset}");
+        offset = next;
+    }
+    assert_eq!(paged.as_bytes(), &raw[..]);
+    // Output as a transcript.
+    let text = ok(&call(
+        &client,
+        "claude_code_output",
+        json!({"job_id": job, "format": "text", "session_id": session}),
+    )
+    .await);
+    assert!(
+        text["content"].as_str().unwrap().contains("hello from mcp"),
+        "{text}"
+    );
+    assert!(text["content"].as_str().unwrap().len() < raw.len());
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_output",
+            json!({"job_id": job, "session_id": "someone-else"}),
+        )
+        .await,
+    );
+    assert!(e.contains("session"), "{e}");
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_output",
+            json!({"job_id": job, "format": "html"}),
+        )
+        .await,
+    );
+    assert!(e.contains("html") || e.contains("variant"), "{e}");
+
+    // The same output as resources.
+    let templates = client.list_all_resource_templates().await.unwrap();
+    assert!(
+        templates
+            .iter()
+            .any(|t| t.uri_template == "creel://jobs/{job_id}/output"),
+        "{templates:?}"
+    );
+    let read = |uri: String| {
+        let client = &client;
+        async move {
+            let r = client
+                .read_resource(ReadResourceRequestParams::new(uri))
+                .await
+                .unwrap();
+            match &r.contents[0] {
+                ResourceContents::TextResourceContents { text, .. } => text.clone(),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    };
+    assert_eq!(
+        read(format!("creel://jobs/{job}/output")).await.as_bytes(),
+        &raw[..]
+    );
+    assert!(
+        read(format!("creel://jobs/{job}/transcript"))
+            .await
+            .contains("hello from mcp")
+    );
+
+    // Bad input: tool errors with the engine's message and a hint, never protocol errors.
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_status",
+            json!({"job_id": "no-such-job"}),
+        )
+        .await,
+    );
+    assert!(
+        e.starts_with("error: unknown job") && e.contains("\nhint: "),
+        "{e}"
+    );
+    tool_error(&call(&client, "claude_code_status", json!({})).await);
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_start",
+            json!({"prompt": "say x", "session_id": "../../etc"}),
+        )
+        .await,
+    );
+    assert!(e.contains("invalid session id"), "{e}");
+    tool_error(&call(&client, "claude_code_start", json!({"prompt": "   "})).await);
+    tool_error(
+        &call(
+            &client,
+            "claude_code_cancel",
+            json!({"job_id": "no-such-job"}),
+        )
+        .await,
+    );
+
+    // Sessions lists the session; cleanup (session_idle_timeout = 0 here) removes it.
+    let list = ok(&call(&client, "claude_code_sessions", json!({})).await);
+    let entry = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sessionId"] == session.as_str())
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(entry["jobCount"], 1);
+    assert!(entry["activeJobId"].is_null());
+    for key in ["createdAt", "lastActivity", "claudeSessionId", "workspace"] {
+        assert!(entry.get(key).is_some(), "session lacks {key}: {entry}");
+    }
+    let cleaned = ok(&call(&client, "claude_code_cleanup", json!({})).await);
+    for key in ["removedSessions", "skippedActive", "deletedWorkspaces"] {
+        assert!(cleaned[key].is_array(), "cleanup lacks {key}: {cleaned}");
+    }
+    assert!(
+        cleaned["removedSessions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(session)),
+        "{cleaned}"
+    );
+    assert!(cleaned["deletedWorkspaces"].as_array().unwrap().is_empty());
+    tool_error(&call(&client, "claude_code_status", json!({"job_id": job})).await);
+
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_jobs_outlive_the_server() {
+    let env = TestEnv::new();
+    let client = stdio_client(&env).await;
+    let started = ok(&call(
+        &client,
+        "claude_code_start",
+        json!({"prompt": "say starting\nsleep 30", "session_id": "long-one"}),
+    )
+    .await);
+    let job = started["jobId"].as_str().unwrap().to_string();
+    assert_eq!(started["sessionId"], "long-one");
+    status_until(&client, &job, "running", |s| s["status"] == "running").await;
+    // One job per session: a second start names the active job.
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_start",
+            json!({"prompt": "say again", "session_id": "long-one"}),
+        )
+        .await,
+    );
+    assert!(e.contains(&job), "{e}");
+    // Stop the server: the job keeps running, and a new server sees it.
+    client.cancel().await.unwrap();
+    let client = stdio_client(&env).await;
+    let s = ok(&call(&client, "claude_code_status", json!({"job_id": job})).await);
+    assert_eq!(s["status"], "running", "{s}");
+    let list = ok(&call(&client, "claude_code_sessions", json!({})).await);
+    assert_eq!(list["sessions"][0]["activeJobId"], job.as_str(), "{list}");
+    // A cancel naming the wrong session cancels nothing.
+    tool_error(
+        &call(
+            &client,
+            "claude_code_cancel",
+            json!({"job_id": job, "session_id": "other"}),
+        )
+        .await,
+    );
+    assert_eq!(
+        ok(&call(&client, "claude_code_status", json!({"job_id": job})).await)["status"],
+        "running"
+    );
+    // Cancel, then again: idempotent.
+    let c = ok(&call(
+        &client,
+        "claude_code_cancel",
+        json!({"job_id": job, "session_id": "long-one"}),
+    )
+    .await);
+    assert_eq!(c["status"], "cancelled", "{c}");
+    let again = ok(&call(&client, "claude_code_cancel", json!({"job_id": job})).await);
+    assert_eq!(again["status"], "cancelled");
+    let s = ok(&call(&client, "claude_code_status", json!({"job_id": job})).await);
+    assert_eq!(s["status"], "cancelled");
+    client.cancel().await.unwrap();
+}
+
+/// A client that forwards `notifications/resources/updated` to a channel.
+#[derive(Clone)]
+struct UpdateListener(tokio::sync::mpsc::UnboundedSender<String>);
+
+impl ClientHandler for UpdateListener {
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(params.uri);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_subscription_announces_new_output() {
+    let env = TestEnv::new();
+    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let cmd = tokio::process::Command::from(env.cmd(&["mcp"]));
+    let client = UpdateListener(tx)
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .expect("MCP handshake");
+    let started = ok(&call(
+        &client,
+        "claude_code_start",
+        json!({"prompt": "say first\nsleep 3\nsay second"}),
+    )
+    .await);
+    let job = started["jobId"].as_str().unwrap().to_string();
+    let uri = format!("creel://jobs/{job}/transcript");
+    #[allow(deprecated)] // resources/subscribe is what clients on protocol 2025-11-25 use
+    client
+        .subscribe(SubscribeRequestParams::new(uri.clone()))
+        .await
+        .expect("subscribe");
+    let got = tokio::time::timeout(Duration::from_secs(60), updates.recv())
+        .await
+        .expect("an update within 60 s");
+    assert_eq!(got.as_deref(), Some(uri.as_str()));
+    status_until(&client, &job, "completion", |s| s["status"] == "completed").await;
+    // The last change (the job ending) is announced too; afterwards the resource is complete.
+    let begun = Instant::now();
+    loop {
+        let r = client
+            .read_resource(ReadResourceRequestParams::new(uri.clone()))
+            .await
+            .unwrap();
+        let ResourceContents::TextResourceContents { text, .. } = &r.contents[0] else {
+            panic!("{r:?}")
+        };
+        if text.contains("second") {
+            break;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(10), "{text}");
+        let _ = tokio::time::timeout(Duration::from_secs(2), updates.recv()).await;
+    }
+    let e = client
+        .read_resource(ReadResourceRequestParams::new("creel://jobs/nope/output"))
+        .await;
+    assert!(e.is_err(), "an unknown job's resource is an error");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_lists_tools_and_sessions() {
+    let env = TestEnv::new();
+    let server = HttpServer::start(&env, &[]);
+    let client = http_client(&server, None).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, TOOLS);
+    let list = ok(&call(&client, "claude_code_sessions", json!({})).await);
+    assert_eq!(list, json!({"sessions": []}));
+    tool_error(&call(&client, "claude_code_output", json!({"job_id": "nope"})).await);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_token_is_required_when_set() {
+    let mut env = TestEnv::new();
+    env.set_env("CREEL_MCP_TOKEN", "s3cret-token");
+    let server = HttpServer::start(&env, &[]);
+    assert_eq!(server.raw_initialize(None), 401);
+    assert_eq!(server.raw_initialize(Some("Bearer wrong-token")), 401);
+    assert_eq!(server.raw_initialize(Some("Bearer s3cret-token")), 200);
+    let client = http_client(&server, Some("s3cret-token")).await;
+    let list = ok(&call(&client, "claude_code_sessions", json!({})).await);
+    assert!(list["sessions"].is_array());
+    client.cancel().await.unwrap();
+}
+
+#[test]
+fn http_refuses_a_public_address_without_a_token() {
+    let env = TestEnv::new();
+    let out = env.run(&["mcp", "--http", "0.0.0.0:0"]);
+    assert!(
+        !out.status.success(),
+        "{}",
+        env.describe(&["mcp", "--http", "0.0.0.0:0"], &out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("without a token") && stderr.contains("CREEL_MCP_TOKEN"),
+        "{stderr}"
+    );
+}
