@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file `{path}`: {source}")]
+    #[error("cannot read config file `{path}`")]
     Read {
         /// The file.
         path: PathBuf,
@@ -87,6 +87,8 @@ pub enum NetworkMode {
     Bridge,
     /// The host's network: exposes host services to the agent. Only when asked for.
     Host,
+    /// No route out; only an HTTP(S) proxy run by creel that admits allowlisted hosts.
+    Allowlist,
 }
 
 impl NetworkMode {
@@ -96,6 +98,7 @@ impl NetworkMode {
             NetworkMode::None => "none",
             NetworkMode::Bridge => "bridge",
             NetworkMode::Host => "host",
+            NetworkMode::Allowlist => "allowlist",
         }
     }
 }
@@ -107,8 +110,9 @@ impl std::str::FromStr for NetworkMode {
             "none" => Ok(NetworkMode::None),
             "bridge" => Ok(NetworkMode::Bridge),
             "host" => Ok(NetworkMode::Host),
+            "allowlist" => Ok(NetworkMode::Allowlist),
             _ => Err(format!(
-                "unknown network `{s}` (expected none, bridge or host)"
+                "unknown network `{s}` (expected allowlist, none, bridge or host)"
             )),
         }
     }
@@ -139,8 +143,14 @@ pub struct Config {
     pub cpus: String,
     /// Maximum number of processes in the container.
     pub pids_limit: u64,
-    /// `none`, `bridge` or `host`.
+    /// `allowlist` (default: no route out but creel's filtering proxy), `none`, `bridge` or `host`.
     pub network: NetworkMode,
+    /// Hosts the `allowlist` proxy admits: exact names or `*.suffix` wildcards.
+    /// `api.anthropic.com` is always admitted.
+    pub egress_allow: Vec<String>,
+    /// Fixed name → IP answers for the proxy's lookups (like curl's `--resolve`), e.g. for a
+    /// host without DNS. The private-range rule applies to these answers too.
+    pub egress_resolve: std::collections::BTreeMap<String, String>,
     /// Where per-session state (Claude's config dir) lives. Default `$CREEL_HOME/sessions`.
     pub sessions_dir: Option<PathBuf>,
     /// Where creel creates session workspaces. Default `$CREEL_HOME/workspaces`.
@@ -183,7 +193,9 @@ impl Default for Config {
             memory: "512m".into(),
             cpus: "1.0".into(),
             pids_limit: 256,
-            network: NetworkMode::Bridge,
+            network: NetworkMode::Allowlist,
+            egress_allow: Vec::new(),
+            egress_resolve: Default::default(),
             sessions_dir: None,
             workspaces_dir: None,
             session_idle_timeout: 3600,
@@ -214,6 +226,8 @@ pub const KEYS: &[&str] = &[
     "cpus",
     "pids_limit",
     "network",
+    "egress_allow",
+    "egress_resolve",
     "sessions_dir",
     "workspaces_dir",
     "session_idle_timeout",
@@ -344,6 +358,20 @@ impl Config {
                 message: "the agent never runs as root".into(),
             });
         }
+        for pattern in &self.egress_allow {
+            crate::egress::validate_pattern(pattern).map_err(|message| ConfigError::BadValue {
+                key: "egress_allow",
+                message,
+            })?;
+        }
+        for (name, ip) in &self.egress_resolve {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError::BadValue {
+                    key: "egress_resolve",
+                    message: format!("`{name}` maps to `{ip}`, which is not an IP address"),
+                });
+            }
+        }
         if self.claude_path.is_empty() {
             return Err(ConfigError::BadValue {
                 key: "claude_path",
@@ -422,7 +450,7 @@ mod tests {
         assert_eq!(c.startup_timeout, 30);
         assert_eq!(c.idle_timeout, 120);
         assert_eq!(c.memory, "512m");
-        assert_eq!(c.network, NetworkMode::Bridge);
+        assert_eq!(c.network, NetworkMode::Allowlist);
         assert_eq!(c.max_output_size, 10485760);
         assert_eq!(c.session_idle_timeout, 3600);
     }

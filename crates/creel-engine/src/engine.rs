@@ -350,6 +350,9 @@ impl Engine {
             .arg(job_id)
             .env("CREEL_HOME", &self.home)
             .env("CREEL_MONITOR_LOCK_FD", "3")
+            // conmon (started by podman from here) drops an `oom` marker in its working
+            // directory when the kernel OOM-kills the container: keep it in the job's dir.
+            .current_dir(&dir)
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -416,11 +419,8 @@ impl Engine {
         let mut report = CleanupReport::default();
         let now = now_ms();
         let cutoff = now.saturating_sub((idle_seconds as i64).saturating_mul(1000));
-        let sessions = self.store().sessions()?;
+        let sessions = self.store().sessions_idle_since(cutoff)?;
         for s in sessions {
-            if s.record.last_activity_ms > cutoff {
-                continue;
-            }
             if s.active_job_id.is_some() {
                 report.skipped_active.push(s.record.id.clone());
                 continue;

@@ -20,7 +20,7 @@
 //! ```no_run
 //! use creel_engine::image::{self, BuildOptions, Progress};
 //! # fn main() -> Result<(), creel_engine::Error> {
-//! let opts = BuildOptions::new("/usr/bin/podman".into(), true, image::default_cache_dir());
+//! let opts = BuildOptions::new(None, true, image::default_cache_dir());
 //! let report = image::build(&opts, &mut |p| {
 //!     if let Progress::Step { index, total, title } = p {
 //!         eprintln!("[{index}/{total}] {title}");
@@ -168,6 +168,12 @@ impl ImageError {
             {
                 Some("no container registry reachable? `creel image build --offline` needs none".into())
             }
+            ImageError::Failed { command, .. } if command.starts_with("debootstrap") => Some(
+                "debootstrap needs the Debian archive (`--mirror URL` picks another); once it succeeds the rootfs is cached".into(),
+            ),
+            ImageError::Failed { command, .. } if command.starts_with("npm") => Some(
+                "npm needs the npm registry (`npm config get registry`); once it succeeds the binary is cached".into(),
+            ),
             _ => None,
         }
     }
@@ -184,8 +190,8 @@ impl ImageError {
 /// How to build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    /// The podman binary.
-    pub podman: PathBuf,
+    /// The podman binary (default: `podman` on PATH).
+    pub podman: Option<PathBuf>,
     /// Build without a container registry (debootstrap + npm).
     pub offline: bool,
     /// Where downloads are cached (`/var/cache/creel` for root, else `~/.cache/creel`).
@@ -198,7 +204,7 @@ pub struct BuildOptions {
 
 impl BuildOptions {
     /// Options with the default mirror and caches on.
-    pub fn new(podman: PathBuf, offline: bool, cache_dir: PathBuf) -> BuildOptions {
+    pub fn new(podman: Option<PathBuf>, offline: bool, cache_dir: PathBuf) -> BuildOptions {
         BuildOptions {
             podman,
             offline,
@@ -292,12 +298,16 @@ fn build_inner(
 ) -> Result<BuildReport, ImageError> {
     let t0 = Instant::now();
     let (npm_arch, deb_arch, integrity) = arch()?;
-    if find_in_path("podman").is_none() && !opts.podman.is_file() {
-        return Err(ImageError::ToolMissing {
-            tool: "podman",
-            purpose: "build the image",
-        });
+    let podman = match &opts.podman {
+        Some(p) if p.is_file() => Some(p.clone()),
+        Some(_) => None,
+        None => find_in_path("podman"),
     }
+    .ok_or(ImageError::ToolMissing {
+        tool: "podman",
+        purpose: "build the image",
+    })?;
+    let podman = podman.as_path();
     std::fs::create_dir_all(&opts.cache_dir)
         .map_err(|e| ImageError::io("cannot create the cache dir", &opts.cache_dir, e))?;
     let lock_path = opts.cache_dir.join(".lock");
@@ -325,8 +335,7 @@ fn build_inner(
 
     let build_dir = opts.cache_dir.join("build");
     let context = build_dir.join("context");
-    std::fs::create_dir_all(&context)
-        .map_err(|e| ImageError::io("cannot create", &context, e))?;
+    std::fs::create_dir_all(&context).map_err(|e| ImageError::io("cannot create", &context, e))?;
     let containerfile = build_dir.join("Containerfile");
     write_atomic(&containerfile, CONTAINERFILE.as_bytes(), 0o644)?;
 
@@ -337,21 +346,26 @@ fn build_inner(
             format!("base image {OFFLINE_BASE} (Debian {DEBIAN_SUITE}, debootstrap minbase)"),
             progress,
         );
-        if !opts.refresh && image_exists(&opts.podman, OFFLINE_BASE)? {
-            progress(Progress::Reused(format!("{OFFLINE_BASE} is already in podman's storage")));
+        if !opts.refresh && image_exists(podman, OFFLINE_BASE)? {
+            progress(Progress::Reused(format!(
+                "{OFFLINE_BASE} is already in podman's storage"
+            )));
             reused.push(OFFLINE_BASE.to_string());
         } else {
             let tarball = opts
                 .cache_dir
                 .join(format!("debian-{DEBIAN_SUITE}-minbase-{deb_arch}.tar"));
             if !opts.refresh && tarball.is_file() {
-                progress(Progress::Reused(format!("cached rootfs {}", tarball.display())));
+                progress(Progress::Reused(format!(
+                    "cached rootfs {}",
+                    tarball.display()
+                )));
                 reused.push(tarball.display().to_string());
             } else {
                 bootstrap(opts, deb_arch, &tarball, progress)?;
             }
             let args = import_args(&tarball);
-            run_streaming(&opts.podman, &args, false, progress)?;
+            run_streaming(podman, &args, false, progress)?;
         }
         progress(Progress::StepDone {
             index: i,
@@ -368,7 +382,10 @@ fn build_inner(
             .join("claude-code")
             .join(format!("{CLAUDE_CODE_VERSION}-{npm_arch}"));
         if !opts.refresh && cached_binary_ok(&dir, integrity) {
-            progress(Progress::Reused(format!("cached binary {}", dir.join("claude").display())));
+            progress(Progress::Reused(format!(
+                "cached binary {}",
+                dir.join("claude").display()
+            )));
             reused.push(dir.join("claude").display().to_string());
         } else {
             fetch_claude(opts, npm_arch, integrity, &dir, progress)?;
@@ -394,7 +411,7 @@ fn build_inner(
         progress,
     );
     let args = podman_build_args(opts, &build_args, &containerfile, &context);
-    run_streaming(&opts.podman, &args, !opts.offline, progress)?;
+    run_streaming(podman, &args, !opts.offline, progress)?;
     progress(Progress::StepDone {
         index: i,
         elapsed: t.elapsed(),
@@ -402,21 +419,7 @@ fn build_inner(
 
     // 4. Check it.
     let (i, t) = step("check: `claude --version` in the image".into(), progress);
-    let check = [
-        "run",
-        "--rm",
-        "--pull=never",
-        "--network=none",
-        "--read-only",
-        "--user=1000:1000",
-        "--env=HOME=/tmp",
-        "--tmpfs=/tmp",
-    ]
-    .iter()
-    .map(OsString::from)
-    .chain([versioned_tag().into(), "claude".into(), "--version".into()])
-    .collect::<Vec<_>>();
-    let claude_version = capture(&opts.podman, &check)?.trim().to_string();
+    let claude_version = capture(podman, &check_args())?.trim().to_string();
     if !claude_version.contains(CLAUDE_CODE_VERSION) {
         return Err(ImageError::Parse {
             command: "podman run IMAGE claude --version".into(),
@@ -425,7 +428,7 @@ fn build_inner(
     }
     progress(Progress::Output(&claude_version));
     let image_id = capture(
-        &opts.podman,
+        podman,
         &[
             "image".into(),
             "inspect".into(),
@@ -448,6 +451,36 @@ fn build_inner(
         reused,
         elapsed: t0.elapsed(),
     })
+}
+
+/// `podman run` of `claude --version` in the new image, as a job runs: read-only, non-root, no
+/// network, and within this host's hard rlimits and OCI runtime quirks.
+fn check_args() -> Vec<OsString> {
+    let host = crate::host::HostProfile::detect(
+        &crate::config::Config::default(),
+        crate::config::RuntimeKind::Podman,
+    );
+    let mut v: Vec<OsString> = [
+        "run",
+        "--rm",
+        "--pull=never",
+        "--network=none",
+        "--read-only",
+        "--user=1000:1000",
+        "--env=HOME=/tmp",
+        "--tmpfs=/tmp",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    for (name, value) in host.ulimits() {
+        v.push(format!("--ulimit={name}={value}:{value}").into());
+    }
+    if let Some(oci) = &host.oci_runtime {
+        v.push(format!("--runtime={oci}").into());
+    }
+    v.extend([versioned_tag().into(), "claude".into(), "--version".into()]);
+    v
 }
 
 /// `podman import` of the rootfs tarball as [`OFFLINE_BASE`], with what `debian:bookworm-slim`
@@ -756,7 +789,12 @@ fn spawn_reader(
                 Ok(_) => {
                     let text = String::from_utf8_lossy(&buf);
                     // Progress bars redraw with `\r`: keep the last state of the line.
-                    let line = text.trim_end().rsplit('\r').next().unwrap_or("").to_string();
+                    let line = text
+                        .trim_end()
+                        .rsplit('\r')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
                     if tx.send(line).is_err() {
                         return;
                     }
@@ -913,7 +951,11 @@ mod tests {
         ] {
             let hex = CONTAINERFILE
                 .lines()
-                .find_map(|l| l.trim().strip_prefix("ARG ").and_then(|l| l.strip_prefix(arg)))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("ARG ")
+                        .and_then(|l| l.strip_prefix(arg))
+                })
                 .unwrap();
             let bytes = base64_decode(b64.strip_prefix("sha512-").unwrap());
             let from_b64: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -941,7 +983,7 @@ mod tests {
 
     #[test]
     fn offline_build_command_line() {
-        let mut opts = BuildOptions::new("/usr/bin/podman".into(), true, "/c".into());
+        let mut opts = BuildOptions::new(None, true, "/c".into());
         let extra = offline_build_args(Path::new("/c/claude-code/2.1.328-x64"));
         let v: Vec<String> = podman_build_args(
             &opts,
@@ -955,8 +997,14 @@ mod tests {
         let pair = |a: &str, b: &str| v.windows(2).any(|w| w[0] == a && w[1] == b);
         assert_eq!(v[0], "build");
         assert!(v.contains(&"--pull=never".to_string()));
-        assert!(pair("--build-arg", "BASE_IMAGE=localhost/creel-debian:bookworm"));
-        assert!(pair("--build-context", "claude-code=/c/claude-code/2.1.328-x64"));
+        assert!(pair(
+            "--build-arg",
+            "BASE_IMAGE=localhost/creel-debian:bookworm"
+        ));
+        assert!(pair(
+            "--build-context",
+            "claude-code=/c/claude-code/2.1.328-x64"
+        ));
         assert!(pair("--build-arg", "CLAUDE_CODE_VERSION=2.1.328"));
         assert!(pair("--tag", "localhost/creel-claude:2.1.328"));
         assert!(pair("--tag", "localhost/creel-claude:latest"));

@@ -20,6 +20,7 @@
 
 pub mod config;
 mod doctor;
+pub mod egress;
 mod engine;
 pub mod error;
 pub mod host;
@@ -27,6 +28,7 @@ pub mod job;
 pub mod logfile;
 pub mod login;
 pub mod monitor;
+pub mod netns;
 pub mod runtime;
 pub mod session;
 pub mod store;

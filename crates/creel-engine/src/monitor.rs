@@ -9,6 +9,7 @@
 //! truncates the output to the checkpoint and resumes from the log offset, so output is
 //! byte-exact whatever moment the previous monitor died at.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -22,7 +23,7 @@ use crate::engine::job_dir;
 use crate::error::{Error, Result};
 use crate::job::{ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms};
 use crate::logfile::{Decoded, LogFormat, decode};
-use crate::runtime::argv::{ContainerArgs, LABEL_JOB, run_args};
+use crate::runtime::argv::{ContainerArgs, LABEL_JOB, LABEL_PAUSE, pause_args, run_args};
 use crate::runtime::{CliRuntime, ContainerRuntime};
 use crate::store::{Progress, Store};
 use crate::stream::{Line, LineSplitter, ResultFailure, StreamFacts, failure_kind};
@@ -72,12 +73,15 @@ pub fn run(home: &Path, job_id: &str, inherited_lock: Option<File>) -> Result<()
         job.spec.runtime,
         Some(&job.spec.runtime_bin),
     )?);
+    let denied = job.egress_denied.iter().cloned().collect();
     let mut m = Monitor {
         home: home.to_path_buf(),
         dir: job_dir(home, job_id),
         store,
         runtime,
         job,
+        pause: None,
+        denied: Arc::new(Mutex::new(denied)),
     };
     let result = m.drive();
     // Whatever happened, a final job announces itself (once).
@@ -92,6 +96,10 @@ struct Monitor {
     store: Store,
     runtime: Arc<dyn ContainerRuntime>,
     job: JobRecord,
+    /// Allowlist mode: the container holding the job's network namespace.
+    pause: Option<String>,
+    /// Allowlist mode: refusals per host.
+    denied: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 /// Why creel itself stopped a container.
@@ -103,6 +111,27 @@ struct KillReason {
 
 impl Monitor {
     fn drive(&mut self) -> Result<()> {
+        let result = self.drive_job();
+        // The namespace holder lives exactly as long as the job.
+        if self.job.spec.egress.is_some()
+            && let Ok(ids) = self
+                .runtime
+                .containers_with_label(LABEL_PAUSE, &self.job.id)
+            && self
+                .store
+                .job(&self.job.id)
+                .ok()
+                .flatten()
+                .is_some_and(|j| j.state.is_final())
+        {
+            for p in ids {
+                let _ = self.runtime.remove(&p);
+            }
+        }
+        result
+    }
+
+    fn drive_job(&mut self) -> Result<()> {
         let id = self.job.id.clone();
         let mut container = self.job.container_id.clone();
         if container.is_none() {
@@ -117,6 +146,26 @@ impl Monitor {
                     self.store.set_running(&id, c, now_ms())?;
                 }
             }
+        }
+        if self.job.spec.egress.is_some()
+            && !self.job.state.is_final()
+            && let Err(e) = self.start_egress(container.as_deref())
+        {
+            // Fail closed: without its proxy the job has no way out, and it must not run on.
+            if let Some(c) = &container {
+                let _ = self.runtime.stop(c, 0);
+            }
+            self.finish(
+                Some(JobError {
+                    kind: ErrorKind::Runtime,
+                    message: format!("the egress proxy could not start: {e}"),
+                }),
+                None,
+            )?;
+            if let Some(c) = &container {
+                let _ = self.runtime.remove(c);
+            }
+            return Ok(());
         }
         let container = match container {
             Some(c) => c,
@@ -145,6 +194,74 @@ impl Monitor {
             .job(&id)?
             .ok_or_else(|| Error::UnknownJob(id.clone()))?;
         self.follow(&container)
+    }
+
+    /// Allowlist mode: makes sure the job's network namespace exists (a pause container with
+    /// no network), binds the proxy's socket inside it and serves the proxy from this process.
+    fn start_egress(&mut self, job_container: Option<&str>) -> std::result::Result<(), String> {
+        let id = self.job.id.clone();
+        let Some(spec) = self.job.spec.egress.clone() else {
+            return Ok(());
+        };
+        let existing = self
+            .runtime
+            .containers_with_label(LABEL_PAUSE, &id)
+            .map_err(|e| e.to_string())?;
+        let pause = match existing.into_iter().next() {
+            Some(p) => p,
+            None => {
+                let args = pause_args(&id, &self.job.session_id, &self.home, &self.job.spec);
+                self.runtime.run(&args).map_err(|e| e.to_string())?.0
+            }
+        };
+        // Any live process in the namespace will do: the holder, or the job itself.
+        let mut pid = 0;
+        for c in [Some(pause.as_str()), job_container].into_iter().flatten() {
+            if let Ok(Some(info)) = self.runtime.inspect(c)
+                && info.running
+                && info.pid > 0
+            {
+                pid = info.pid;
+                break;
+            }
+        }
+        if pid <= 0 {
+            return Err("the network namespace holder is not running".into());
+        }
+        let listener = crate::netns::listen_in(pid as i32, crate::egress::PROXY_PORT)
+            .map_err(|e| e.to_string())?;
+        let key = if self.job.spec.key_via_proxy {
+            let path = self.dir.join("api-key");
+            Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the API key: {e}"))?
+                    .trim()
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        let api = match &spec.api_upstream {
+            Some(url) => Some(crate::egress::ApiUpstream::parse(url, key)?),
+            None => None,
+        };
+        let config = Arc::new(crate::egress::ProxyConfig {
+            policy: crate::egress::Policy::new(&spec.allow, &spec.resolve),
+            api,
+        });
+        let denied = self.denied.clone();
+        let job_id = id.clone();
+        let sink: crate::egress::DenialSink = Arc::new(move |d: &crate::egress::Denial| {
+            tracing::info!(job = %job_id, host = %d.host, "egress refused: {}", d.reason);
+            *denied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(d.host.clone())
+                .or_insert(0) += 1;
+        });
+        std::thread::spawn(move || crate::egress::serve(listener, config, sink));
+        self.pause = Some(pause);
+        Ok(())
     }
 
     /// Creates and starts the container. `None` if the job ended instead.
@@ -187,7 +304,8 @@ impl Monitor {
             spec: &spec,
             log_path: &log_path,
             prompt_path: &prompt,
-            api_key_path: spec.api_key.then_some(key.as_path()),
+            api_key_path: (spec.api_key && !spec.key_via_proxy).then_some(key.as_path()),
+            network_container: self.pause.as_deref(),
         });
         match self.runtime.run(&args) {
             Ok((cid, warnings)) => {
@@ -478,7 +596,9 @@ impl Monitor {
             (Some(Ok(c)), _) => Some(*c),
             _ => None,
         };
-        let oom_flag = info.as_ref().is_some_and(|i| i.oom_killed);
+        // Podman 4.3 on cgroup v1 reports OOMKilled=false even for a memcg OOM kill; conmon's
+        // `oom` marker file (in its working directory: this job's dir) is the reliable sign.
+        let oom_flag = info.as_ref().is_some_and(|i| i.oom_killed) || self.dir.join("oom").exists();
         let stderr_tail = tail_of_file(&err_path, 600);
         let error = decide(&spec, kill, oom_flag, exit_code, &facts, &stderr_tail);
         self.finish(error, exit_code)?;
@@ -499,6 +619,13 @@ impl Monitor {
             .map_err(|e| Error::io("cannot write", out_path, e))?;
         let _ = out.sync_data();
         apply_facts(progress, facts);
+        progress.egress_denied = self
+            .denied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         if let Some(m) = metrics.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             progress.metrics = Some(m);
         }
@@ -606,8 +733,7 @@ fn decide(
             message: k.message,
         });
     }
-    let limits_enforced = !spec.warnings.iter().any(|w| w.contains("NOT enforced"));
-    if oom_flag || (exit_code == Some(137) && limits_enforced && !facts.saw_result) {
+    if oom_flag {
         return Some(JobError {
             kind: ErrorKind::Oom,
             message: format!("killed for memory exhaustion (limit {})", spec.memory),

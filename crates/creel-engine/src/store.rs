@@ -16,7 +16,7 @@ use crate::session::{SessionRecord, SessionSummary};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite failed.
-    #[error("store `{path}`: {source}")]
+    #[error("store `{path}` failed")]
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -75,10 +75,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     metrics TEXT,
     warnings TEXT NOT NULL DEFAULT '[]',
     webhook_delivered_at INTEGER,
-    webhook_attempts INTEGER NOT NULL DEFAULT 0
+    webhook_attempts INTEGER NOT NULL DEFAULT 0,
+    egress_denied TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
 CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS sessions_by_activity ON sessions(last_activity);
 ";
 
 /// Progress the monitor checkpoints while a job runs.
@@ -104,6 +106,8 @@ pub struct Progress {
     pub retry: Option<Retry>,
     /// Latest metrics.
     pub metrics: Option<Metrics>,
+    /// Egress refusals per host.
+    pub egress_denied: Vec<(String, u64)>,
 }
 
 impl Store {
@@ -120,6 +124,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn).map_err(err)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -143,6 +148,19 @@ impl Store {
                 session_from_row,
             )
             .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The session's unfinished job, if any (an index lookup).
+    pub fn active_job(&self, session: &str) -> Result<Option<(String, JobState)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, state FROM jobs WHERE session_id = ?1 AND state IN ('pending', 'running')",
+                [session],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map(|o| o.map(|(id, st)| (id, JobState::parse(&st).unwrap_or(JobState::Running))))
             .map_err(|e| self.err(e))
     }
 
@@ -307,7 +325,8 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE jobs SET output_size = ?2, log_offset = ?3, first_output_at = ?4, last_output_at = ?5,
-                   claude_session_id = ?6, num_turns = ?7, cost_usd = ?8, result = ?9, retry = ?10, metrics = ?11
+                   claude_session_id = ?6, num_turns = ?7, cost_usd = ?8, result = ?9, retry = ?10, metrics = ?11,
+                   egress_denied = ?12
                  WHERE id = ?1",
                 params![
                     id,
@@ -321,6 +340,7 @@ impl Store {
                     p.result,
                     p.retry.as_ref().and_then(|r| serde_json::to_string(r).ok()),
                     p.metrics.as_ref().and_then(|m| serde_json::to_string(m).ok()),
+                    serde_json::to_string(&p.egress_denied).ok(),
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -441,17 +461,22 @@ impl Store {
 
     /// All sessions with their job counts and active job, most recently active first.
     pub fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        self.sessions_idle_since(i64::MAX)
+    }
+
+    /// Sessions whose last activity is at or before `cutoff_ms` (an index range scan).
+    pub fn sessions_idle_since(&self, cutoff_ms: i64) -> Result<Vec<SessionSummary>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT s.id, s.created_at, s.last_activity, s.workspace, s.workspace_created, s.claude_session_id,
                    (SELECT COUNT(*) FROM jobs j WHERE j.session_id = s.id),
                    (SELECT j.id FROM jobs j WHERE j.session_id = s.id AND j.state IN ('pending', 'running') LIMIT 1)
-                 FROM sessions s ORDER BY s.last_activity DESC, s.id",
+                 FROM sessions s WHERE s.last_activity <= ?1 ORDER BY s.last_activity DESC, s.id",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([cutoff_ms], |r| {
                 Ok(SessionSummary {
                     record: session_from_row(r)?,
                     job_count: r.get::<_, i64>(6)? as u64,
@@ -492,6 +517,25 @@ impl Store {
     }
 }
 
+/// Columns added after the first release of the schema: added to older stores in place.
+const ADDED_JOB_COLUMNS: &[(&str, &str)] = &[
+    ("webhook_attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("egress_denied", "TEXT"),
+];
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+    let existing: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, decl) in ADDED_JOB_COLUMNS {
+        if !existing.iter().any(|e| e == name) {
+            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {decl}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
         id: r.get(0)?,
@@ -505,7 +549,7 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 
 const JOB_COLUMNS: &str = "id, session_id, state, error_kind, error_message, exit_code, created_at, started_at,
     finished_at, container_id, spec, output_size, log_offset, first_output_at, last_output_at, claude_session_id,
-    num_turns, cost_usd, result, retry, metrics, warnings, webhook_delivered_at, webhook_attempts";
+    num_turns, cost_usd, result, retry, metrics, warnings, webhook_delivered_at, webhook_attempts, egress_denied";
 
 struct RawJob {
     id: String,
@@ -532,6 +576,7 @@ struct RawJob {
     warnings: String,
     webhook_delivered_at: Option<i64>,
     webhook_attempts: i64,
+    egress_denied: Option<String>,
 }
 
 impl RawJob {
@@ -561,6 +606,7 @@ impl RawJob {
             warnings: r.get(21)?,
             webhook_delivered_at: r.get(22)?,
             webhook_attempts: r.get(23)?,
+            egress_denied: r.get(24)?,
         })
     }
 
@@ -605,6 +651,37 @@ impl RawJob {
             warnings: serde_json::from_str(&self.warnings).unwrap_or_default(),
             webhook_delivered_at_ms: self.webhook_delivered_at,
             webhook_attempts: self.webhook_attempts.clamp(0, u32::MAX as i64) as u32,
+            egress_denied: self
+                .egress_denied
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_stores_gain_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creel.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            // The first schema, without the later columns.
+            let old = SCHEMA.replace(
+                ",\n    webhook_attempts INTEGER NOT NULL DEFAULT 0,\n    egress_denied TEXT",
+                "",
+            );
+            assert!(
+                !old.contains("webhook_attempts"),
+                "test must start from the old schema"
+            );
+            conn.execute_batch(&old).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert!(store.job("000000000000").unwrap().is_none());
+        assert!(store.unfinished_jobs().unwrap().is_empty());
     }
 }

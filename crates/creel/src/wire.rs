@@ -149,7 +149,14 @@ impl From<&JobStatus> for StatusWire {
                 max_retries: x.max_retries,
                 error: x.error.clone(),
             }),
-            egress_denied: Vec::new(),
+            egress_denied: r
+                .egress_denied
+                .iter()
+                .map(|(host, count)| EgressWire {
+                    host: host.clone(),
+                    count: *count,
+                })
+                .collect(),
             warnings: r
                 .spec
                 .warnings

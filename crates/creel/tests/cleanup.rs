@@ -103,3 +103,57 @@ fn automatic_cleanup_runs_on_sessions_and_start_but_not_on_status() {
     let ws = env.home.join("workspaces").join(&session);
     assert!(ws.is_dir(), "automatic cleanup never deletes workspaces");
 }
+
+#[test]
+fn containers_that_are_not_creels_are_never_touched() {
+    let env = TestEnv::new();
+    let name = format!("not-creel-{}", std::process::id());
+    let out = std::process::Command::new("podman")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "io.creel.job=000000000000",
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            crate::util::TEST_IMAGE,
+            "sleep",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (job, _) = env.start("say hi", &[]);
+    env.wait(&job);
+    env.json(&[
+        "cleanup",
+        "--idle-seconds",
+        "0",
+        "--delete-workspaces",
+        "--json",
+    ]);
+    let out = env.run(&["cancel", "000000000000"]);
+    env.expect_code(&out, 2, &["cancel"]);
+    let alive = std::process::Command::new("podman")
+        .args(["inspect", "--format", "{{.State.Running}}", &name])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&alive.stdout).trim(),
+        "true",
+        "creel touched a container it did not start"
+    );
+    let _ = std::process::Command::new("podman")
+        .args(["rm", "-f", &name])
+        .output();
+}

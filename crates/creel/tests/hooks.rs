@@ -85,14 +85,7 @@ fn webhooks_are_retried_until_delivered_and_survive_a_monitor_kill() {
     let env = TestEnv::with_config(&format!("notify_webhook_url = \"{}\"\n", rx.url));
     let (job, _) = env.start("lines 20000\nsleep 2\nsay end", &[]);
     let pid = eventually(Duration::from_secs(20), "monitor", || {
-        let out = std::process::Command::new("pgrep")
-            .args(["-f", &format!("__monitor {job}")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .map(String::from)
+        crate::util::monitor_pid(&job)
     });
     std::thread::sleep(Duration::from_millis(400));
     std::process::Command::new("kill")

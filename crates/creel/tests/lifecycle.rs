@@ -371,14 +371,7 @@ fn killing_the_monitor_mid_burst_loses_nothing() {
     let mut kills = 0;
     for delay_ms in [300u64, 1500] {
         let pid = eventually(Duration::from_secs(20), "monitor process", || {
-            let out = std::process::Command::new("pgrep")
-                .args(["-f", &format!("__monitor {job}")])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .map(String::from)
+            crate::util::monitor_pid(&job)
         });
         std::thread::sleep(Duration::from_millis(delay_ms));
         if std::process::Command::new("kill")

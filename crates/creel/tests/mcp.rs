@@ -635,3 +635,337 @@ fn http_refuses_a_public_address_without_a_token() {
         "{stderr}"
     );
 }
+
+// Independent real clients: the official MCP Inspector in CLI mode and the real OpenClaw,
+// installed outside the repository by `scripts/mcp-clients.sh install` (run by `.ci/run`) and
+// found through the variables `scripts/test` exports. CI must run them; a developer without
+// them skips with a message.
+
+/// The file named by `var`, or `None` (skip) outside CI.
+fn external_tool(var: &str, what: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let p = std::path::PathBuf::from(p);
+            assert!(p.exists(), "{var}={} does not exist", p.display());
+            Some(p)
+        }
+        None => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the {what} test: {var} is not set \
+                 (scripts/mcp-clients.sh install; scripts/test exports it)"
+            );
+            eprintln!(
+                "skipping the {what} test: {var} not set \
+                 (run scripts/mcp-clients.sh install, then scripts/test)"
+            );
+            None
+        }
+    }
+}
+
+/// Runs `cmd` to completion with a deadline; returns (status, stdout, stderr).
+fn run_within(
+    mut cmd: std::process::Command,
+    limit: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let begun = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if begun.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "timed out after {limit:?}: {what}\n--- stdout\n{}\n--- stderr\n{}",
+                out.join().unwrap(),
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+/// `node cli.js --cli creel -e CREEL_HOME=… -e CREEL_CONFIG=… -- mcp ARGS…`, run from the
+/// Inspector's `build/` folder with the TestEnv's environment; returns its JSON answer.
+fn inspector(env: &TestEnv, cli: &std::path::Path, args: &[&str]) -> Value {
+    let mut c = std::process::Command::new("node");
+    // The same environment `creel` gets from the harness, except the two variables that
+    // the Inspector itself must pass to the server (`-e`).
+    for (k, v) in env.cmd(&[]).get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.env_remove("CREEL_HOME").env_remove("CREEL_CONFIG");
+    c.current_dir(cli.parent().unwrap())
+        .arg(cli)
+        .arg("--cli")
+        .arg(env!("CARGO_BIN_EXE_creel"))
+        .arg("-e")
+        .arg(format!("CREEL_HOME={}", env.home.display()))
+        .arg("-e")
+        .arg(format!("CREEL_CONFIG={}", env.config.display()))
+        .args(["--", "mcp"])
+        .args(args);
+    let (status, out, err) = run_within(c, Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "MCP Inspector {args:?} failed: {status}\n--- stdout\n{out}\n--- stderr\n{err}"
+    );
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("Inspector {args:?}: not JSON ({e})\n{out}\n--- stderr\n{err}"))
+}
+
+#[test]
+fn mcp_inspector_cli_lists_the_tools_and_calls_sessions() {
+    let Some(cli) = external_tool("CREEL_TEST_INSPECTOR", "MCP Inspector") else {
+        return;
+    };
+    let env = TestEnv::new();
+    // A real session first, so that the call has something to report.
+    let (job, session) = env.start("say hello from the inspector test", &[]);
+    assert_eq!(env.wait(&job)["status"], "completed");
+
+    let list = inspector(&env, &cli, &["--method", "tools/list"]);
+    let tools = list["tools"].as_array().expect("tools array");
+    let mut names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names, TOOLS, "{list}");
+    for t in tools {
+        let a = &t["annotations"];
+        for hint in ["readOnlyHint", "destructiveHint", "idempotentHint"] {
+            assert!(a[hint].is_boolean(), "{} lacks {hint}: {t}", t["name"]);
+        }
+        assert_eq!(t["inputSchema"]["type"], "object", "{t}");
+    }
+
+    let r = inspector(
+        &env,
+        &cli,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "claude_code_sessions",
+        ],
+    );
+    assert_ne!(r["isError"], true, "{r}");
+    let sessions = r["structuredContent"]["sessions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no structured sessions: {r}"));
+    assert_eq!(sessions.len(), 1, "{r}");
+    assert_eq!(sessions[0]["sessionId"], session.as_str(), "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "a text summary is expected: {r}"
+    );
+
+    // A tool with an argument, and a tool error that stays a result.
+    let r = inspector(
+        &env,
+        &cli,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "claude_code_status",
+            "--tool-arg",
+            &format!("job_id={job}"),
+        ],
+    );
+    assert_eq!(r["structuredContent"]["status"], "completed", "{r}");
+    let r = inspector(
+        &env,
+        &cli,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "claude_code_status",
+            "--tool-arg",
+            "job_id=no-such-job",
+        ],
+    );
+    assert_eq!(r["isError"], true, "{r}");
+}
+
+#[test]
+fn openclaw_loads_creel_as_an_mcp_server_offline() {
+    let Some(node) = external_tool("CREEL_TEST_NODE24", "OpenClaw") else {
+        return;
+    };
+    let Some(openclaw) = external_tool("CREEL_TEST_OPENCLAW", "OpenClaw") else {
+        return;
+    };
+    let env = TestEnv::new();
+    // An isolated HOME with OpenClaw's config (JSON5): local gateway, no update or model
+    // catalog checks, and creel as a stdio MCP server whose environment comes from `env`.
+    let oc_home = env.dir.path().join("openclaw-home");
+    std::fs::create_dir_all(oc_home.join(".openclaw")).unwrap();
+    let q = |p: &std::path::Path| serde_json::to_string(&p.display().to_string()).unwrap();
+    let config = format!(
+        r#"// OpenClaw config for creel's test (JSON5)
+{{
+  gateway: {{ mode: "local", bind: "loopback" }},
+  update: {{ checkOnStart: false }},
+  models: {{ catalogRefresh: {{ enabled: false }} }},
+  mcp: {{
+    servers: {{
+      creel: {{
+        command: {bin},
+        args: ["mcp"],
+        env: {{ CREEL_HOME: {home}, CREEL_CONFIG: {config} }},
+      }},
+    }},
+  }},
+}}
+"#,
+        bin = q(std::path::Path::new(env!("CARGO_BIN_EXE_creel"))),
+        home = q(&env.home),
+        config = q(&env.config),
+    );
+    std::fs::write(oc_home.join(".openclaw/openclaw.json"), config).unwrap();
+
+    // No network at all but loopback: `unshare -n` (in a user namespace when not root).
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        == 0;
+    let mut c = std::process::Command::new("unshare");
+    if !root {
+        c.arg("-r");
+    }
+    let path = format!(
+        "{}:{}",
+        node.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    c.arg("-n")
+        .args(["sh", "-c", "ip link set lo up && exec \"$@\"", "sh"])
+        .arg(&node)
+        .arg(&openclaw)
+        .args(["mcp", "probe", "creel", "--json"])
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", &oc_home)
+        .env("NO_COLOR", "1")
+        .current_dir(&oc_home);
+    let (status, out, err) = run_within(c, Duration::from_secs(180));
+    let context = format!("status: {status}\n--- stdout\n{out}\n--- stderr\n{err}");
+    assert!(status.success(), "openclaw mcp probe failed\n{context}");
+    let v: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("openclaw mcp probe: not JSON ({e})\n{context}"));
+
+    // All six tools, under OpenClaw's `server__tool` names.
+    let listed: Vec<&str> = v["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools\n{context}"))
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    for t in TOOLS {
+        let name = format!("creel__{t}");
+        assert!(listed.contains(&name.as_str()), "{name} missing\n{context}");
+    }
+    let server = &v["servers"]["creel"];
+    assert_eq!(server["tools"], 6, "{context}");
+    // No complaint about missing safety annotations, and no diagnostics at all.
+    assert!(server.get("approvalHint").is_none(), "{context}");
+    assert_eq!(v["diagnostics"], json!([]), "{context}");
+    assert!(
+        !format!("{out}{err}").to_lowercase().contains("annotation"),
+        "{context}"
+    );
+    // The server really ran with the `env` block of OpenClaw's config.
+    assert!(env.home.join("creel.db").exists(), "{context}");
+}
+
+/// A client that forwards progress notifications to a channel.
+#[derive(Clone)]
+struct ProgressListener(tokio::sync::mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>);
+
+impl ClientHandler for ProgressListener {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(params);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_can_wait_for_the_end_with_progress_notifications() {
+    let env = TestEnv::new();
+    let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let cmd = tokio::process::Command::from(env.cmd(&["mcp"]));
+    let client = ProgressListener(tx)
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .expect("MCP handshake");
+    let started = ok(&call(
+        &client,
+        "claude_code_start",
+        json!({"prompt": "say one\nsleep 2\nsay two\nsleep 2\nsay three"}),
+    )
+    .await);
+    let job = started["jobId"].as_str().unwrap().to_string();
+    let mut params = rmcp::model::CallToolRequestParams::new("claude_code_status");
+    params.arguments = json!({"job_id": job, "wait_seconds": 60})
+        .as_object()
+        .cloned();
+    let handle = client
+        .send_cancellable_request(
+            rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(params)),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    let token = handle.progress_token.clone();
+    let response = handle.await_response().await.unwrap();
+    let rmcp::model::ServerResult::CallToolResult(result) = response else {
+        panic!("{response:?}")
+    };
+    let s = ok(&result);
+    assert_eq!(
+        s["status"], "completed",
+        "waiting returns the final status: {s}"
+    );
+    let mut notes = Vec::new();
+    while let Ok(p) = progress.try_recv() {
+        notes.push(p);
+    }
+    assert!(
+        notes.len() >= 2,
+        "progress notifications while waiting: {notes:?}"
+    );
+    assert!(notes.iter().all(|p| p.progress_token == token));
+    assert!(
+        notes.windows(2).all(|w| w[1].progress > w[0].progress),
+        "progress increases"
+    );
+    client.cancel().await.unwrap();
+}

@@ -92,7 +92,8 @@ fn rootless_jobs_run_as_the_invoking_user_and_report_unenforced_limits() {
     let v = r.json(&[
         "start",
         "--json",
-        "say rootless hello\nwrite owned.txt mine\nbash id -u",
+        // The default network is the allowlist: the proxy works rootless too, raw sockets do not.
+        "say rootless hello\nwrite owned.txt mine\nbash id -u; timeout 5 nc -w 3 1.1.1.1 80 </dev/null || echo RAW-BLOCKED; printf 'CONNECT 10.0.0.1:443 HTTP/1.1\\r\\n\\r\\n' | timeout 5 nc 127.0.0.1 3128 | head -n 1",
     ]);
     let job = v["jobId"].as_str().unwrap().to_string();
     let session = v["sessionId"].as_str().unwrap().to_string();
@@ -101,6 +102,12 @@ fn rootless_jobs_run_as_the_invoking_user_and_report_unenforced_limits() {
         (s["status"] != "pending" && s["status"] != "running").then_some(s)
     });
     assert_eq!(s["status"], "completed", "{s}");
+    let raw =
+        std::fs::read_to_string(r.dir.join("home/jobs").join(&job).join("output.jsonl")).unwrap();
+    assert!(
+        raw.contains("RAW-BLOCKED") && raw.contains("HTTP/1.1 403 Forbidden"),
+        "{raw}"
+    );
     let f = r
         .dir
         .join("home/workspaces")

@@ -13,10 +13,14 @@ mod errors;
 mod sandbox;
 // The same scenarios on Docker.
 mod docker;
+// The allowlist network: the egress proxy, raw-socket attempts, the key kept out.
+mod egress;
 // Completion webhooks and OAuth logins.
 mod hooks;
 // Idle-session cleanup, automatic and explicit.
 mod cleanup;
+// `--help` snapshots.
+mod help;
 // Rootless Podman as an unprivileged user.
 mod rootless;
 // The MCP server (`creel mcp`) driven by rmcp's client over stdio and streamable HTTP.

@@ -281,6 +281,7 @@ pub fn podman_containers(label: &str) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    pub headers: Vec<(String, String)>,
     pub authorization: Option<String>,
     pub body: Value,
 }
@@ -315,10 +316,14 @@ impl Receiver {
                     .to_string();
                 let mut len = 0usize;
                 let mut auth = None;
+                let mut headers = Vec::new();
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                         break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
                     }
                     let lower = h.to_ascii_lowercase();
                     if let Some(v) = lower.strip_prefix("content-length:") {
@@ -334,6 +339,7 @@ impl Receiver {
                 n += 1;
                 got2.lock().unwrap().push(Received {
                     path,
+                    headers,
                     authorization: auth,
                     body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                 });
@@ -349,4 +355,16 @@ impl Receiver {
     pub fn requests(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
+}
+
+/// The pid of a job's monitor process, if one is running.
+pub fn monitor_pid(job: &str) -> Option<String> {
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("__monitor {job}")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(String::from)
 }

@@ -260,6 +260,12 @@ pub struct JobSpec {
     /// job if Claude refreshed the token).
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
+    /// `network = "allowlist"`: what the job's proxy admits.
+    #[serde(default)]
+    pub egress: Option<crate::egress::EgressSpec>,
+    /// The API key stays on the host: the proxy adds it (allowlist mode).
+    #[serde(default)]
+    pub key_via_proxy: bool,
 }
 
 /// Resource usage sampled by the monitor.
@@ -337,6 +343,8 @@ pub struct JobRecord {
     pub webhook_delivered_at_ms: Option<i64>,
     /// Webhook delivery attempts so far.
     pub webhook_attempts: u32,
+    /// Requests the egress proxy refused, per host.
+    pub egress_denied: Vec<(String, u64)>,
 }
 
 /// Webhook delivery attempts before giving up.

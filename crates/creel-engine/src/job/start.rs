@@ -75,17 +75,12 @@ impl Engine {
             )));
         }
         if let Some(s) = &existing
-            && let Some(active) = self
-                .store()
-                .sessions()?
-                .into_iter()
-                .find(|x| x.record.id == s.id)
-                .and_then(|x| x.active_job_id)
+            && let Some((job, state)) = self.store().active_job(&s.id)?
         {
             return Err(Error::SessionBusy {
                 session: s.id.clone(),
-                job: active,
-                state: "running".into(),
+                job,
+                state: state.to_string(),
             });
         }
         let user_workspace = match &req.workspace {
@@ -105,6 +100,7 @@ impl Engine {
             });
         }
         if host.rootless && self.config.network == NetworkMode::Bridge && !host.tun_usable {
+            // (allowlist mode needs no tun device: the container has no network of its own.)
             return Err(Error::Runtime(crate::runtime::RuntimeError::Failed {
                 bin: "podman".into(),
                 command: "run".into(),
@@ -157,13 +153,58 @@ impl Engine {
             None => ConversationMode::New(uuid::Uuid::new_v4().to_string()),
         };
         let mut env = Vec::new();
-        if let Some(url) = self
+        let base_url = self
             .config
             .api_base_url
             .clone()
-            .or_else(|| self.api_base_url.clone())
-        {
+            .or_else(|| self.api_base_url.clone());
+        let mut egress = None;
+        let mut key_via_proxy = false;
+        if self.config.network == NetworkMode::Allowlist {
+            let proxy = format!("http://127.0.0.1:{}", crate::egress::PROXY_PORT);
+            for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+                env.push((k.to_string(), proxy.clone()));
+            }
+            for k in ["NO_PROXY", "no_proxy"] {
+                env.push((k.to_string(), "127.0.0.1,localhost".to_string()));
+            }
+            let mut allow = self.config.egress_allow.clone();
+            if api_key.is_none() {
+                allow.extend(crate::egress::OAUTH_HOSTS.iter().map(|h| h.to_string()));
+            }
+            let api_upstream = match (&api_key, base_url) {
+                (_, Some(url)) => Some(url),
+                (Some(_), None) => Some("https://api.anthropic.com".to_string()),
+                (None, None) => None,
+            };
+            if let Some(url) = &api_upstream {
+                crate::egress::ApiUpstream::parse(url, None)
+                    .map_err(|e| Error::InvalidRequest(format!("api_base_url: {e}")))?;
+                env.push(("ANTHROPIC_BASE_URL".to_string(), proxy.clone()));
+            }
+            if api_key.is_some() {
+                key_via_proxy = true;
+                // Claude wants a key to be set; the proxy replaces it with the real one.
+                env.push((
+                    "ANTHROPIC_API_KEY".to_string(),
+                    "creel-proxy-adds-the-real-key".to_string(),
+                ));
+            }
+            egress = Some(crate::egress::EgressSpec {
+                allow,
+                resolve: self.config.egress_resolve.clone(),
+                api_upstream,
+            });
+        } else if let Some(url) = base_url {
             env.push(("ANTHROPIC_BASE_URL".to_string(), url));
+        }
+        // How often Claude retries a failed API call (its default, 10, can mean minutes of
+        // backoff): passed through from creel's environment when it is a number.
+        if let Some(n) = std::env::var("CLAUDE_CODE_MAX_RETRIES")
+            .ok()
+            .filter(|v| v.parse::<u32>().is_ok())
+        {
+            env.push(("CLAUDE_CODE_MAX_RETRIES".to_string(), n));
         }
         let spec = JobSpec {
             runtime: runtime.kind(),
@@ -191,6 +232,8 @@ impl Engine {
             api_key: api_key.is_some(),
             warnings: warnings.clone(),
             webhook: crate::webhook::resolve(&self.config, self.user_home.as_deref()),
+            egress,
+            key_via_proxy,
             credentials_file: if api_key.is_none() {
                 credentials.clone()
             } else {
@@ -264,6 +307,7 @@ impl Engine {
             warnings,
             webhook_delivered_at_ms: None,
             webhook_attempts: 0,
+            egress_denied: Vec::new(),
         };
         let new_session = existing.is_none().then(|| SessionRecord {
             id: session_id.clone(),

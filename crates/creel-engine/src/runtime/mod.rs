@@ -25,7 +25,7 @@ pub enum RuntimeError {
         bin: String,
     },
     /// The binary could not be started.
-    #[error("cannot run `{bin}`: {source}")]
+    #[error("cannot run `{bin}`")]
     Spawn {
         /// The binary.
         bin: String,

@@ -267,10 +267,14 @@ impl From<creel_engine::Error> for ToolError {
             )),
             _ => e.hint(),
         };
-        ToolError {
-            message: e.to_string(),
-            hint,
+        // One line with every cause, as the CLI prints them one per line.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
         }
+        ToolError { message, hint }
     }
 }
 

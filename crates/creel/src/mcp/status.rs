@@ -1,8 +1,9 @@
 //! `claude_code_status`: a job's state, error, activity and the tail of its output.
 
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
-use rmcp::{tool, tool_router};
+use rmcp::model::{CallToolResult, ProgressNotificationParam, RequestMetaObject};
+use rmcp::service::Peer;
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -15,7 +16,9 @@ completed, failed (see error.kind and error.message) or cancelled (final: stop p
 reports activityState (active: writing output; processing: thinking or running a tool; idle), \
 elapsedSeconds, outputSize, tailOutput (the last few hundred characters of the transcript), \
 resource metrics, and when finished Claude's final `result` text, numTurns and costUsd. Cheap: it \
-only reads stored state. For the full transcript use claude_code_output.";
+only reads stored state. For the full transcript use claude_code_output. Instead of polling, pass \
+wait_seconds to wait (up to 600 s) for the job to end; progress notifications report it meanwhile \
+when the request carries a progress token.";
 
 /// `claude_code_status` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -24,7 +27,12 @@ pub struct StatusParams {
     pub job_id: String,
     /// If given, the job must belong to this session (a safety check).
     pub session_id: Option<String>,
+    /// Wait up to this many seconds (max 600) for the job to end before answering.
+    pub wait_seconds: Option<f64>,
 }
+
+/// The longest a status call waits.
+const MAX_WAIT_SECONDS: f64 = 600.0;
 
 #[tool_router(router = status_router, vis = "pub(super)")]
 impl CreelServer {
@@ -41,11 +49,57 @@ impl CreelServer {
             open_world_hint = false
         )
     )]
-    async fn claude_code_status(&self, Parameters(p): Parameters<StatusParams>) -> CallToolResult {
-        finish(self.job_in_session(p.job_id, p.session_id).await.map(|s| {
-            let w = StatusWire::from(&s);
-            success(&w, summary(&w, s.record.state.is_final()), None)
-        }))
+    async fn claude_code_status(
+        &self,
+        Parameters(p): Parameters<StatusParams>,
+        meta: RequestMetaObject,
+        client: Peer<RoleServer>,
+    ) -> CallToolResult {
+        let wait = p
+            .wait_seconds
+            .filter(|w| w.is_finite() && *w > 0.0)
+            .map(|w| w.min(MAX_WAIT_SECONDS));
+        let token = meta.get_progress_token();
+        let started = std::time::Instant::now();
+        let mut last_size = None;
+        loop {
+            let status = self
+                .job_in_session(p.job_id.clone(), p.session_id.clone())
+                .await;
+            let done = match (&status, wait) {
+                (Err(_), _) | (_, None) => true,
+                (Ok(s), Some(w)) => {
+                    s.record.state.is_final() || started.elapsed().as_secs_f64() >= w
+                }
+            };
+            if done {
+                return finish(status.map(|s| {
+                    let w = StatusWire::from(&s);
+                    success(&w, summary(&w, s.record.state.is_final()), None)
+                }));
+            }
+            if let (Some(token), Ok(s)) = (&token, &status)
+                && last_size != Some(s.record.output_size)
+            {
+                last_size = Some(s.record.output_size);
+                let message = format!(
+                    "{} · {} bytes of output · {}",
+                    s.record.state,
+                    s.record.output_size,
+                    s.activity.as_str()
+                );
+                let _ = client
+                    .notify_progress(
+                        ProgressNotificationParam::new(
+                            token.clone(),
+                            started.elapsed().as_secs_f64(),
+                        )
+                        .with_message(message),
+                    )
+                    .await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
     }
 }
 
