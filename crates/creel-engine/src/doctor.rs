@@ -129,15 +129,21 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
                 Some("as root: chmod 666 /dev/net/tun (it is 0666 on stock distributions), or set network = \"none\""),
             );
         }
-    } else {
+    } else if config.network == crate::config::NetworkMode::Allowlist {
+        let mut hosts = vec![crate::egress::ANTHROPIC_API_HOST.to_string()];
+        hosts.extend(config.egress_allow.iter().cloned());
         add(
             "network",
             DoctorLevel::Ok,
-            format!("network = \"{}\"", config.network.as_str()),
+            format!(
+                "allowlist: no route out; each job's proxy admits {} (and never private or link-local addresses); the API key stays on the host",
+                hosts.join(", ")
+            ),
             None,
         );
-    }
-    if let Ok(rt) = &runtime {
+    } else {
+        add("network", DoctorLevel::Ok, format!("network = \"{}\"", config.network.as_str()), None);
+    }    if let Ok(rt) = &runtime {
         match rt.image_exists(&config.image) {
             Ok(true) => add(
                 "image",

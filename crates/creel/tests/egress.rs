@@ -1,6 +1,7 @@
 //! `network = "allowlist"`: no route out, only creel's proxy, which admits allowlisted hosts and
 //! refuses the rest; the API key stays on the host. The "internet" is a test host in a network
-//! namespace made here (203.0.113.10, TEST-NET-3) serving HTTP on 80 and TLS on 443.
+//! namespace made here (198.51.100.10 in TEST-NET-2, on a /30 so that nothing else on the host is
+//! routed there: the package registries here live in TEST-NET-3) serving HTTP on 80 and TLS on 443.
 
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use crate::util::{Receiver, TestEnv, eventually};
 
 const NS: &str = "creel-test-inet";
-const HOST_IP: &str = "203.0.113.10";
+const HOST_IP: &str = "198.51.100.10";
+const HOST_SIDE: &str = "198.51.100.9/30";
+const NS_SIDE: &str = "198.51.100.10/30";
 
 fn sh(args: &[&str]) -> bool {
     Command::new(args[0])
@@ -32,14 +35,25 @@ fn internet() {
             }
         }
         sh(&["ip", "netns", "del", NS]);
+        // Never shadow anything this host really talks to (its package registries, say).
+        for host in ["deb.debian.org", "index.crates.io", "registry.npmjs.org", "pypi.org"] {
+            if let Ok(addrs) = std::net::ToSocketAddrs::to_socket_addrs(&(host, 80)) {
+                for a in addrs {
+                    assert!(
+                        !a.ip().to_string().starts_with("198.51.100."),
+                        "{host} resolves into the test internet's range ({a}): pick another range"
+                    );
+                }
+            }
+        }
         sh(&["ip", "link", "del", "creel-inet-h"]);
         for cmd in [
             vec!["ip", "netns", "add", NS],
             vec!["ip", "link", "add", "creel-inet-h", "type", "veth", "peer", "name", "creel-inet-n"],
             vec!["ip", "link", "set", "creel-inet-n", "netns", NS],
-            vec!["ip", "addr", "add", "203.0.113.1/24", "dev", "creel-inet-h"],
+            vec!["ip", "addr", "add", HOST_SIDE, "dev", "creel-inet-h"],
             vec!["ip", "link", "set", "creel-inet-h", "up"],
-            vec!["ip", "netns", "exec", NS, "ip", "addr", "add", "203.0.113.10/24", "dev", "creel-inet-n"],
+            vec!["ip", "netns", "exec", NS, "ip", "addr", "add", NS_SIDE, "dev", "creel-inet-n"],
             vec!["ip", "netns", "exec", NS, "ip", "link", "set", "creel-inet-n", "up"],
             vec!["ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up"],
         ] {
