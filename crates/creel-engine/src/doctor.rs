@@ -142,8 +142,14 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
             None,
         );
     } else {
-        add("network", DoctorLevel::Ok, format!("network = \"{}\"", config.network.as_str()), None);
-    }    if let Ok(rt) = &runtime {
+        add(
+            "network",
+            DoctorLevel::Ok,
+            format!("network = \"{}\"", config.network.as_str()),
+            None,
+        );
+    }
+    if let Ok(rt) = &runtime {
         match rt.image_exists(&config.image) {
             Ok(true) => add(
                 "image",

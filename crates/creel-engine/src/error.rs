@@ -84,6 +84,9 @@ pub enum Error {
     /// Container runtime error.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+    /// Building the sandbox image failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// A filesystem operation failed.
     #[error("{action} `{path}`")]
     Io {
@@ -113,6 +116,7 @@ impl Error {
             | Error::NoLogin { .. }
             | Error::Store(_)
             | Error::Runtime(_)
+            | Error::Image(_)
             | Error::Io { .. } => ErrorCategory::Environment,
         }
     }
@@ -134,6 +138,7 @@ impl Error {
                 "export ANTHROPIC_API_KEY=... or run `claude login` on this host (Claude Pro/Max)".into(),
             ),
             Error::Runtime(e) => e.hint(),
+            Error::Image(e) => e.hint(),
             _ => None,
         }
     }

@@ -24,6 +24,7 @@ pub mod egress;
 mod engine;
 pub mod error;
 pub mod host;
+pub mod image;
 pub mod job;
 pub mod logfile;
 pub mod login;

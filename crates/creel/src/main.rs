@@ -4,6 +4,7 @@
 //! is a thin adapter over [`creel_engine::Engine`].
 
 mod cli;
+mod fake_model;
 mod mcp;
 mod printer;
 mod wire;

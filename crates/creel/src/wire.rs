@@ -312,3 +312,31 @@ pub fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
+
+/// `image build --json` → `{tags, imageId, claudeVersion, reused, elapsedSeconds}`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageBuildWire {
+    /// The image's tags, versioned first.
+    pub tags: Vec<String>,
+    /// The image id.
+    pub image_id: String,
+    /// What `claude --version` printed in the image.
+    pub claude_version: String,
+    /// What the build reused instead of making (base image, cached downloads).
+    pub reused: Vec<String>,
+    /// Whole build time.
+    pub elapsed_seconds: f64,
+}
+
+impl From<&creel_engine::image::BuildReport> for ImageBuildWire {
+    fn from(r: &creel_engine::image::BuildReport) -> Self {
+        ImageBuildWire {
+            tags: r.tags.clone(),
+            image_id: r.image_id.clone(),
+            claude_version: r.claude_version.clone(),
+            reused: r.reused.clone(),
+            elapsed_seconds: r.elapsed.as_secs_f64(),
+        }
+    }
+}

@@ -25,3 +25,5 @@ mod help;
 mod rootless;
 // The MCP server (`creel mcp`) driven by rmcp's client over stdio and streamable HTTP.
 mod mcp;
+// The real Claude Code in the real sandbox image, against `creel fake-model` (needs the image).
+mod e2e;

@@ -3,6 +3,7 @@
 mod cancel;
 mod cleanup;
 mod doctor;
+mod image;
 mod monitor;
 mod output;
 mod run;
@@ -102,6 +103,19 @@ pub enum Command {
     /// Tools: claude_code_start, claude_code_status, claude_code_output, claude_code_cancel,
     /// claude_code_cleanup, claude_code_sessions. Jobs outlive the server.
     Mcp(crate::mcp::McpArgs),
+    /// Build the sandbox image: Claude Code (pinned) on Debian bookworm, for a non-root user
+    ///
+    /// Builds `localhost/creel-claude:<claude code version>` and `:latest` from the
+    /// Containerfile shipped with creel. --offline needs no container registry: the base is a
+    /// debootstrap'ed Debian rootfs and Claude Code comes from its npm package (cached).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Serve a scripted stand-in for the Anthropic Messages API (no model, no tokens spent)
+    ///
+    /// Point Claude at it with `api_base_url` (or ANTHROPIC_BASE_URL) for dry runs of an
+    /// orchestration. It answers turn by turn from a TOML or JSON script (text, tool calls,
+    /// HTTP errors, or silence) and can log every request it receives as JSON lines.
+    FakeModel(crate::fake_model::FakeModelArgs),
     /// Internal: the per-job monitor process
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::MonitorArgs),
@@ -151,6 +165,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Monitor(args) => monitor::run(g, args),
+        Command::Image(cmd) => image::run(g, cmd),
+        Command::FakeModel(args) => crate::fake_model::run(args),
     }
 }
 

@@ -1,0 +1,273 @@
+//! Start latency: to "container running", to "first output byte captured", and start to
+//! completed of a short job, against bare `podman run -d` / `podman run` of the same container.
+//!
+//! creel is timed from just before `creel start` is spawned to the instants the monitor
+//! records in the store: `started_at` (right after its `podman run -d` returned),
+//! `first_output_at` (when the first byte was copied into the job's output) and `finished_at`
+//! (the final state). Bare podman is timed from just before `podman run -d` is spawned to its
+//! return (running) and to the first byte in the container's k8s-file log (polled every 1 ms);
+//! completion is an attached `podman run` of the same container returning.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use creel_engine::JobState;
+use creel_engine::job::JobSpec;
+
+use crate::util::{Bare, Env, Samples, fmt_ms, wall_ms};
+use crate::{Opts, Report, Verdict};
+
+const PROMPT: &str = "say hi";
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Creel {
+    cli: Samples,
+    running: Samples,
+    first: Samples,
+    done: Samples,
+}
+
+struct BareS {
+    running: Samples,
+    first: Samples,
+    done: Samples,
+}
+
+pub fn run(o: &Opts, r: &mut Report) {
+    let env = Env::new(&o.base, "start", "", o.keep);
+    // Warm-up (page cache, podman's storage) and the spec the bare runs copy.
+    let (job, _) = env.start("say warm-up", &[]);
+    let rec = env.wait_final(&job, TIMEOUT);
+    assert_eq!(rec.state, JobState::Completed, "warm-up job: {rec:?}");
+    let spec = rec.spec.clone();
+    let conv = spec.conversation.id().to_string();
+    let mut c = Creel {
+        cli: Samples::default(),
+        running: Samples::default(),
+        first: Samples::default(),
+        done: Samples::default(),
+    };
+    let mut b = BareS {
+        running: Samples::default(),
+        first: Samples::default(),
+        done: Samples::default(),
+    };
+    let mut scratch = BareS {
+        running: Samples::default(),
+        first: Samples::default(),
+        done: Samples::default(),
+    };
+    bare_detached(&env, &spec, &conv, "w", &mut scratch);
+    bare_attached(&env, &spec, &conv, "w", &mut scratch);
+    for i in 0..o.iters {
+        // Alternate the order so that drift in the machine's load hits both sides alike.
+        let order: [u8; 3] = if i % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        for k in order {
+            match k {
+                0 => creel_once(&env, &mut c),
+                1 => bare_detached(&env, &spec, &conv, &i.to_string(), &mut b),
+                _ => bare_attached(&env, &spec, &conv, &i.to_string(), &mut b),
+            }
+        }
+    }
+    let ratio_row = |r: &mut Report, fig: &str, cs: &Samples, bs: &Samples| {
+        let ratio = cs.p50() / bs.p50();
+        r.row(
+            fig,
+            cs.fmt_ms(),
+            bs.fmt_ms(),
+            format!("{ratio:.2}×"),
+            "≤ 1.1×",
+            if ratio <= 1.1 {
+                Verdict::Met
+            } else {
+                Verdict::Missed
+            },
+        );
+    };
+    ratio_row(
+        r,
+        "start → container running (`podman run -d` returned)",
+        &c.running,
+        &b.running,
+    );
+    ratio_row(r, "start → first output byte captured", &c.first, &b.first);
+    let delta = c.done.p50() - b.done.p50();
+    r.row(
+        format!("start → completed, short job (`{PROMPT}`) vs attached `podman run`"),
+        c.done.fmt_ms(),
+        b.done.fmt_ms(),
+        format!("{:+.0} ms", delta),
+        "≤ +100 ms",
+        if delta <= 100.0 {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        },
+    );
+    r.row(
+        "`creel start` returns (job accepted, monitor spawned)",
+        c.cli.fmt_ms(),
+        "",
+        "",
+        "",
+        Verdict::Info,
+    );
+    allowlist(o, r, &b);
+    r.note(format!(
+        "p50 of {} alternating iterations; creel times are the monitor's store timestamps (ms) minus the instant before `creel start` was spawned; bare first byte: 1 ms polling of the k8s-file log",
+        o.iters
+    ));
+    r.note(format!(
+        "creel path to running = `creel start` ({}) + monitor start + `podman run -d`; to first byte adds the monitor's 20 ms log poll (mean +10 ms)",
+        fmt_ms(c.cli.p50())
+    ));
+}
+
+fn creel_once(env: &Env, c: &mut Creel) {
+    let t0 = wall_ms();
+    let (job, _) = env.start(PROMPT, &[]);
+    let t_cli = wall_ms();
+    let rec = env.wait_final(&job, TIMEOUT);
+    assert_eq!(rec.state, JobState::Completed, "job {job}: {rec:?}");
+    let at = |v: Option<i64>| v.expect("timestamp") as f64 - t0;
+    c.cli.push(t_cli - t0);
+    c.running.push(at(rec.started_at_ms));
+    c.first.push(at(rec.first_output_at_ms));
+    c.done.push(at(rec.finished_at_ms));
+}
+
+fn bare_detached(env: &Env, spec: &JobSpec, conv: &str, tag: &str, s: &mut BareS) {
+    let bare = Bare::prepare(
+        spec,
+        &env.root.join(format!("bare-d{tag}")),
+        &format!("d{tag}"),
+        PROMPT,
+        conv,
+    );
+    let t0 = wall_ms();
+    let started = Instant::now();
+    let mut child = bare
+        .detached()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn podman run -d");
+    let (mut running, mut first) = (None, None);
+    let mut exit = None;
+    while (running.is_none() || first.is_none()) && started.elapsed() < TIMEOUT {
+        if first.is_none() && std::fs::metadata(&bare.log).is_ok_and(|m| m.len() > 0) {
+            first = Some(wall_ms() - t0);
+        }
+        if running.is_none()
+            && let Ok(Some(st)) = child.try_wait()
+        {
+            running = Some(wall_ms() - t0);
+            exit = Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        exit.is_some_and(|st| st.success()) && first.is_some(),
+        "bare podman run -d failed ({exit:?}) or its container never wrote"
+    );
+    s.running.push(running.unwrap_or_default());
+    s.first.push(first.unwrap_or_default());
+    let _ = std::process::Command::new(&bare.podman)
+        .args(["wait", &bare.name])
+        .stdout(Stdio::null())
+        .status();
+    bare.remove();
+    let _ = std::fs::remove_dir_all(&bare.dir);
+}
+
+fn bare_attached(env: &Env, spec: &JobSpec, conv: &str, tag: &str, s: &mut BareS) {
+    let bare = Bare::prepare(
+        spec,
+        &env.root.join(format!("bare-a{tag}")),
+        &format!("a{tag}"),
+        PROMPT,
+        conv,
+    );
+    let out = bare.dir.join("stdout");
+    let t0 = wall_ms();
+    let o = bare.attached(&out).output().expect("podman run");
+    s.done.push(wall_ms() - t0);
+    assert!(
+        o.status.success(),
+        "bare podman run failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    bare.remove();
+    let _ = std::fs::remove_dir_all(&bare.dir);
+}
+
+/// The same short job with creel's default network (`allowlist`: a namespace-holder container
+/// and creel's egress proxy) against the bare `--network none` runs above: the price of egress
+/// control. Bare podman has no equivalent, so this is informative.
+fn allowlist(o: &Opts, r: &mut Report, b: &BareS) {
+    let env = Env::new(
+        &o.base,
+        "start-allowlist",
+        "network = \"allowlist\"\n",
+        o.keep,
+    );
+    let mut c = Creel {
+        cli: Samples::default(),
+        running: Samples::default(),
+        first: Samples::default(),
+        done: Samples::default(),
+    };
+    let iters = o.iters.div_ceil(3).max(2);
+    for i in 0..=iters {
+        let t0 = wall_ms();
+        let out = env
+            .cmd(&["start", "--json", PROMPT])
+            .output()
+            .expect("creel start");
+        if !out.status.success() {
+            r.note(format!(
+                "network = allowlist: `creel start` failed, not measured: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            return;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let job = v["jobId"].as_str().expect("jobId").to_string();
+        let rec = env.wait_final(&job, TIMEOUT);
+        if rec.state != JobState::Completed {
+            r.note(format!(
+                "network = allowlist: job ended {} ({:?}), not measured",
+                rec.state, rec.error
+            ));
+            return;
+        }
+        if i == 0 {
+            continue; // warm-up
+        }
+        let at = |v: Option<i64>| v.expect("timestamp") as f64 - t0;
+        c.running.push(at(rec.started_at_ms));
+        c.first.push(at(rec.first_output_at_ms));
+        c.done.push(at(rec.finished_at_ms));
+    }
+    for (fig, cs, bs) in [
+        (
+            "… with `network = \"allowlist\"` (creel's default): to running",
+            &c.running,
+            &b.running,
+        ),
+        ("… allowlist: to first output byte", &c.first, &b.first),
+        ("… allowlist: to completed", &c.done, &b.done),
+    ] {
+        r.row(
+            fig,
+            cs.fmt_ms(),
+            format!("`--network none` {}", fmt_ms(bs.p50())),
+            format!("{:.2}×", cs.p50() / bs.p50()),
+            "(informative)",
+            Verdict::Info,
+        );
+    }
+}

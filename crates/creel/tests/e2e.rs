@@ -1,0 +1,552 @@
+//! End to end: the real Claude Code (2.1.328) in the real sandbox image
+//! (`creel image build --offline`) under creel, against `creel fake-model` on the host's loopback
+//! (`api_base_url` in the config). The network is the default allowlist: Claude reaches the
+//! model only through creel's egress proxy, which adds the real API key (the container holds a
+//! placeholder). Nothing is stubbed but the model.
+//!
+//! The image is big and slow to build, so these tests skip with a message when it is missing,
+//! except under `CI=true`, where `.ci/run` builds it first and a missing image fails them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::TestEnv;
+
+/// The image `creel image build` makes.
+const REAL_IMAGE: &str = "localhost/creel-claude:2.1.328";
+
+/// Whether the real image is there; panics under CI when it is not.
+fn real_image() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    *PRESENT.get_or_init(|| {
+        let present = Command::new("podman")
+            .args(["image", "exists", REAL_IMAGE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {REAL_IMAGE} is missing: .ci/run must build it (`creel image build --offline`)"
+            );
+            eprintln!(
+                "skipping the end-to-end tests: {REAL_IMAGE} is not built (run `creel image build --offline`)"
+            );
+        }
+        present
+    })
+}
+
+/// A `creel fake-model` child process with a script and a request log; killed on drop.
+struct FakeModel {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl FakeModel {
+    /// Starts the fake model with `script` (TOML) written into `dir`, or the built-in script.
+    fn start(dir: &Path, script: Option<&str>) -> FakeModel {
+        let log = dir.join("requests.jsonl");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_creel"));
+        cmd.args(["fake-model", "--quiet", "--listen", "127.0.0.1:0", "--log"])
+            .arg(&log);
+        if let Some(s) = script {
+            let path = dir.join("script.toml");
+            std::fs::write(&path, s).unwrap();
+            cmd.arg("--script").arg(path);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start creel fake-model");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().to_string();
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "fake-model said {line:?}"
+        );
+        FakeModel { child, url, log }
+    }
+
+    /// Every request logged so far.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Requests to the Messages API.
+    fn messages_requests(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["path"] == "/v1/messages")
+            .collect()
+    }
+}
+
+impl Drop for FakeModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test environment running the real image against `model`, with one API retry.
+fn env_for(model: &FakeModel, extra: &str) -> TestEnv {
+    let mut env = TestEnv::with_config(&format!(
+        "image = \"{REAL_IMAGE}\"\nnetwork = \"allowlist\"\napi_base_url = \"{}\"\nstartup_timeout = 120\nidle_timeout = 120\n{extra}",
+        model.url
+    ));
+    env.set_env("CLAUDE_CODE_MAX_RETRIES", "1");
+    env
+}
+
+fn lines_of(raw: &[u8]) -> Vec<Value> {
+    raw.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l)
+                .unwrap_or_else(|e| panic!("bad line {e}: {}", String::from_utf8_lossy(l)))
+        })
+        .collect()
+}
+
+fn workspace_of(env: &TestEnv, session: &str) -> PathBuf {
+    let v = env.json(&["sessions", "--json"]);
+    let list = v
+        .as_array()
+        .or_else(|| v["sessions"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let s = list
+        .iter()
+        .find(|s| s["sessionId"] == session)
+        .unwrap_or_else(|| panic!("no session {session} in {v}"));
+    PathBuf::from(s["workspace"].as_str().unwrap())
+}
+
+const TASK: &str = r#"
+[[turn]]
+match = "FIRST-TASK"
+text = "I'll write the notes file first."
+tool_use = [{ name = "Write", input = { file_path = "/workspace/notes.txt", content = "creel e2e: written by the Write tool\n" } }]
+
+[[turn]]
+match = "File created successfully"
+text = "Now a command."
+tool_use = [{ name = "Bash", input = { command = "echo \"bash ran as uid $(id -u) in $(pwd)\" > /workspace/bash.txt && cat /workspace/notes.txt", description = "Write bash.txt and show notes.txt" } }]
+
+[[turn]]
+match = "written by the Write tool"
+text = "All done: notes.txt and bash.txt are in the workspace."
+
+[[turn]]
+match = "SECOND-TASK"
+expect = ["FIRST-TASK", "All done: notes.txt and bash.txt are in the workspace.", "bash ran as uid", "toolu_fake_"]
+text = "Resumed: I remember writing notes.txt."
+"#;
+
+#[test]
+fn real_claude_writes_a_file_runs_a_command_and_resumes() {
+    if !real_image() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(dir.path(), Some(TASK));
+    let env = env_for(&model, "");
+    let begun = Instant::now();
+    let (job, session) = env.start(
+        "FIRST-TASK: write notes.txt, then run a command that writes bash.txt",
+        &[],
+    );
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert!(s["error"].is_null(), "{s}");
+    assert_eq!(s["exitCode"], 0);
+    assert_eq!(s["numTurns"], 3, "{s}");
+    // The fake model reports 1000 input and 50 output tokens a turn; Claude prices them.
+    assert!(s["costUsd"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(
+        s["result"],
+        "All done: notes.txt and bash.txt are in the workspace."
+    );
+    let claude_session = s["claudeSessionId"].as_str().unwrap().to_string();
+    assert_eq!(claude_session.len(), 36);
+    assert!(
+        begun.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        begun.elapsed()
+    );
+
+    // The files are on the host, in the session's workspace, not owned by root.
+    let ws = workspace_of(&env, &session);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("notes.txt")).unwrap(),
+        "creel e2e: written by the Write tool\n"
+    );
+    let bash = std::fs::read_to_string(ws.join("bash.txt")).unwrap();
+    assert!(bash.starts_with("bash ran as uid "), "{bash}");
+    assert!(!bash.starts_with("bash ran as uid 0 "), "{bash}");
+    assert!(bash.trim_end().ends_with("in /workspace"), "{bash}");
+
+    // Raw output: Claude's stream-json, byte for byte, from init to result.
+    let raw = env.raw_output(&job);
+    assert_eq!(env.paged_output(&job, 4096, "raw").as_bytes(), &raw[..]);
+    let events = lines_of(&raw);
+    assert_eq!(events[0]["type"], "system");
+    assert_eq!(events[0]["subtype"], "init");
+    assert_eq!(events[0]["cwd"], "/workspace");
+    assert_eq!(events[0]["session_id"], claude_session.as_str());
+    let tools: Vec<String> = events
+        .iter()
+        .filter(|e| e["type"] == "assistant")
+        .flat_map(|e| {
+            e["message"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|c| c["type"] == "tool_use")
+        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(tools, ["Write", "Bash"]);
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "result");
+    assert_eq!(last["is_error"], false);
+    assert_eq!(last["num_turns"], 3);
+
+    // Rendered output, for people and models.
+    let text = env.paged_output(&job, 64 * 1024, "text");
+    assert!(text.contains("I'll write the notes file first."), "{text}");
+    assert!(text.contains("→ Write(/workspace/notes.txt"), "{text}");
+    assert!(text.contains("→ Bash(echo"), "{text}");
+    assert!(
+        text.contains("creel e2e: written by the Write tool"),
+        "{text}"
+    );
+    assert!(text.contains("✔ done"), "{text}");
+    assert!(text.contains("3 turns"), "{text}");
+
+    // What Claude sent: streaming requests to /v1/messages?beta=true with the real key, which
+    // only the proxy had (the container's is a placeholder).
+    let reqs = model.messages_requests();
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    for r in &reqs {
+        assert_eq!(r["query"], "beta=true");
+        assert_eq!(r["stream"], true);
+        assert!(r["failedExpectations"].as_array().unwrap().is_empty());
+        let key = r["headers"]["x-api-key"].as_str().unwrap();
+        assert!(key.ends_with("ends 6789>"), "{key}");
+    }
+    assert!(
+        reqs[0]["lastUserText"]
+            .as_str()
+            .unwrap()
+            .contains("FIRST-TASK")
+    );
+    assert_eq!(
+        reqs.iter().map(|r| r["turn"].as_u64()).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3)]
+    );
+
+    // A second job in the same session resumes the conversation: its request carries the
+    // first one (the fake model checks `expect` and logs what failed).
+    let (job2, session2) = env.start("SECOND-TASK: what did you write?", &["--session", &session]);
+    assert_eq!(session2, session);
+    let s2 = env.wait(&job2);
+    assert_eq!(s2["status"], "completed", "{s2}");
+    assert_eq!(s2["result"], "Resumed: I remember writing notes.txt.");
+    assert_eq!(s2["claudeSessionId"], claude_session.as_str());
+    let reqs = model.messages_requests();
+    let resumed = reqs
+        .iter()
+        .find(|r| r["turn"] == 4)
+        .unwrap_or_else(|| panic!("no request took turn 4: {reqs:#?}"));
+    assert_eq!(
+        resumed["failedExpectations"],
+        serde_json::json!([]),
+        "{resumed:#}"
+    );
+    assert!(
+        resumed["lastUserText"]
+            .as_str()
+            .unwrap()
+            .contains("SECOND-TASK")
+    );
+    // The first conversation (prompt, two tool rounds, final answer) precedes the new prompt.
+    let msgs = resumed["body"]["messages"].as_array().unwrap();
+    let roles: Vec<&str> = msgs.iter().filter_map(|m| m["role"].as_str()).collect();
+    assert!(
+        roles.iter().filter(|r| **r == "assistant").count() >= 3,
+        "{roles:?}"
+    );
+    let events2 = lines_of(&env.raw_output(&job2));
+    assert_eq!(events2[0]["session_id"], claude_session.as_str());
+}
+
+/// Runs one job against a fake model answering every request with `script`; returns the final
+/// status and the fake model's requests.
+fn failing_job(script: &str, extra_config: &str, start_args: &[&str]) -> (Value, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(dir.path(), Some(script));
+    let env = env_for(&model, extra_config);
+    let (job, _) = env.start("this job is going to fail", start_args);
+    let out = env.run(&["wait", &job, "--timeout", "180", "--json"]);
+    env.expect_code(&out, 1, &["wait", &job]);
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["status"], "failed", "{s}");
+    (s, model.messages_requests())
+}
+
+#[test]
+fn api_500_ends_failed_as_api_error_after_one_retry() {
+    if !real_image() {
+        return;
+    }
+    let (s, reqs) = failing_job(
+        "[[turn]]\nerror = { status = 500 }\nrepeat = true\n",
+        "",
+        &[],
+    );
+    assert_eq!(s["error"]["kind"], "api_error", "{s}");
+    assert!(
+        s["error"]["message"].as_str().unwrap().contains("500"),
+        "{s}"
+    );
+    // CLAUDE_CODE_MAX_RETRIES=1 reached Claude: one try and one retry.
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    assert_eq!(s["retry"]["maxRetries"], 1, "{s}");
+}
+
+#[test]
+fn api_401_ends_failed_as_auth() {
+    if !real_image() {
+        return;
+    }
+    let (s, _) = failing_job(
+        "[[turn]]\nerror = { status = 401, message = \"invalid x-api-key\" }\nrepeat = true\n",
+        "",
+        &[],
+    );
+    assert_eq!(s["error"]["kind"], "auth", "{s}");
+}
+
+#[test]
+fn api_429_ends_failed_as_rate_limit() {
+    if !real_image() {
+        return;
+    }
+    let (s, reqs) = failing_job(
+        "[[turn]]\nerror = { status = 429, retry_after = 1 }\nrepeat = true\n",
+        "",
+        &[],
+    );
+    assert_eq!(s["error"]["kind"], "rate_limit", "{s}");
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+}
+
+#[test]
+fn max_turns_ends_failed_as_max_turns() {
+    if !real_image() {
+        return;
+    }
+    let (s, _) = failing_job(
+        "[[turn]]\ntool_use = [{ name = \"Bash\", input = { command = \"echo again\" } }]\nrepeat = true\n",
+        "",
+        &["--max-turns", "2"],
+    );
+    assert_eq!(s["error"]["kind"], "max_turns", "{s}");
+}
+
+#[test]
+fn a_hanging_model_ends_the_job_by_idle_timeout() {
+    if !real_image() {
+        return;
+    }
+    let begun = Instant::now();
+    let (s, reqs) = failing_job("[[turn]]\nhang = 300\n", "idle_timeout = 5\n", &[]);
+    assert_eq!(s["error"]["kind"], "idle_timeout", "{s}");
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    assert!(
+        begun.elapsed() < Duration::from_secs(90),
+        "took {:?}",
+        begun.elapsed()
+    );
+}
+
+/// The README's demo: `creel run` with the fake model's built-in script.
+#[test]
+fn run_with_the_built_in_script_renders_the_demo() {
+    if !real_image() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(dir.path(), None);
+    let env = env_for(&model, "");
+    let out = env.run(&["run", "Write hello.txt and show it"]);
+    env.expect_code(&out, 0, &["run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("→ Write(/workspace/hello.txt"), "{stdout}");
+    assert!(
+        stdout.contains("→ Bash(cat hello.txt && id -un && claude --version)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("← Hello from Claude Code in creel's sandbox."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("✔ done · 3 turns"), "{stdout}");
+}
+
+/// Sends one raw HTTP/1.1 request and returns the status code and the body.
+fn http(url: &str, request_head: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "{request_head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (status, body)
+}
+
+/// The stand-in itself (no image needed): it never answers 400, accepts what it does not
+/// know, streams a scripted tool call, answers scripted errors and logs every request.
+#[test]
+fn fake_model_speaks_the_messages_api_and_logs_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(
+        dir.path(),
+        Some(
+            "[[turn]]\nmatch = \"please\"\ntool_use = [{ name = \"Read\", input = { file_path = \"/workspace/a\" } }]\n\
+             [[turn]]\nmatch = \"fail\"\nerror = { status = 429, retry_after = 7 }\n",
+        ),
+    );
+    let body = serde_json::json!({
+        "model": "claude-x", "stream": true, "some_new_field": {"x": 1},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "please read"}]},
+                     {"role": "system", "content": "a reminder"}]
+    })
+    .to_string();
+    let (status, sse) = http(
+        &model.url,
+        "POST /v1/messages?beta=true HTTP/1.1\r\nContent-Type: application/json\r\nanthropic-beta: future-2099-01-01\r\nx-api-key: sk-abcd",
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{sse}");
+    assert!(sse.contains("event: message_start"), "{sse}");
+    assert!(sse.contains("\"type\":\"input_json_delta\""), "{sse}");
+    assert!(sse.contains("\"stop_reason\":\"tool_use\""), "{sse}");
+    assert!(sse.contains("\"model\":\"claude-x\""), "{sse}");
+    assert!(
+        sse.trim_end()
+            .ends_with("data: {\"type\":\"message_stop\"}"),
+        "{sse}"
+    );
+
+    let (status, err) = http(
+        &model.url,
+        "POST /v1/messages HTTP/1.1",
+        br#"{"messages":[{"role":"user","content":"fail now"}]}"#,
+    );
+    assert_eq!(status, 429);
+    assert!(err.contains("rate_limit_error"), "{err}");
+
+    // Not JSON, unknown paths, HEAD: answered, never with 400.
+    let (status, text) = http(&model.url, "POST /v1/messages HTTP/1.1", b"not json");
+    assert_eq!(status, 200);
+    assert!(text.contains("no turn left"), "{text}");
+    assert_eq!(http(&model.url, "HEAD / HTTP/1.1", b"").0, 200);
+    assert_eq!(
+        http(&model.url, "POST /v1/messages/count_tokens HTTP/1.1", b"{}").0,
+        200
+    );
+    assert_eq!(http(&model.url, "POST /v2/else HTTP/1.1", b"{}").0, 404);
+
+    let log = model.requests();
+    assert_eq!(log.len(), 6, "{log:#?}");
+    assert_eq!(log[0]["turn"], 1);
+    assert_eq!(log[0]["lastUserText"], "please read");
+    assert_eq!(log[0]["headers"]["anthropic-beta"], "future-2099-01-01");
+    assert_eq!(
+        log[0]["headers"]["x-api-key"],
+        "<redacted 7 bytes, ends abcd>"
+    );
+    assert_eq!(log[0]["body"]["some_new_field"]["x"], 1);
+    assert_eq!(log[1]["answer"], "HTTP 429");
+    assert_eq!(log[2]["answer"], "exhausted");
+    assert_eq!(log[2]["body"], "not json");
+}
+
+/// A second `creel image build --offline` (after `.ci/run`'s first) reuses the base image, the
+/// cached Claude Code binary and Podman's layer cache.
+#[test]
+fn a_second_image_build_reuses_what_the_first_made() {
+    if !real_image() {
+        return;
+    }
+    let env = TestEnv::new();
+    let begun = Instant::now();
+    let out = env.run(&["image", "build", "--offline", "--json"]);
+    env.expect_code(&out, 0, &["image", "build", "--offline", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["tags"],
+        serde_json::json!([REAL_IMAGE, "localhost/creel-claude:latest"])
+    );
+    assert!(
+        v["claudeVersion"].as_str().unwrap().contains("2.1.328"),
+        "{v}"
+    );
+    let reused = v["reused"].as_array().unwrap();
+    assert!(
+        reused
+            .iter()
+            .any(|r| r == "localhost/creel-debian:bookworm"),
+        "{v}"
+    );
+    assert!(
+        reused
+            .iter()
+            .any(|r| r.as_str().unwrap().ends_with("/claude")),
+        "{v}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[1/4] base image"), "{stderr}");
+    assert!(stderr.contains("reused:"), "{stderr}");
+    assert!(
+        begun.elapsed() < Duration::from_secs(60),
+        "a cached build took {:?}",
+        begun.elapsed()
+    );
+}
