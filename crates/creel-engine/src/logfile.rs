@@ -38,7 +38,7 @@ pub struct Decoded {
 /// A malformed record is consumed, skipped and counted in [`Decoded::malformed`].
 pub fn decode(format: LogFormat, buf: &[u8], out: &mut Decoded) -> usize {
     let mut consumed = 0;
-    while let Some(len) = buf[consumed..].iter().position(|&b| b == b'\n') {
+    while let Some(len) = memchr::memchr(b'\n', &buf[consumed..]) {
         let record = &buf[consumed..consumed + len];
         let ok = match format {
             LogFormat::K8sFile => k8s_record(record, out),

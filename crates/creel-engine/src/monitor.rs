@@ -134,7 +134,10 @@ impl Monitor {
     fn drive_job(&mut self) -> Result<()> {
         let id = self.job.id.clone();
         let mut container = self.job.container_id.clone();
-        if container.is_none() {
+        // A pending job goes straight to `run` (a container a dead monitor already made shows
+        // up there as a name conflict); only a running job without a recorded container needs
+        // the lookup by label.
+        if container.is_none() && self.job.state != JobState::Pending {
             container = self
                 .runtime
                 .containers_with_label(LABEL_JOB, &id)?
@@ -268,32 +271,8 @@ impl Monitor {
     fn start_container(&mut self) -> Result<Option<String>> {
         let id = self.job.id.clone();
         let spec = self.job.spec.clone();
-        match self.runtime.image_exists(&spec.image) {
-            Ok(true) => {}
-            Ok(false) => {
-                self.finish(
-                    Some(JobError {
-                        kind: ErrorKind::ImageMissing,
-                        message: format!(
-                            "image `{}` is no longer present in {}",
-                            spec.image, spec.runtime
-                        ),
-                    }),
-                    None,
-                )?;
-                return Ok(None);
-            }
-            Err(e) => {
-                self.finish(
-                    Some(JobError {
-                        kind: ErrorKind::Runtime,
-                        message: e.to_string(),
-                    }),
-                    None,
-                )?;
-                return Ok(None);
-            }
-        }
+        // No image check first: `run --pull never` reports a missing image itself (as
+        // `image_missing` below), and the check would cost a runtime call per job.
         let log_path = self.dir.join("container.log");
         let prompt = self.dir.join("prompt");
         let key = self.dir.join("api-key");
@@ -319,9 +298,25 @@ impl Monitor {
                 }
                 Ok(Some(cid))
             }
+            Err(e) if e.to_string().contains("already in use") => {
+                // A previous monitor started it and died before recording it: adopt it.
+                let Some(cid) = self
+                    .runtime
+                    .containers_with_label(LABEL_JOB, &id)?
+                    .into_iter()
+                    .next()
+                else {
+                    return Err(e.into());
+                };
+                self.store.set_container(&id, &cid)?;
+                self.store.set_running(&id, &cid, now_ms())?;
+                Ok(Some(cid))
+            }
             Err(e) => {
-                let kind = if e.to_string().contains("image not known")
-                    || e.to_string().contains("No such image")
+                let text = e.to_string();
+                let kind = if text.contains("image not known")
+                    || text.contains("No such image")
+                    || text.contains("Unable to find image")
                 {
                     ErrorKind::ImageMissing
                 } else {

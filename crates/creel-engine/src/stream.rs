@@ -66,7 +66,7 @@ impl LineSplitter {
     /// Feeds the next chunk, calling `f` for every line it completes.
     pub fn push(&mut self, chunk: &[u8], mut f: impl FnMut(Line<'_>)) {
         let mut rest = chunk;
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', rest) {
             self.end_line(&rest[..i], &mut f);
             rest = &rest[i + 1..];
         }
@@ -394,6 +394,15 @@ impl StreamFacts {
     /// Updates the facts from one stream-json line (without its `'\n'`). Returns true when
     /// something changed. Lines that are not JSON objects, and unknown events, change nothing.
     pub fn observe(&mut self, line: &[u8]) -> bool {
+        // Fast path: an ordinary assistant event (the bulk of a stream) only counts.
+        if self.claude_session_id.is_some()
+            && line.starts_with(b"{\"type\":\"assistant\"")
+            && memchr::memmem::find(line, b"\"is_api_error_message\"").is_none()
+        {
+            self.assistant_messages = self.assistant_messages.saturating_add(1);
+            self.retry = None;
+            return true;
+        }
         let Some(ev) = Event::parse(line) else {
             return false;
         };

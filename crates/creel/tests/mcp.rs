@@ -969,3 +969,34 @@ async fn status_can_wait_for_the_end_with_progress_notifications() {
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_server_reattaches_jobs_whose_monitor_died() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("lines 2000\nsleep 4\nsay end", &[]);
+    let pid = crate::util::eventually(Duration::from_secs(20), "monitor", || {
+        crate::util::monitor_pid(&job)
+    });
+    std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap();
+    crate::util::eventually(Duration::from_secs(10), "monitor gone", || {
+        crate::util::monitor_pid(&job).is_none().then_some(())
+    });
+    // Only the MCP server runs now, and no tool is called: its housekeeping re-attaches.
+    let client = stdio_client(&env).await;
+    let new_pid = crate::util::eventually(Duration::from_secs(20), "a new monitor", || {
+        crate::util::monitor_pid(&job)
+    });
+    assert_ne!(new_pid, pid);
+    let s = status_until(&client, &job, "completion", |s| s["status"] == "completed").await;
+    assert_eq!(s["status"], "completed");
+    let raw = env.raw_output(&job);
+    assert_eq!(
+        String::from_utf8_lossy(&raw).matches("\"line ").count(),
+        2000,
+        "byte-exact after re-attaching"
+    );
+    client.cancel().await.unwrap();
+}
