@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::TestEnv;
+use crate::util::lines_of;
 
 /// The image `creel image build` makes.
 const REAL_IMAGE: &str = "localhost/creel-claude:2.1.328";
@@ -113,16 +114,6 @@ fn env_for(model: &FakeModel, extra: &str) -> TestEnv {
     ));
     env.set_env("CLAUDE_CODE_MAX_RETRIES", "1");
     env
-}
-
-fn lines_of(raw: &[u8]) -> Vec<Value> {
-    raw.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            serde_json::from_slice(l)
-                .unwrap_or_else(|e| panic!("bad line {e}: {}", String::from_utf8_lossy(l)))
-        })
-        .collect()
 }
 
 fn workspace_of(env: &TestEnv, session: &str) -> PathBuf {

@@ -6,17 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::lines_of;
 use crate::util::{TestEnv, eventually, podman_containers};
-
-fn lines_of(raw: &[u8]) -> Vec<Value> {
-    raw.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            serde_json::from_slice(l)
-                .unwrap_or_else(|e| panic!("bad line {e}: {}", String::from_utf8_lossy(l)))
-        })
-        .collect()
-}
 
 #[test]
 fn start_returns_pending_and_the_job_completes_with_facts() {

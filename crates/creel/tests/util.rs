@@ -368,3 +368,14 @@ pub fn monitor_pid(job: &str) -> Option<String> {
         .next()
         .map(String::from)
 }
+
+/// Parses stream-json (one JSON object per non-empty line), failing on a bad line.
+pub fn lines_of(raw: &[u8]) -> Vec<Value> {
+    raw.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l)
+                .unwrap_or_else(|e| panic!("bad line {e}: {}", String::from_utf8_lossy(l)))
+        })
+        .collect()
+}

@@ -123,7 +123,7 @@ async fn serve(state: Arc<State>, addr: SocketAddr) -> anyhow::Result<()> {
     if !state.quiet {
         eprintln!("creel fake-model: a scripted stand-in for the Anthropic API on http://{local}");
     }
-    let shutdown = shutdown_signal();
+    let shutdown = crate::mcp::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -149,28 +149,6 @@ async fn serve(state: Arc<State>, addr: SocketAddr) -> anyhow::Result<()> {
             }
             _ = &mut shutdown => return Ok(()),
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }
 
