@@ -158,3 +158,30 @@ fn help_teaches_and_documents_exit_codes() {
     }
     assert!(!help.contains("__monitor"));
 }
+
+#[test]
+fn a_remembered_image_check_notices_the_image_going_away() {
+    // Its own tag of the test image, so removing it disturbs no other test.
+    let tag = format!("localhost/creel-vanishing:{}", std::process::id());
+    let tagged = std::process::Command::new("podman")
+        .args(["tag", crate::util::TEST_IMAGE, &tag])
+        .status()
+        .unwrap();
+    assert!(tagged.success());
+    let env = TestEnv::with_config(&format!("image = \"{tag}\"\n"));
+    let (job, _) = env.start("say first", &[]);
+    assert_eq!(env.wait(&job)["status"], "completed");
+    assert!(
+        env.home.join("image-check.json").is_file(),
+        "the positive check is remembered"
+    );
+    let (job, _) = env.start("say second", &[]);
+    assert_eq!(env.wait(&job)["status"], "completed");
+    let removed = std::process::Command::new("podman")
+        .args(["untag", crate::util::TEST_IMAGE, &tag])
+        .status()
+        .unwrap();
+    assert!(removed.success());
+    let err = assert_refused(&env, &["start", "say third"], 3, "creel-vanishing");
+    assert!(err.contains("hint: "), "{err}");
+}

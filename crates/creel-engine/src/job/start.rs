@@ -14,6 +14,7 @@ use crate::host::HostProfile;
 use crate::job::{
     ConversationMode, JobRecord, JobSpec, JobState, UserMode, new_job_id, now_ms, validate_model,
 };
+use crate::runtime::ContainerRuntime;
 use crate::session::{SessionRecord, new_session_id, validate_session_id};
 
 /// Largest prompt accepted (it travels as a file, so this is about sanity, not argv limits).
@@ -108,7 +109,7 @@ impl Engine {
                 stderr: "rootless networking (slirp4netns) needs /dev/net/tun, which this user cannot open".into(),
             }));
         }
-        if !runtime.image_exists(&self.config.image)? {
+        if !image_present(&self.home, runtime.as_ref(), &self.config.image)? {
             return Err(Error::ImageMissing {
                 image: self.config.image.clone(),
                 runtime: runtime.kind().to_string(),
@@ -363,6 +364,57 @@ impl Engine {
                 .map(|h| h.join(".claude").join(".credentials.json"))
         })
     }
+}
+
+/// Whether `image` is in the runtime's storage. A positive answer from Podman is remembered
+/// together with the identity of Podman's image index file (`images.json`: path, inode, size,
+/// mtime), which every tag, pull or removal rewrites; while that file is unchanged the next
+/// start skips the runtime call (BENCHMARKS F4). An image that vanishes later still fails the
+/// job as `image_missing` in the monitor.
+fn image_present(home: &Path, runtime: &dyn ContainerRuntime, image: &str) -> Result<bool> {
+    let cache_path = home.join("image-check.json");
+    let cached: Option<ImageCheck> = std::fs::read(&cache_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if runtime.kind() == crate::config::RuntimeKind::Podman
+        && let Some(c) = &cached
+        && c.image == image
+        && c.runtime_bin == runtime.binary()
+        && file_identity(&c.index_file).as_ref() == Some(&c.identity)
+    {
+        return Ok(true);
+    }
+    let present = runtime.image_exists(image)?;
+    if present
+        && runtime.kind() == crate::config::RuntimeKind::Podman
+        && let Some(index_file) = crate::runtime::podman_image_index(runtime.binary())
+        && let Some(identity) = file_identity(&index_file)
+    {
+        let check = ImageCheck {
+            image: image.to_string(),
+            runtime_bin: runtime.binary().to_path_buf(),
+            index_file,
+            identity,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&check) {
+            let _ = write_file_atomic(&cache_path, &bytes, 0o600, None);
+        }
+    }
+    Ok(present)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ImageCheck {
+    image: String,
+    runtime_bin: PathBuf,
+    index_file: PathBuf,
+    identity: (u64, u64, i64, i64),
+}
+
+/// Inode, size and mtime (s, ns) of a file.
+fn file_identity(path: &Path) -> Option<(u64, u64, i64, i64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
 fn check_user_workspace(w: &Path) -> Result<PathBuf> {

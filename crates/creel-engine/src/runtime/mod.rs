@@ -7,6 +7,8 @@ pub mod argv;
 mod docker;
 mod podman;
 
+pub(crate) use podman::podman_image_index;
+
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
