@@ -279,10 +279,11 @@ impl Store {
     pub fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT id FROM jobs WHERE state IN ('pending', 'running')
-                 OR (webhook_delivered_at IS NULL AND webhook_attempts < 6 AND spec LIKE '%\"webhook\":{%')",
-            )
+                 OR (webhook_delivered_at IS NULL AND webhook_attempts < {} AND spec LIKE '%\"webhook\":{{%')",
+                crate::job::WEBHOOK_MAX_ATTEMPTS
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
