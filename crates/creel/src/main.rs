@@ -5,6 +5,7 @@
 
 mod cli;
 mod fake_model;
+mod http_serve;
 mod mcp;
 mod printer;
 mod wire;

@@ -528,26 +528,50 @@ async fn cancel_and_jobs_outlive_the_server() {
     client.cancel().await.unwrap();
 }
 
-/// A client that forwards `notifications/resources/updated` to a channel.
+/// A client that forwards resource updates and progress notifications to channels.
 #[derive(Clone)]
-struct UpdateListener(tokio::sync::mpsc::UnboundedSender<String>);
+struct Listener {
+    updates: tokio::sync::mpsc::UnboundedSender<String>,
+    progress: tokio::sync::mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>,
+}
 
-impl ClientHandler for UpdateListener {
+impl Listener {
+    #[allow(clippy::type_complexity)]
+    fn new() -> (
+        Listener,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+        tokio::sync::mpsc::UnboundedReceiver<rmcp::model::ProgressNotificationParam>,
+    ) {
+        let (updates, u) = tokio::sync::mpsc::unbounded_channel();
+        let (progress, p) = tokio::sync::mpsc::unbounded_channel();
+        (Listener { updates, progress }, u, p)
+    }
+}
+
+impl ClientHandler for Listener {
     async fn on_resource_updated(
         &self,
         params: ResourceUpdatedNotificationParam,
         _: NotificationContext<RoleClient>,
     ) {
-        let _ = self.0.send(params.uri);
+        let _ = self.updates.send(params.uri);
+    }
+
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.progress.send(params);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_subscription_announces_new_output() {
     let env = TestEnv::new();
-    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let (listener, mut updates, _progress) = Listener::new();
     let cmd = tokio::process::Command::from(env.cmd(&["mcp"]));
-    let client = UpdateListener(tx)
+    let client = listener
         .serve(TokioChildProcess::new(cmd).unwrap())
         .await
         .expect("MCP handshake");
@@ -903,26 +927,12 @@ fn openclaw_loads_creel_as_an_mcp_server_offline() {
     assert!(env.home.join("creel.db").exists(), "{context}");
 }
 
-/// A client that forwards progress notifications to a channel.
-#[derive(Clone)]
-struct ProgressListener(tokio::sync::mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>);
-
-impl ClientHandler for ProgressListener {
-    async fn on_progress(
-        &self,
-        params: rmcp::model::ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        let _ = self.0.send(params);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_can_wait_for_the_end_with_progress_notifications() {
     let env = TestEnv::new();
-    let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let (listener, _updates, mut progress) = Listener::new();
     let cmd = tokio::process::Command::from(env.cmd(&["mcp"]));
-    let client = ProgressListener(tx)
+    let client = listener
         .serve(TokioChildProcess::new(cmd).unwrap())
         .await
         .expect("MCP handshake");

@@ -24,7 +24,6 @@ use anyhow::Context as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use self::protocol::{Message, RequestFacts, error_body};
@@ -123,33 +122,12 @@ async fn serve(state: Arc<State>, addr: SocketAddr) -> anyhow::Result<()> {
     if !state.quiet {
         eprintln!("creel fake-model: a scripted stand-in for the Anthropic API on http://{local}");
     }
-    let shutdown = crate::mcp::shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await
-                    {
-                        tracing::debug!("connection from {peer}: {e}");
-                    }
-                });
-            }
-            _ = &mut shutdown => return Ok(()),
-        }
-    }
+    crate::http_serve::serve_until_shutdown(listener, || {
+        let state = state.clone();
+        hyper::service::service_fn(move |req| handle(state.clone(), req))
+    })
+    .await;
+    Ok(())
 }
 
 type HttpResponse = Response<Full<Bytes>>;

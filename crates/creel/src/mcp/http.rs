@@ -10,11 +10,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
-use super::{CreelServer, shutdown_signal};
+use super::CreelServer;
 
 type Service = StreamableHttpService<CreelServer, LocalSessionManager>;
 type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
@@ -58,38 +57,16 @@ pub(super) async fn serve(
     let local = listener.local_addr().unwrap_or(addr);
     eprintln!("creel mcp: serving streamable HTTP on http://{local}{PATH}");
     let token: Option<Arc<str>> = token.map(Into::into);
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let service = service.clone();
-                let token = token.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let service = service.clone();
-                        let token = token.clone();
-                        async move { Ok::<_, Infallible>(handle(&service, token.as_deref(), req).await) }
-                    });
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await
-                    {
-                        tracing::debug!("connection from {peer}: {e}");
-                    }
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
+    crate::http_serve::serve_until_shutdown(listener, || {
+        let service = service.clone();
+        let token = token.clone();
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let service = service.clone();
+            let token = token.clone();
+            async move { Ok::<_, Infallible>(handle(&service, token.as_deref(), req).await) }
+        })
+    })
+    .await;
     stop.cancel();
     Ok(())
 }

@@ -105,28 +105,12 @@ async fn serve_stdio(server: CreelServer) -> anyhow::Result<()> {
         quit = running.waiting() => {
             quit.context("the MCP service task failed")?;
         }
-        _ = shutdown_signal() => {
+        _ = crate::http_serve::shutdown_signal() => {
             tracing::info!("shutting down on signal");
             cancel.cancel();
         }
     }
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
 }
 
 /// Automatic cleanup at start and every [`AUTO_CLEANUP_EVERY`] (DESIGN §3), plus crash
