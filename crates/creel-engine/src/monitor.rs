@@ -430,6 +430,7 @@ impl Monitor {
         let mut last_checkpoint = Instant::now();
         let mut last_state_check = Instant::now();
         let mut dirty = false;
+        let mut metrics_saved_at = 0i64;
         let mut exit: Option<std::result::Result<i64, crate::runtime::RuntimeError>> = None;
         let mut quiet_reads_after_exit = 0;
         loop {
@@ -500,6 +501,17 @@ impl Monitor {
                 }
             }
 
+            // A new metrics sample is progress too: `status` reads activity ("processing")
+            // from the store, and a busy job may print nothing for minutes.
+            let sampled_at = metrics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map_or(0, |m| m.sampled_at_ms);
+            if sampled_at > metrics_saved_at {
+                metrics_saved_at = sampled_at;
+                dirty = true;
+            }
             if dirty && (last_checkpoint.elapsed() >= CHECKPOINT_EVERY || exit.is_some()) {
                 self.checkpoint(&id, &mut out, &out_path, &mut progress, &facts, &metrics)?;
                 last_checkpoint = Instant::now();
