@@ -361,18 +361,22 @@ fn killing_the_monitor_mid_burst_loses_nothing() {
     // Kill the monitor (SIGKILL) while it copies the first burst, and the new one later.
     let mut kills = 0;
     for delay_ms in [300u64, 1500] {
-        let pid = eventually(Duration::from_secs(20), "monitor process", || {
+        eventually(Duration::from_secs(20), "monitor process", || {
             crate::util::monitor_pid(&job)
         });
         std::thread::sleep(Duration::from_millis(delay_ms));
-        if std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-        {
-            kills += 1;
-        }
+        // Kill whichever monitor runs now (looked up again right before the kill, so a pid
+        // seen earlier that has since been replaced is not what we aim at).
+        eventually(Duration::from_secs(10), "a monitor to kill", || {
+            let pid = crate::util::monitor_pid(&job)?;
+            std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .unwrap()
+                .success()
+                .then_some(())
+        });
+        kills += 1;
         // Any creel command notices the dead monitor and starts a new one.
         let s = env.json(&["status", &job, "--json"]);
         assert_eq!(
