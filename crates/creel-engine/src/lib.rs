@@ -18,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cgroup;
 pub mod config;
 mod doctor;
 pub mod egress;
@@ -34,6 +35,7 @@ pub mod runtime;
 pub mod session;
 pub mod store;
 pub mod stream;
+pub mod watch;
 pub mod webhook;
 
 pub use config::Config;

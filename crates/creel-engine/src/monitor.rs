@@ -14,21 +14,23 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cgroup::CgroupStats;
 use crate::engine::job_dir;
 use crate::error::{Error, Result};
 use crate::job::{ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms};
 use crate::logfile::{Decoded, LogFormat, decode};
+use crate::runtime::argv::{CONMON_PIDFILE, CONTAINER_PIDFILE};
 use crate::runtime::argv::{ContainerArgs, LABEL_JOB, LABEL_PAUSE, pause_args, run_args};
 use crate::runtime::{CliRuntime, ContainerRuntime};
 use crate::store::{Progress, Store};
 use crate::stream::{Line, LineSplitter, ResultFailure, StreamFacts, failure_kind};
+use crate::watch::Wakeups;
 
-/// How often the log is polled when nothing new arrived.
+/// How often the log is polled when nothing new arrived and inotify is not available.
 const POLL: Duration = Duration::from_millis(20);
 /// How often progress is checkpointed while output flows.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -391,30 +393,52 @@ impl Monitor {
         };
         apply_facts(&mut progress, &facts);
 
-        // Waiter and metrics threads.
+        // The waiter and metrics threads ring `wake` when they have news; the log's growth
+        // rings it too (inotify), so an idle monitor sleeps until something happens.
+        let mut wake = Wakeups::new();
         let (exit_tx, exit_rx) = mpsc::channel();
         {
             let rt = self.runtime.clone();
             let c = container.to_string();
+            let conmon = conmon_pid(&self.dir, format);
+            let bell = wake.bell();
             std::thread::spawn(move || {
-                let _ = exit_tx.send(rt.wait(&c));
+                // conmon exits once the container has exited and its last output is in the
+                // log: waiting for it needs no process. `podman wait` is the fallback (Docker,
+                // a container started before creel wrote conmon.pid, no pidfd support).
+                let exit = match conmon {
+                    Some(pid) if crate::watch::wait_for_exit(pid, &c) => Exit::Conmon,
+                    _ => Exit::Waited(rt.wait(&c)),
+                };
+                let _ = exit_tx.send(exit);
+                bell.ring();
             });
         }
         let metrics: Arc<Mutex<Option<Metrics>>> = Arc::new(Mutex::new(None));
-        let stop_stats = Arc::new(AtomicBool::new(false));
+        let (stop_stats, stats_stopped) = mpsc::channel::<()>();
         {
             let rt = self.runtime.clone();
             let c = container.to_string();
             let metrics = metrics.clone();
-            let stop = stop_stats.clone();
+            let pidfile = self.dir.join(CONTAINER_PIDFILE);
             std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(Some(m)) = rt.stats(&c) {
+                let mut cgroup = container_pid(&pidfile, rt.as_ref(), &c)
+                    .and_then(|pid| CgroupStats::of_container(pid, &c));
+                match &cgroup {
+                    Some(g) => tracing::debug!("metrics from the container's cgroup: {g:?}"),
+                    None => tracing::debug!("metrics from `{} stats`", rt.kind()),
+                }
+                loop {
+                    let sample = match cgroup.as_mut() {
+                        Some(g) => g.sample(),
+                        None => rt.stats(&c).ok().flatten(),
+                    };
+                    if let Some(m) = sample {
                         *metrics.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
                     }
-                    let until = Instant::now() + STATS_EVERY;
-                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(50));
+                    match stats_stopped.recv_timeout(STATS_EVERY) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => break,
                     }
                 }
             });
@@ -431,9 +455,15 @@ impl Monitor {
         let mut last_state_check = Instant::now();
         let mut dirty = false;
         let mut metrics_saved_at = 0i64;
-        let mut exit: Option<std::result::Result<i64, crate::runtime::RuntimeError>> = None;
+        let mut exit: Option<Exit> = None;
         let mut quiet_reads_after_exit = 0;
         loop {
+            // Only a read that began after the exit was known can be the last one.
+            let exited_before_read = exit.is_some();
+            // Watch before reading, so that a write between the read and the sleep wakes us.
+            if !wake.watching() {
+                wake.watch(&log_path);
+            }
             // Read what the runtime logged since the last time.
             if log.is_none() {
                 log = match open_nofollow(&log_path, false) {
@@ -491,11 +521,11 @@ impl Monitor {
                 match exit_rx.try_recv() {
                     Ok(r) => exit = Some(r),
                     Err(mpsc::TryRecvError::Disconnected) => {
-                        exit = Some(Err(crate::runtime::RuntimeError::Parse {
+                        exit = Some(Exit::Waited(Err(crate::runtime::RuntimeError::Parse {
                             bin: String::new(),
                             command: "wait".into(),
                             message: "waiter ended".into(),
-                        }))
+                        })))
                     }
                     Err(mpsc::TryRecvError::Empty) => {}
                 }
@@ -518,7 +548,11 @@ impl Monitor {
                 dirty = false;
             }
 
-            if let Some(_e) = &exit {
+            if let Some(e) = &exit {
+                // conmon wrote everything before it exited: one empty read after that is the end.
+                if got == 0 && exited_before_read && matches!(e, Exit::Conmon) {
+                    break;
+                }
                 // Drain: the runtime may still be flushing the last records.
                 if got == 0 {
                     quiet_reads_after_exit += 1;
@@ -586,10 +620,19 @@ impl Monitor {
                 stopped = true;
             }
             if got == 0 {
-                std::thread::sleep(POLL);
+                let timeout = if wake.watching() {
+                    let mut t = STATE_EVERY.saturating_sub(last_state_check.elapsed());
+                    if dirty {
+                        t = t.min(CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed()));
+                    }
+                    t.max(Duration::from_millis(1))
+                } else {
+                    POLL
+                };
+                wake.sleep(timeout);
             }
         }
-        stop_stats.store(true, Ordering::Relaxed);
+        drop(stop_stats);
         splitter.finish(|l| observe(&mut facts, l));
         if !pending.is_empty() {
             tracing::warn!(job = %id, bytes = pending.len(), "log ended inside a record");
@@ -600,7 +643,9 @@ impl Monitor {
         let info = self.runtime.inspect(container).ok().flatten();
         let exit_code = match (&exit, &info) {
             (_, Some(i)) if !i.running => Some(i.exit_code),
-            (Some(Ok(c)), _) => Some(*c),
+            (Some(Exit::Waited(Ok(c))), _) => Some(*c),
+            // conmon is gone but the runtime has not noticed yet: ask it the slow way.
+            (Some(Exit::Conmon), Some(_)) => self.runtime.wait(container).ok(),
             _ => None,
         };
         // Podman 4.3 on cgroup v1 reports OOMKilled=false even for a memcg OOM kill; conmon's
@@ -700,6 +745,42 @@ impl Monitor {
             }
         }
     }
+}
+
+/// How the waiter learnt that the container ended.
+enum Exit {
+    /// Its conmon exited (the exit code is the runtime's to tell).
+    Conmon,
+    /// `wait` returned.
+    Waited(std::result::Result<i64, crate::runtime::RuntimeError>),
+}
+
+/// The pid of the container's conmon, from the file podman wrote (`--conmon-pidfile`).
+fn conmon_pid(dir: &Path, format: LogFormat) -> Option<i32> {
+    if format != LogFormat::K8sFile {
+        return None;
+    }
+    std::fs::read_to_string(dir.join(CONMON_PIDFILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The pid of the container's first process: from podman's `--pidfile`, else `inspect`.
+fn container_pid(pidfile: &Path, rt: &dyn ContainerRuntime, container: &str) -> Option<i64> {
+    if let Some(pid) = std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .filter(|p| *p > 0)
+    {
+        return Some(pid);
+    }
+    rt.inspect(container)
+        .ok()
+        .flatten()
+        .filter(|i| i.running && i.pid > 0)
+        .map(|i| i.pid)
 }
 
 fn observe(facts: &mut StreamFacts, line: Line<'_>) {

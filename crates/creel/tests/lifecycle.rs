@@ -367,16 +367,25 @@ fn killing_the_monitor_mid_burst_loses_nothing() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         // Kill whichever monitor runs now (looked up again right before the kill, so a pid
         // seen earlier that has since been replaced is not what we aim at).
-        eventually(Duration::from_secs(10), "a monitor to kill", || {
+        let pid = eventually(Duration::from_secs(10), "a monitor to kill", || {
             let pid = crate::util::monitor_pid(&job)?;
             std::process::Command::new("kill")
                 .args(["-9", &pid])
                 .status()
                 .unwrap()
                 .success()
-                .then_some(())
+                .then_some(pid)
         });
         kills += 1;
+        // `kill` returns before the process is gone, and until it is gone its lock is held
+        // (an inotify instance takes the kernel a while to tear down).
+        eventually(Duration::from_secs(10), "the killed monitor to go", || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next());
+            matches!(state, None | Some("Z") | Some("X")).then_some(())
+        });
         // Any creel command notices the dead monitor and starts a new one.
         let s = env.json(&["status", &job, "--json"]);
         assert_eq!(
@@ -464,4 +473,42 @@ fn killing_the_front_end_leaves_the_job_running() {
     let s = env.wait(&job);
     assert_eq!(s["status"], "completed", "{s}");
     assert!(env.paged_output(&job, 65536, "text").contains("after"));
+}
+
+#[test]
+fn a_running_job_costs_no_helper_processes_and_its_metrics_come_from_its_cgroup() {
+    // The monitor waits on conmon's pidfd (not `podman wait`) and reads the container's cgroup
+    // (not `podman stats`): while the job runs, the monitor has no child process at all.
+    let env = TestEnv::new();
+    let (job, _) = env.start("say up\nsleep 8\nsay down", &[]);
+    let s = eventually(Duration::from_secs(30), "output and metrics", || {
+        let s = env.json(&["status", &job, "--json"]);
+        (s["status"] == "running" && s["outputSize"].as_u64() > Some(0) && s["metrics"].is_object())
+            .then_some(s)
+    });
+    let m = &s["metrics"];
+    assert!(m["memoryBytes"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(m["memoryLimitBytes"].as_u64(), Some(512 << 20), "{s}");
+    assert!(m["pids"].as_u64().unwrap() >= 1, "{s}");
+    let pid: i32 = crate::util::monitor_pid(&job).unwrap().parse().unwrap();
+    // Longer than one metrics interval (2 s), so a `podman stats` would be seen.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let kids = crate::util::children_of(pid);
+        assert!(kids.is_empty(), "the monitor runs {kids:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second sample has a CPU figure (an average since the first).
+    let s = eventually(Duration::from_secs(10), "a CPU figure", || {
+        let s = env.json(&["status", &job, "--json"]);
+        s["metrics"]["cpuPercent"].as_f64().map(|_| s)
+    });
+    assert!(
+        s["metrics"]["cpuPercent"].as_f64().unwrap() < 50.0,
+        "sleeping: {s}"
+    );
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["exitCode"], 0);
+    assert!(s["tailOutput"].as_str().unwrap().contains("down"), "{s}");
 }

@@ -379,3 +379,24 @@ pub fn lines_of(raw: &[u8]) -> Vec<Value> {
         })
         .collect()
 }
+
+/// The command lines of the live child processes of `pid`.
+pub fn children_of(pid: i32) -> Vec<String> {
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<i32>().ok()));
+        if ppid == Some(pid) && state != Some("Z") {
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            kids.push(String::from_utf8_lossy(&cmd).replace('\0', " "));
+        }
+    }
+    kids
+}

@@ -31,6 +31,13 @@ pub const LABEL_SESSION: &str = "io.creel.session";
 /// The state root label.
 pub const LABEL_HOME: &str = "io.creel.home";
 
+/// Podman only: the file in the job's directory (beside the log) that receives conmon's pid,
+/// which the monitor waits on instead of running `podman wait`.
+pub const CONMON_PIDFILE: &str = "conmon.pid";
+/// Podman only: the file beside the log that receives the container's first pid, whose cgroup
+/// the monitor samples instead of running `podman stats`.
+pub const CONTAINER_PIDFILE: &str = "container.pid";
+
 /// Host-side facts for one job's container.
 #[derive(Debug, Clone)]
 pub struct ContainerArgs<'a> {
@@ -201,6 +208,14 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
             let mut p = OsString::from("path=");
             p.push(a.log_path.as_os_str());
             v.push(p);
+            v.push("--conmon-pidfile".into());
+            v.push(a.log_path.with_file_name(CONMON_PIDFILE).into_os_string());
+            v.push("--pidfile".into());
+            v.push(
+                a.log_path
+                    .with_file_name(CONTAINER_PIDFILE)
+                    .into_os_string(),
+            );
         }
         RuntimeKind::Docker => {
             v.push("--log-driver".into());
@@ -358,6 +373,8 @@ mod tests {
         assert!(has_pair(&v, "--label", "io.creel.job=0123456789ab"));
         assert!(has_pair(&v, "--label", "io.creel.session=s1"));
         assert!(has_pair(&v, "--log-opt", "path=/j/container.log"));
+        assert!(has_pair(&v, "--conmon-pidfile", "/j/conmon.pid"));
+        assert!(has_pair(&v, "--pidfile", "/j/container.pid"));
         assert!(has_pair(&v, "--volume", "/j/prompt:/creel/prompt:ro"));
         assert!(has_pair(&v, "--network", "bridge"));
         assert!(has_pair(&v, "--session-id", "u-1"));
@@ -428,6 +445,10 @@ mod tests {
         let v = args(&s);
         assert!(has_pair(&v, "--log-driver", "json-file"));
         assert!(!v.iter().any(|a| a.starts_with("path=")));
+        assert!(
+            !v.iter().any(|a| a.ends_with("pidfile")),
+            "podman-only flags"
+        );
     }
 
     #[test]
