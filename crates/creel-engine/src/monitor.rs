@@ -403,12 +403,11 @@ impl Monitor {
             let conmon = conmon_pid(&self.dir, format);
             let bell = wake.bell();
             std::thread::spawn(move || {
-                // conmon exits once the container has exited and its last output is in the
-                // log: waiting for it needs no process. `podman wait` is the fallback (Docker,
-                // a container started before creel wrote conmon.pid, no pidfd support).
-                let exit = match conmon {
-                    Some(pid) if crate::watch::wait_for_exit(pid, &c) => Exit::Conmon,
-                    _ => Exit::Waited(rt.wait(&c)),
+                // `podman wait` is the fallback: Docker, a container started before creel
+                // wrote conmon.pid, no pidfd support.
+                let exit = match conmon.and_then(|pid| wait_conmon(pid, &c)) {
+                    Some(e) => e,
+                    None => Exit::Waited(rt.wait(&c)),
                 };
                 let _ = exit_tx.send(exit);
                 bell.ring();
@@ -549,9 +548,13 @@ impl Monitor {
             }
 
             if let Some(e) = &exit {
-                // conmon wrote everything before it exited: one empty read after that is the end.
-                if got == 0 && exited_before_read && matches!(e, Exit::Conmon) {
-                    break;
+                if matches!(e, Exit::Conmon(_)) && got == 0 {
+                    // Everything is in the log: one empty read that began after we knew is
+                    // the end.
+                    if exited_before_read {
+                        break;
+                    }
+                    continue;
                 }
                 // Drain: the runtime may still be flushing the last records.
                 if got == 0 {
@@ -639,18 +642,25 @@ impl Monitor {
         }
         self.checkpoint(&id, &mut out, &out_path, &mut progress, &facts, &metrics)?;
 
-        // The runtime's record of the container decides exit code and OOM.
-        let info = self.runtime.inspect(container).ok().flatten();
-        let exit_code = match (&exit, &info) {
-            (_, Some(i)) if !i.running => Some(i.exit_code),
-            (Some(Exit::Waited(Ok(c))), _) => Some(*c),
-            // conmon is gone but the runtime has not noticed yet: ask it the slow way.
-            (Some(Exit::Conmon), Some(_)) => self.runtime.wait(container).ok(),
-            _ => None,
+        // conmon's exit file, else the runtime's record of the container, decides the exit
+        // code. Podman 4.3 on cgroup v1 reports OOMKilled=false even for a memcg OOM kill;
+        // conmon's `oom` marker file (in its working directory: this job's dir), written
+        // before its exit file, is the reliable sign.
+        let (exit_code, oom_killed) = match &exit {
+            Some(Exit::Conmon(Some(code))) => (Some(*code), false),
+            _ => {
+                let info = self.runtime.inspect(container).ok().flatten();
+                let code = match (&exit, &info) {
+                    (_, Some(i)) if !i.running => Some(i.exit_code),
+                    (Some(Exit::Waited(Ok(c))), _) => Some(*c),
+                    // conmon is gone but the runtime has not noticed yet: ask it the slow way.
+                    (Some(Exit::Conmon(None)), Some(_)) => self.runtime.wait(container).ok(),
+                    _ => None,
+                };
+                (code, info.as_ref().is_some_and(|i| i.oom_killed))
+            }
         };
-        // Podman 4.3 on cgroup v1 reports OOMKilled=false even for a memcg OOM kill; conmon's
-        // `oom` marker file (in its working directory: this job's dir) is the reliable sign.
-        let oom_flag = info.as_ref().is_some_and(|i| i.oom_killed) || self.dir.join("oom").exists();
+        let oom_flag = oom_killed || self.dir.join("oom").exists();
         let stderr_tail = tail_of_file(&err_path, 600);
         let error = decide(&spec, kill, oom_flag, exit_code, &facts, &stderr_tail);
         self.finish(error, exit_code)?;
@@ -749,10 +759,28 @@ impl Monitor {
 
 /// How the waiter learnt that the container ended.
 enum Exit {
-    /// Its conmon exited (the exit code is the runtime's to tell).
-    Conmon,
+    /// conmon recorded its exit (with the code, when its exit file could be read), or exited.
+    /// Either way the container's last output is in the log.
+    Conmon(Option<i64>),
     /// `wait` returned.
     Waited(std::result::Result<i64, crate::runtime::RuntimeError>),
+}
+
+/// Waits for the end of the container that conmon `pid` watches over. conmon drains the
+/// container's output into the log, then writes the exit code to `<--exit-dir>/<cid>`, then
+/// runs podman's cleanup and waits for it (~100 ms) before it exits: the exit file is the
+/// earliest sign that everything is in the log, conmon's exit the fallback. `None` when `pid`
+/// is not this container's conmon (or there is no pidfd support).
+fn wait_conmon(pid: i32, cid: &str) -> Option<Exit> {
+    let conmon = crate::watch::Process::open(pid, cid)?;
+    let Some(exit_dir) = crate::runtime::podman::conmon_exit_dir(conmon.args()) else {
+        conmon.wait();
+        return Some(Exit::Conmon(None));
+    };
+    conmon.wait_for_file_or_exit(&exit_dir, cid);
+    Some(Exit::Conmon(crate::runtime::podman::conmon_exit_code(
+        &exit_dir, cid,
+    )))
 }
 
 /// The pid of the container's conmon, from the file podman wrote (`--conmon-pidfile`).

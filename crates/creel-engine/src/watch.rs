@@ -1,6 +1,6 @@
 //! How the monitor sleeps: until the runtime's log grows (inotify), one of its own threads rings
-//! (an eventfd), or a timeout passes; and how it waits for conmon to exit (a pidfd). No polling
-//! loop, no helper process.
+//! (an eventfd), or a timeout passes; and how it waits for conmon to finish (a pidfd, and an
+//! inotify watch for its exit file). No polling loop, no helper process.
 //!
 //! Everything here degrades instead of failing: without inotify the monitor falls back to a
 //! short timed poll, and without a pidfd to `podman wait`.
@@ -115,31 +115,74 @@ impl Default for Wakeups {
     }
 }
 
-/// Blocks until process `pid` exits, if it is the one whose command line contains `marker`
-/// (a pid read from a file may have been reused since). Returns false without waiting when it
-/// cannot tell: no such process, another process, or no pidfd support. The identity check is
-/// made after the pidfd is open, so the process waited for is the one checked.
-pub fn wait_for_exit(pid: i32, marker: &str) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else {
-        return false;
-    };
-    let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else {
-        return false;
-    };
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    if memchr::memmem::find(&cmdline, marker.as_bytes()).is_none() {
-        return false;
+/// A process whose exit can be waited for without polling (a pidfd), checked to be the one
+/// meant: a pid read from a file may have been reused since.
+pub struct Process {
+    pidfd: OwnedFd,
+    cmdline: Vec<u8>,
+}
+
+impl Process {
+    /// Process `pid`, if its command line contains `marker`. `None` when it cannot tell: no
+    /// such process, another process, or no pidfd support. The identity check is made after
+    /// the pidfd is open, so the process waited for is the one checked.
+    pub fn open(pid: i32, marker: &str) -> Option<Process> {
+        let p = rustix::process::Pid::from_raw(pid)?;
+        let pidfd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        memchr::memmem::find(&cmdline, marker.as_bytes())?;
+        Some(Process { pidfd, cmdline })
     }
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+
+    /// Its arguments (as read when it was opened).
+    pub fn args(&self) -> impl Iterator<Item = &[u8]> {
+        self.cmdline.split(|&b| b == 0).filter(|a| !a.is_empty())
+    }
+
+    /// Blocks until it exits.
+    pub fn wait(&self) {
+        let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+        poll_forever(&mut fds);
+    }
+
+    /// Blocks until `dir/name` exists or the process exits, whichever comes first.
+    pub fn wait_for_file_or_exit(&self, dir: &Path, name: &str) {
+        let flags = inotify::WatchFlags::MOVED_TO
+            | inotify::WatchFlags::CLOSE_WRITE
+            | inotify::WatchFlags::CREATE;
+        let Some(ino) =
+            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+                .ok()
+                .filter(|fd| inotify::add_watch(fd, dir, flags).is_ok())
+        else {
+            return self.wait();
+        };
+        let path = dir.join(name);
+        let mut buf = [0u8; 4096];
+        // The watch is in place before each look, so the file cannot appear unseen.
+        while !path.exists() {
+            let mut fds = [
+                PollFd::new(&self.pidfd, PollFlags::IN),
+                PollFd::new(&ino, PollFlags::IN),
+            ];
+            poll_forever(&mut fds);
+            if !fds[0].revents().is_empty() {
+                return;
+            }
+            while matches!(rustix::io::read(&ino, &mut buf), Ok(n) if n > 0) {}
+        }
+    }
+}
+
+/// Polls until one of `fds` is ready (or polling fails, which ends the wait too).
+fn poll_forever(fds: &mut [PollFd<'_>]) {
     loop {
-        match rustix::event::poll(&mut fds, None) {
-            Ok(n) if n > 0 => return true,
+        match rustix::event::poll(fds, None) {
+            Ok(n) if n > 0 => return,
             Ok(_) | Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
-                tracing::debug!("poll on a pidfd failed: {e}");
-                return false;
+                tracing::debug!("poll failed: {e}");
+                return;
             }
         }
     }
@@ -199,14 +242,51 @@ mod tests {
         {
             std::thread::sleep(Duration::from_millis(1));
         }
-        // Another process's name: no wait at all.
-        assert!(!wait_for_exit(pid, "conmon-of-another-container"));
+        // Another process's name: not that one.
+        assert!(Process::open(pid, "conmon-of-another-container").is_none());
+        let p = Process::open(pid, "0.3").unwrap();
+        assert_eq!(p.args().collect::<Vec<_>>(), [&b"sleep"[..], b"0.3"]);
         let t = Instant::now();
-        let waiter = std::thread::spawn(move || wait_for_exit(pid, "0.3"));
-        // Reap it so that it really goes away (a zombie's pidfd is readable already).
+        let waiter = std::thread::spawn(move || p.wait());
+        // Reap it so that it really goes away.
         child.wait().unwrap();
-        assert!(waiter.join().unwrap());
+        waiter.join().unwrap();
         assert!(t.elapsed() >= Duration::from_millis(250));
-        assert!(!wait_for_exit(i32::MAX, "x"));
+        assert!(Process::open(i32::MAX, "x").is_none());
+    }
+
+    #[test]
+    fn a_file_appearing_ends_the_wait_before_the_process_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let p = loop {
+            if let Some(p) = Process::open(pid, "30") {
+                break p;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let d = dir.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            // Written elsewhere and renamed into place, as conmon writes its exit file.
+            std::fs::write(d.join("cid.tmp"), "0").unwrap();
+            std::fs::rename(d.join("cid.tmp"), d.join("cid")).unwrap();
+        });
+        let t = Instant::now();
+        p.wait_for_file_or_exit(dir.path(), "cid");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the file did not end the wait"
+        );
+        assert!(dir.path().join("cid").exists());
+        writer.join().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // And the process's exit ends it when no file comes.
+        p.wait_for_file_or_exit(dir.path(), "never");
     }
 }

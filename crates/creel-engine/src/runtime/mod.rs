@@ -5,7 +5,7 @@
 
 pub mod argv;
 mod docker;
-mod podman;
+pub(crate) mod podman;
 
 pub(crate) use podman::podman_image_index;
 

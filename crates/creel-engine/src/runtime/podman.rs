@@ -30,3 +30,68 @@ pub(crate) fn podman_image_index(bin: &Path) -> Option<PathBuf> {
         .join("images.json");
     path.is_file().then_some(path)
 }
+
+/// The directory conmon writes the container's exit file to (its `--exit-dir` argument).
+pub(crate) fn conmon_exit_dir<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    while let Some(a) = args.next() {
+        if a == b"--exit-dir" {
+            return args
+                .next()
+                .map(|d| PathBuf::from(std::ffi::OsStr::from_bytes(d)));
+        }
+        if let Some(d) = a.strip_prefix(b"--exit-dir=") {
+            return Some(PathBuf::from(std::ffi::OsStr::from_bytes(d)));
+        }
+    }
+    None
+}
+
+/// The exit code conmon recorded for container `cid` (written once the container's last
+/// output is in its log; -1 means conmon could not tell).
+pub(crate) fn conmon_exit_code(exit_dir: &Path, cid: &str) -> Option<i64> {
+    std::fs::read_to_string(exit_dir.join(cid))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|c: &i64| *c >= 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_exit_dir_in_conmons_arguments() {
+        let cmdline: &[&[u8]] = &[
+            b"/usr/bin/conmon",
+            b"-c",
+            b"abc",
+            b"--exit-dir",
+            b"/run/libpod/exits",
+            b"--full-attach",
+        ];
+        assert_eq!(
+            conmon_exit_dir(cmdline.iter().copied()),
+            Some(PathBuf::from("/run/libpod/exits"))
+        );
+        let eq: &[&[u8]] = &[b"conmon", b"--exit-dir=/x/exits"];
+        assert_eq!(
+            conmon_exit_dir(eq.iter().copied()),
+            Some(PathBuf::from("/x/exits"))
+        );
+        let none: &[&[u8]] = &[b"conmon", b"--exit-dir"];
+        assert_eq!(conmon_exit_dir(none.iter().copied()), None);
+    }
+
+    #[test]
+    fn reads_the_exit_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("c1"), "137").unwrap();
+        std::fs::write(dir.path().join("c2"), "-1").unwrap();
+        assert_eq!(conmon_exit_code(dir.path(), "c1"), Some(137));
+        assert_eq!(conmon_exit_code(dir.path(), "c2"), None);
+        assert_eq!(conmon_exit_code(dir.path(), "c3"), None);
+    }
+}
