@@ -23,7 +23,7 @@ use crate::engine::job_dir;
 use crate::error::{Error, Result};
 use crate::job::{ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms};
 use crate::logfile::{Decoded, LogFormat, decode};
-use crate::runtime::argv::{CONMON_PIDFILE, CONTAINER_PIDFILE};
+use crate::runtime::argv::{CONMON_PIDFILE, CONTAINER_PIDFILE, PAUSE_PIDFILE};
 use crate::runtime::argv::{ContainerArgs, LABEL_JOB, LABEL_PAUSE, pause_args, run_args};
 use crate::runtime::{CliRuntime, ContainerRuntime};
 use crate::store::{Progress, Store};
@@ -208,26 +208,56 @@ impl Monitor {
         let Some(spec) = self.job.spec.egress.clone() else {
             return Ok(());
         };
-        let existing = self
-            .runtime
-            .containers_with_label(LABEL_PAUSE, &id)
-            .map_err(|e| e.to_string())?;
-        let pause = match existing.into_iter().next() {
-            Some(p) => p,
+        let find = || {
+            self.runtime
+                .containers_with_label(LABEL_PAUSE, &id)
+                .map(|ids| ids.into_iter().next())
+                .map_err(|e| e.to_string())
+        };
+        // As for the job's container: a pending job goes straight to `run`, and a holder that
+        // a dead monitor already made shows up as a name conflict.
+        let fresh = self.job.state == JobState::Pending && job_container.is_none();
+        let existing = if fresh { None } else { find()? };
+        let pidfile = self.dir.join(PAUSE_PIDFILE);
+        let (pause, made) = match existing {
+            Some(p) => (p, false),
             None => {
-                let args = pause_args(&id, &self.job.session_id, &self.home, &self.job.spec);
-                self.runtime.run(&args).map_err(|e| e.to_string())?.0
+                let _ = std::fs::remove_file(&pidfile);
+                let args = pause_args(
+                    &id,
+                    &self.job.session_id,
+                    &self.home,
+                    &self.dir,
+                    &self.job.spec,
+                );
+                match self.runtime.run(&args) {
+                    Ok((p, _)) => (p, true),
+                    Err(e) if e.to_string().contains("already in use") => {
+                        (find()?.ok_or_else(|| e.to_string())?, false)
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
             }
         };
-        // Any live process in the namespace will do: the holder, or the job itself.
-        let mut pid = 0;
+        // Any live process in the namespace will do: the holder (its pid straight from the
+        // file podman wrote when we just made it), or the job itself.
+        let mut pid = if made {
+            std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .unwrap_or(0)
+        } else {
+            0
+        };
         for c in [Some(pause.as_str()), job_container].into_iter().flatten() {
+            if pid > 0 {
+                break;
+            }
             if let Ok(Some(info)) = self.runtime.inspect(c)
                 && info.running
                 && info.pid > 0
             {
                 pid = info.pid;
-                break;
             }
         }
         if pid <= 0 {

@@ -62,9 +62,20 @@ pub struct ContainerArgs<'a> {
 /// The label of a job's network-namespace holder (allowlist mode).
 pub const LABEL_PAUSE: &str = "io.creel.pause";
 
+/// Podman only: the file in the job's directory that receives the pause container's pid (the
+/// process whose network namespace the proxy binds in).
+pub const PAUSE_PIDFILE: &str = "pause.pid";
+
 /// The arguments after `run` for the job's pause container: it only holds the network
-/// namespace (no network at all) that the proxy listens in and the job joins.
-pub fn pause_args(job_id: &str, session_id: &str, home: &Path, spec: &JobSpec) -> Vec<OsString> {
+/// namespace (no network at all) that the proxy listens in and the job joins. With Podman its
+/// pid goes to `job_dir/PAUSE_PIDFILE`.
+pub fn pause_args(
+    job_id: &str,
+    session_id: &str,
+    home: &Path,
+    job_dir: &Path,
+    spec: &JobSpec,
+) -> Vec<OsString> {
     let mut v: Vec<String> = vec![
         "-d".into(),
         "--name".into(),
@@ -97,6 +108,10 @@ pub fn pause_args(job_id: &str, session_id: &str, home: &Path, spec: &JobSpec) -
     if let Some(oci) = &spec.oci_runtime {
         v.push("--runtime".into());
         v.push(oci.clone());
+    }
+    if spec.runtime == RuntimeKind::Podman {
+        v.push("--pidfile".into());
+        v.push(job_dir.join(PAUSE_PIDFILE).display().to_string());
     }
     match &spec.user {
         UserMode::KeepId { uid, gid } => {
@@ -425,13 +440,14 @@ mod tests {
         let home = PathBuf::from("/h");
         let v = args_with(&s, None, Some("abc123"));
         assert!(has_pair(&v, "--network", "container:abc123"));
-        let p: Vec<String> = pause_args("0123456789ab", "s1", &home, &s)
+        let p: Vec<String> = pause_args("0123456789ab", "s1", &home, Path::new("/j"), &s)
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect();
         assert!(has_pair(&p, "--network", "none"));
         assert!(has_pair(&p, "--cap-drop", "ALL"));
         assert!(has_pair(&p, "--label", "io.creel.pause=0123456789ab"));
+        assert!(has_pair(&p, "--pidfile", "/j/pause.pid"));
         assert!(
             !p.iter().any(|a| a.starts_with("io.creel.job=")),
             "the pause container is not the job's container"
