@@ -119,7 +119,7 @@ pub fn run(o: &Opts, r: &mut Report) {
         o.iters
     ));
     r.note(format!(
-        "creel path to running = `creel start` ({}) + monitor start + `podman run -d`; to first byte adds the monitor's 20 ms log poll (mean +10 ms)",
+        "creel path to running = `creel start` ({}) + monitor start + `podman run -d`; first byte: the monitor wakes on inotify when the log grows; completed: conmon's exit file (no `podman wait`, no final `inspect`)",
         fmt_ms(c.cli.p50())
     ));
 }
