@@ -67,34 +67,25 @@ impl CgroupStats {
             usage.saturating_sub(prev) as f64 / wall * 100.0
         });
         self.last = Some((usage, now));
-        let (memory_bytes, memory_limit_bytes, pids) = match &self.layout {
-            Layout::V1 { memory, pids, .. } => {
-                // As `podman stats` reports it: usage less the inactive page cache.
-                let usage = read_u64(&memory.join("memory.usage_in_bytes"));
-                let inactive = std::fs::read_to_string(memory.join("memory.stat"))
-                    .ok()
-                    .and_then(|t| stat_field(&t, "total_inactive_file"))
-                    .unwrap_or(0);
-                (
-                    usage.map(|u| u.saturating_sub(inactive)),
-                    read_u64(&memory.join("memory.limit_in_bytes")),
-                    read_u64(&pids.join("pids.current")),
-                )
-            }
-            Layout::V2(dir) => {
-                let usage = read_u64(&dir.join("memory.current"));
-                let inactive = std::fs::read_to_string(dir.join("memory.stat"))
-                    .ok()
-                    .and_then(|t| stat_field(&t, "inactive_file"))
-                    .unwrap_or(0);
-                (
-                    usage.map(|u| u.saturating_sub(inactive)),
-                    // "max" (no limit) does not parse: no limit to report.
-                    read_u64(&dir.join("memory.max")),
-                    read_u64(&dir.join("pids.current")),
-                )
-            }
+        // Memory as `podman stats` reports it: usage less the inactive page cache. v2's
+        // "max" (no limit) does not parse: no limit to report.
+        let (mem, usage, inactive, limit, pids) = match &self.layout {
+            Layout::V1 { memory, pids, .. } => (
+                memory,
+                "memory.usage_in_bytes",
+                "total_inactive_file",
+                "memory.limit_in_bytes",
+                pids,
+            ),
+            Layout::V2(dir) => (dir, "memory.current", "inactive_file", "memory.max", dir),
         };
+        let inactive = std::fs::read_to_string(mem.join("memory.stat"))
+            .ok()
+            .and_then(|t| stat_field(&t, inactive))
+            .unwrap_or(0);
+        let memory_bytes = read_u64(&mem.join(usage)).map(|u| u.saturating_sub(inactive));
+        let memory_limit_bytes = read_u64(&mem.join(limit));
+        let pids = read_u64(&pids.join("pids.current"));
         Some(Metrics {
             cpu_percent,
             memory_bytes,
