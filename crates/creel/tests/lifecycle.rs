@@ -367,24 +367,23 @@ fn killing_the_monitor_mid_burst_loses_nothing() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         // Kill whichever monitor runs now (looked up again right before the kill, so a pid
         // seen earlier that has since been replaced is not what we aim at).
-        let pid = eventually(Duration::from_secs(10), "a monitor to kill", || {
+        eventually(Duration::from_secs(10), "a monitor to kill", || {
             let pid = crate::util::monitor_pid(&job)?;
             std::process::Command::new("kill")
                 .args(["-9", &pid])
                 .status()
                 .unwrap()
                 .success()
-                .then_some(pid)
+                .then_some(())
         });
         kills += 1;
-        // `kill` returns before the process is gone, and until it is gone its lock is held
-        // (an inotify instance takes the kernel a while to tear down).
-        eventually(Duration::from_secs(10), "the killed monitor to go", || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next());
-            matches!(state, None | Some("Z") | Some("X")).then_some(())
+        // `kill` returns before the process is gone, and the job's lock outlives even the
+        // main thread's exit until the last thread has torn down (an inotify instance takes
+        // the kernel a while): until then a monitor counts as alive and none is started.
+        let lock = env.home.join("jobs").join(&job).join("monitor.lock");
+        eventually(Duration::from_secs(10), "the killed monitor's lock", || {
+            let f = std::fs::OpenOptions::new().write(true).open(&lock).unwrap();
+            f.try_lock().ok()
         });
         // Any creel command notices the dead monitor and starts a new one.
         let s = env.json(&["status", &job, "--json"]);
