@@ -38,10 +38,9 @@ impl CgroupStats {
         }
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         let layout = layout_from(&text, Path::new("/sys/fs/cgroup"), container_id)?;
-        let mut stats = CgroupStats { layout, last: None };
+        let stats = CgroupStats { layout, last: None };
         // Readable now, or not at all.
         stats.cpu_usage_ns()?;
-        stats.last = None;
         Some(stats)
     }
 

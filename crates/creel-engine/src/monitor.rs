@@ -242,10 +242,7 @@ impl Monitor {
         // Any live process in the namespace will do: the holder (its pid straight from the
         // file podman wrote when we just made it), or the job itself.
         let mut pid = if made {
-            std::fs::read_to_string(&pidfile)
-                .ok()
-                .and_then(|t| t.trim().parse::<i64>().ok())
-                .unwrap_or(0)
+            read_pid_file(&pidfile).unwrap_or(0)
         } else {
             0
         };
@@ -490,9 +487,7 @@ impl Monitor {
             // Only a read that began after the exit was known can be the last one.
             let exited_before_read = exit.is_some();
             // Watch before reading, so that a write between the read and the sleep wakes us.
-            if !wake.watching() {
-                wake.watch(&log_path);
-            }
+            wake.watch(&log_path);
             // Read what the runtime logged since the last time.
             if log.is_none() {
                 log = match open_nofollow(&log_path, false) {
@@ -813,25 +808,27 @@ fn wait_conmon(pid: i32, cid: &str) -> Option<Exit> {
     )))
 }
 
+/// A positive pid from a file podman wrote (`--pidfile`, `--conmon-pidfile`).
+fn read_pid_file(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p: &i64| *p > 0)
+}
+
 /// The pid of the container's conmon, from the file podman wrote (`--conmon-pidfile`).
 fn conmon_pid(dir: &Path, format: LogFormat) -> Option<i32> {
     if format != LogFormat::K8sFile {
         return None;
     }
-    std::fs::read_to_string(dir.join(CONMON_PIDFILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    i32::try_from(read_pid_file(&dir.join(CONMON_PIDFILE))?).ok()
 }
 
 /// The pid of the container's first process: from podman's `--pidfile`, else `inspect`.
 fn container_pid(pidfile: &Path, rt: &dyn ContainerRuntime, container: &str) -> Option<i64> {
-    if let Some(pid) = std::fs::read_to_string(pidfile)
-        .ok()
-        .and_then(|t| t.trim().parse::<i64>().ok())
-        .filter(|p| *p > 0)
-    {
+    if let Some(pid) = read_pid_file(pidfile) {
         return Some(pid);
     }
     rt.inspect(container)
