@@ -269,12 +269,24 @@ fn a_dead_proxy_fails_closed_and_recovery_restores_it() {
         "say begin\nsleep 3\nbash timeout 5 wget -q -O- http://allowed.test/ || echo NO-WAY-OUT\nsleep 5\nbash timeout 5 wget -q -O- http://allowed.test/ | sed 's/^/[after] /'",
         &[],
     );
+    // Kill only once the job really runs behind its proxy (its first line is out), and well
+    // before its first fetch 3 s later: a kill before the container starts would let the
+    // next monitor start it with a working proxy, and prove nothing.
+    eventually(Duration::from_secs(30), "the job's first output", || {
+        let s = env.json(&["status", &job, "--json"]);
+        (s["outputSize"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
     let pid = eventually(Duration::from_secs(20), "monitor", || {
         crate::util::monitor_pid(&job)
     });
-    std::thread::sleep(Duration::from_millis(500));
     // The monitor (and its proxy) dies; nothing reconciles for a while: no way out.
-    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     std::thread::sleep(Duration::from_secs(5));
     // A front end notices; the new monitor binds the proxy again.
     let s = env.wait(&job);
@@ -316,4 +328,276 @@ fn docker_jobs_get_the_same_allowlist() {
     );
     assert!(out.contains("[raw] BLOCKED"), "{out}");
     assert!(out.contains("[denied]") && out.contains("403"), "{out}");
+}
+
+/// An API upstream on 127.0.0.1 that records request heads and throws bodies away (it never
+/// keeps them, so a flood through the proxy costs this test nothing), then answers 200.
+struct Sink {
+    addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    body_bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let body_bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (h2, b2) = (heads.clone(), body_bytes.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (h2, b2) = (h2.clone(), b2.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    let length = head.lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                    });
+                    h2.lock().unwrap().push(head);
+                    let mut buf = vec![0u8; 1 << 16];
+                    let mut left = length.unwrap_or(u64::MAX);
+                    while left > 0 {
+                        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                        match reader.read(&mut buf[..want]) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                b2.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+                                left -= n as u64;
+                            }
+                        }
+                    }
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                    );
+                });
+            }
+        });
+        Sink {
+            addr,
+            heads,
+            body_bytes,
+        }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// A field of `/proc/PID/status` (`Threads`, `VmHWM`, …) as a number.
+fn proc_status(pid: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// The pid of a job's network-namespace holder.
+fn pause_pid(job: &str) -> String {
+    eventually(Duration::from_secs(30), "the pause container's pid", || {
+        let id = crate::util::podman_containers(&format!("io.creel.pause={job}"))
+            .into_iter()
+            .next()?;
+        let out = Command::new("podman")
+            .args(["inspect", "--format", "{{.State.Pid}}", &id])
+            .output()
+            .ok()?;
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (pid != "0" && !pid.is_empty()).then_some(pid)
+    })
+}
+
+/// The attacks a job's processes can make on its proxy, run from inside the job's network
+/// namespace (python3 on the host, entered with nsenter, speaks for the job: busybox cannot
+/// hold hundreds of sockets in one process). Each step prints one `name value` line and the
+/// `hold` step waits for a line on stdin, so the test can look at the monitor meanwhile.
+const ATTACKS: &str = r#"
+import socket, sys, time
+P = ('127.0.0.1', 3128)
+def status_of(payload, timeout=10):
+    s = socket.create_connection(P, timeout=timeout)
+    s.sendall(payload)
+    data = b''
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d: break
+            data += d
+    except socket.timeout:
+        pass
+    s.close()
+    return data
+def say(k, v):
+    print(k, v, flush=True)
+# 1. Hundreds of slow connections, each with a head that never ends.
+held = []
+for i in range(300):
+    s = socket.create_connection(P, timeout=10)
+    s.sendall(b'GET http://allowed.test/ HTTP/1.1\r\nX-Slow: ')
+    held.append(s)
+time.sleep(1)
+busy = 0
+for s in held:
+    s.setblocking(False)
+    try:
+        if s.recv(64).startswith(b'HTTP/1.1 503'): busy += 1
+    except BlockingIOError:
+        pass
+say('busy', busy)
+say('hold', len(held))
+sys.stdin.readline()
+for s in held: s.close()
+time.sleep(0.5)
+# 2. A chunked body announcing a huge chunk, then 256 MiB of zeros.
+s = socket.create_connection(P, timeout=30)
+s.sendall(b'POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7fffffffff\r\n')
+zeros = b'\0' * (1 << 20)
+sent = 0
+try:
+    for i in range(256):
+        s.sendall(zeros); sent += 1
+except OSError:
+    pass
+s.close()
+say('flooded_mib', sent)
+# 3. Smuggling and escaping attempts toward the API upstream.
+r = status_of(b'POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nX-A: b\nGET /admin HTTP/1.1\r\n\r\n{}')
+say('bare_lf', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+r = status_of(b'GET /../admin HTTP/1.1\r\nHost: x\r\n\r\n')
+say('dotdot', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+r = status_of(b'GET /v1/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n')
+say('encoded_dotdot', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+r = status_of(b'DELETE /v1/messages HTTP/1.1\r\nHost: x\r\n\r\n')
+say('delete', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+r = status_of(b'POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}')
+say('two_lengths', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+r = status_of(b'POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n Folded: yes\r\n\r\n{}')
+say('obs_fold', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+r = status_of(b'POST /v1/messages?beta=true HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nx-api-key: stolen\r\n\r\n{}')
+say('api', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+# 4. A second, pipelined request naming another host is never read.
+r = status_of(b'GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\nGET http://denied.test/ HTTP/1.1\r\nHost: denied.test\r\n\r\n')
+say('pipelined_responses', r.count(b'HTTP/1.'))
+# 5. An allowed host on a port nobody allowed.
+r = status_of(b'CONNECT allowed.test:22 HTTP/1.1\r\nHost: allowed.test:22\r\n\r\n')
+say('other_port', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+say('done', 1)
+"#;
+
+#[test]
+fn a_job_cannot_make_the_host_pay_through_its_proxy() {
+    let sink = Sink::start();
+    let env = allowlist_env(&format!("api_base_url = \"http://{}\"\n", sink.addr));
+    let (job, _) = env.start("say up\nsleep 120", &[]);
+    let monitor = eventually(Duration::from_secs(30), "monitor", || {
+        crate::util::monitor_pid(&job)
+    });
+    let pause = pause_pid(&job);
+    eventually(Duration::from_secs(30), "the proxy listening", || {
+        Command::new("nsenter")
+            .args(["-t", &pause, "-n", "python3", "-c"])
+            .arg("import socket; socket.create_connection(('127.0.0.1', 3128), timeout=2).close()")
+            .status()
+            .ok()?
+            .success()
+            .then_some(())
+    });
+    let threads_before = proc_status(&monitor, "Threads");
+    let mut attacker = Command::new("nsenter")
+        .args(["-t", &pause, "-n", "python3", "-c", ATTACKS])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("nsenter python3");
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(attacker.stdout.take().unwrap()));
+    let mut results = std::collections::BTreeMap::new();
+    let mut threads_held = 0;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let (k, v) = line.split_once(' ').unwrap();
+        results.insert(k.to_string(), v.to_string());
+        if k == "hold" {
+            threads_held = proc_status(&monitor, "Threads");
+            use std::io::Write;
+            writeln!(attacker.stdin.as_mut().unwrap()).unwrap();
+        }
+        if k == "done" {
+            break;
+        }
+    }
+    let _ = attacker.wait();
+    let peak_kib = proc_status(&monitor, "VmHWM");
+    let heads = sink.heads();
+    let context = format!("{results:?}\nupstream saw: {heads:#?}");
+
+    // Connections: bounded, refused at once beyond the bound, and no thread each.
+    let busy: u64 = results["busy"].parse().unwrap();
+    assert!(
+        busy >= 300 - 64,
+        "connections beyond the bound must be refused (503): {context}"
+    );
+    assert!(
+        threads_held <= threads_before + 4,
+        "300 connections made the monitor go from {threads_before} to {threads_held} threads: {context}"
+    );
+    // Memory: the flood streamed through, never collected.
+    assert_eq!(results["flooded_mib"], "256", "{context}");
+    assert!(
+        sink.body_bytes.load(std::sync::atomic::Ordering::SeqCst) > 64 << 20,
+        "the flood did not reach the upstream: {context}"
+    );
+    assert!(
+        peak_kib < 96 * 1024,
+        "the monitor's peak memory grew to {peak_kib} KiB during a 256 MiB flood: {context}"
+    );
+    // The API upstream saw only the API's own paths, never a smuggled or escaped request.
+    for (probe, want) in [
+        ("bare_lf", "400"),
+        ("dotdot", "403"),
+        ("encoded_dotdot", "403"),
+        ("delete", "403"),
+        ("two_lengths", "400"),
+        ("obs_fold", "400"),
+        ("api", "200"),
+        ("other_port", "403"),
+    ] {
+        assert!(
+            results[probe].starts_with(&format!("HTTP/1.1_{want}")),
+            "{probe}: {context}"
+        );
+    }
+    assert_eq!(results["pipelined_responses"], "1", "{context}");
+    assert!(
+        heads
+            .iter()
+            .all(|h| h.starts_with("POST /v1/messages") && !h.contains("admin")),
+        "{context}"
+    );
+    let api = heads
+        .iter()
+        .find(|h| h.starts_with("POST /v1/messages?beta=true"))
+        .unwrap_or_else(|| panic!("{context}"));
+    assert!(
+        api.contains("x-api-key: sk-") && !api.contains("stolen"),
+        "the real key, and only it: {context}"
+    );
+    env.run(&["cancel", &job]);
+    let s = env.wait(&job);
+    let denied = s["egressDenied"].to_string();
+    assert!(denied.contains("allowed.test"), "{s}");
 }
