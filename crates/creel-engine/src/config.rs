@@ -118,6 +118,9 @@ impl std::str::FromStr for NetworkMode {
     }
 }
 
+/// The largest timeout a setting may name, in seconds (ten years); 0 turns a timeout off.
+pub const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// The default image: the sandbox image `creel image build` makes.
 pub const DEFAULT_IMAGE: &str = "localhost/creel-claude:latest";
 
@@ -334,6 +337,20 @@ impl Config {
                 });
             }
         }
+        for (key, value) in [
+            ("startup_timeout", self.startup_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("session_idle_timeout", self.session_idle_timeout),
+        ] {
+            if value > MAX_TIMEOUT_SECS {
+                return Err(ConfigError::BadValue {
+                    key,
+                    message: format!(
+                        "{value} seconds is more than the largest timeout, {MAX_TIMEOUT_SECS} (ten years); 0 turns it off"
+                    ),
+                });
+            }
+        }
         if self.pids_limit == 0 {
             return Err(ConfigError::BadValue {
                 key: "pids_limit",
@@ -486,6 +503,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("CREEL_IDLE_TIMEOUT"), "{e}");
+    }
+
+    #[test]
+    fn huge_timeouts_are_refused_not_overflowed() {
+        let e = load("", &[("CREEL_IDLE_TIMEOUT", "9223372036854775807")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("idle_timeout") && e.contains("ten years"), "{e}");
+        let e = load("startup_timeout = 9223372036854775807\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("startup_timeout"), "{e}");
+        let e = load("", &[("CREEL_IDLE_TIMEOUT", "18446744073709551616")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CREEL_IDLE_TIMEOUT"), "{e}");
+        assert_eq!(
+            load("", &[("CREEL_IDLE_TIMEOUT", "0")])
+                .unwrap()
+                .idle_timeout,
+            0
+        );
+        assert!(load("", &[("CREEL_IDLE_TIMEOUT", "315360000")]).is_ok());
     }
 
     #[test]

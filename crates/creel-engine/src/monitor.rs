@@ -9,7 +9,6 @@
 //! truncates the output to the checkpoint and resumes from the log offset, so output is
 //! byte-exact whatever moment the previous monitor died at.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -38,6 +37,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 const STATE_EVERY: Duration = Duration::from_millis(300);
 /// How often metrics are sampled.
 const STATS_EVERY: Duration = Duration::from_secs(2);
+/// How much of the container's stderr is kept in `stderr.log` (the rest is counted, and its
+/// last bytes kept in memory for the error message).
+const STDERR_KEEP: u64 = 1 << 20;
+/// With an output limit, consumed parts of the runtime's log are given back to the file
+/// system (hole-punched) once this much has been consumed since the last time.
+const PUNCH_EVERY: u64 = 1 << 20;
 /// Lines longer than this are kept as output but not parsed for facts.
 const MAX_PARSE_LINE: usize = 16 << 20;
 /// Grace between SIGTERM and SIGKILL when creel stops a container.
@@ -75,7 +80,7 @@ pub fn run(home: &Path, job_id: &str, inherited_lock: Option<File>) -> Result<()
         job.spec.runtime,
         Some(&job.spec.runtime_bin),
     )?);
-    let denied = job.egress_denied.iter().cloned().collect();
+    let denied = job.egress_denied.clone();
     let mut m = Monitor {
         home: home.to_path_buf(),
         dir: job_dir(home, job_id),
@@ -100,8 +105,8 @@ struct Monitor {
     job: JobRecord,
     /// Allowlist mode: the container holding the job's network namespace.
     pause: Option<String>,
-    /// Allowlist mode: refusals per host.
-    denied: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Allowlist mode: refusals (a bounded summary).
+    denied: Arc<Mutex<crate::egress::Refusals>>,
 }
 
 /// Why creel itself stopped a container.
@@ -116,9 +121,9 @@ impl Monitor {
         let result = self.drive_job();
         // The namespace holder lives exactly as long as the job.
         if self.job.spec.egress.is_some()
-            && let Ok(ids) = self
-                .runtime
-                .containers_with_label(LABEL_PAUSE, &self.job.id)
+            && let Ok(ids) =
+                self.runtime
+                    .containers_with_label(&self.home, LABEL_PAUSE, &self.job.id)
             && self
                 .store
                 .job(&self.job.id)
@@ -142,7 +147,7 @@ impl Monitor {
         if container.is_none() && self.job.state != JobState::Pending {
             container = self
                 .runtime
-                .containers_with_label(LABEL_JOB, &id)?
+                .containers_with_label(&self.home, LABEL_JOB, &id)?
                 .into_iter()
                 .next();
             if let Some(c) = &container {
@@ -210,7 +215,7 @@ impl Monitor {
         };
         let find = || {
             self.runtime
-                .containers_with_label(LABEL_PAUSE, &id)
+                .containers_with_label(&self.home, LABEL_PAUSE, &id)
                 .map(|ids| ids.into_iter().next())
                 .map_err(|e| e.to_string())
         };
@@ -285,11 +290,10 @@ impl Monitor {
         let job_id = id.clone();
         let sink: crate::egress::DenialSink = Arc::new(move |d: &crate::egress::Denial| {
             tracing::info!(job = %job_id, host = %d.host, "egress refused: {}", d.reason);
-            *denied
+            denied
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .entry(d.host.clone())
-                .or_insert(0) += 1;
+                .record(&d.host);
         });
         std::thread::spawn(move || crate::egress::serve(listener, config, sink));
         self.pause = Some(pause);
@@ -331,7 +335,7 @@ impl Monitor {
                 // A previous monitor started it and died before recording it: adopt it.
                 let Some(cid) = self
                     .runtime
-                    .containers_with_label(LABEL_JOB, &id)?
+                    .containers_with_label(&self.home, LABEL_JOB, &id)?
                     .into_iter()
                     .next()
                 else {
@@ -359,7 +363,10 @@ impl Monitor {
                     None,
                 )?;
                 // A container may exist half-made.
-                if let Ok(ids) = self.runtime.containers_with_label(LABEL_JOB, &id) {
+                if let Ok(ids) = self
+                    .runtime
+                    .containers_with_label(&self.home, LABEL_JOB, &id)
+                {
                     for c in ids {
                         let _ = self.runtime.remove(&c);
                     }
@@ -390,8 +397,16 @@ impl Monitor {
             .map_err(|e| Error::io("cannot seek", &out_path, e))?;
         let err_path = self.dir.join("stderr.log");
         let mut errf = open_nofollow(&err_path, true)?;
-        errf.seek(SeekFrom::End(0))
+        let mut stderr_kept = errf
+            .seek(SeekFrom::End(0))
             .map_err(|e| Error::io("cannot seek", &err_path, e))?;
+        // stderr seen (kept or not) since this monitor began, plus what an earlier one kept.
+        let mut stderr_seen = stderr_kept;
+        let mut stderr_tail: Vec<u8> = Vec::new();
+        // With an output limit the runtime's log must not keep what the limit keeps out of
+        // creel's own files: consumed parts of it are punched out (offsets stay valid).
+        let punch_log = spec.max_output_size > 0 && format == LogFormat::K8sFile;
+        let mut punched = 0u64;
 
         // Rebuild stream facts from what was captured before (after a monitor crash).
         let mut facts = StreamFacts::default();
@@ -523,6 +538,16 @@ impl Monitor {
                             });
                         }
                     }
+                    stderr_seen = stderr_seen.saturating_add(decoded.stderr.len() as u64);
+                    if limit > 0 && stderr_seen > limit && kill.is_none() {
+                        kill = Some(KillReason {
+                            kind: ErrorKind::OutputLimit,
+                            message: format!(
+                                "stderr reached max_output_size ({limit} bytes); kept the first {} bytes",
+                                stderr_kept.min(STDERR_KEEP)
+                            ),
+                        });
+                    }
                     if !stdout.is_empty() {
                         out.write_all(stdout)
                             .map_err(|e| Error::io("cannot write", &out_path, e))?;
@@ -533,7 +558,12 @@ impl Monitor {
                         progress.output_size += stdout.len() as u64;
                     }
                     if !decoded.stderr.is_empty() {
-                        let _ = errf.write_all(&decoded.stderr);
+                        let room = STDERR_KEEP.saturating_sub(stderr_kept) as usize;
+                        let keep = &decoded.stderr[..room.min(decoded.stderr.len())];
+                        if !keep.is_empty() && errf.write_all(keep).is_ok() {
+                            stderr_kept += keep.len() as u64;
+                        }
+                        keep_tail(&mut stderr_tail, &decoded.stderr, STDERR_TAIL);
                     }
                     // The checkpoint only ever covers whole records.
                     progress.log_offset += consumed as u64;
@@ -570,6 +600,10 @@ impl Monitor {
                 self.checkpoint(&id, &mut out, &out_path, &mut progress, &facts, &metrics)?;
                 last_checkpoint = Instant::now();
                 dirty = false;
+                // Only what a checkpoint covers may go: a new monitor resumes from there.
+                if punch_log && progress.log_offset >= punched + PUNCH_EVERY {
+                    punched = punch_consumed(&log_path, punched, progress.log_offset);
+                }
             }
 
             if let Some(e) = &exit {
@@ -617,7 +651,7 @@ impl Monitor {
                     .is_some_and(|c| c >= BUSY_CPU_PERCENT);
                 match progress.last_output_at_ms {
                     None if spec.startup_timeout > 0
-                        && now - started_ms > spec.startup_timeout as i64 * 1000 =>
+                        && now.saturating_sub(started_ms) > secs_to_ms(spec.startup_timeout) =>
                     {
                         kill = Some(KillReason {
                             kind: ErrorKind::StartupTimeout,
@@ -630,7 +664,7 @@ impl Monitor {
                     Some(last)
                         if spec.idle_timeout > 0
                             && !busy
-                            && now - last > spec.idle_timeout as i64 * 1000 =>
+                            && now.saturating_sub(last) > secs_to_ms(spec.idle_timeout) =>
                     {
                         kill = Some(KillReason {
                             kind: ErrorKind::IdleTimeout,
@@ -686,7 +720,14 @@ impl Monitor {
             }
         };
         let oom_flag = oom_killed || self.dir.join("oom").exists();
-        let stderr_tail = tail_of_file(&err_path, 600);
+        let stderr_tail = if stderr_seen > stderr_kept {
+            String::from_utf8_lossy(&stderr_tail).into_owned()
+        } else {
+            tail_of_file(&err_path, STDERR_TAIL as u64)
+        };
+        if punch_log {
+            punch_consumed(&log_path, punched, progress.log_offset);
+        }
         let error = decide(&spec, kill, oom_flag, exit_code, &facts, &stderr_tail);
         self.finish(error, exit_code)?;
         let _ = self.runtime.remove(container);
@@ -710,9 +751,7 @@ impl Monitor {
             .denied
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
+            .clone();
         if let Some(m) = metrics.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             progress.metrics = Some(m);
         }
@@ -766,14 +805,24 @@ impl Monitor {
                 return Ok(());
             };
             self.store.add_webhook_attempt(&id)?;
+            let attempt = job.webhook_attempts + 1;
             match crate::webhook::post(&spec, &crate::webhook::body(&job), Duration::from_secs(10))
             {
-                Ok(()) => {
-                    self.store.set_webhook_delivered(&id, now_ms())?;
+                crate::webhook::Delivery::Delivered => {
+                    self.store.end_webhook(&id, Some(now_ms()))?;
                     return Ok(());
                 }
-                Err(e) => {
-                    tracing::warn!(job = %id, attempt = job.webhook_attempts + 1, "webhook not delivered: {e}");
+                crate::webhook::Delivery::GiveUp(e) => {
+                    tracing::warn!(job = %id, attempt, "webhook refused, not retried: {e}");
+                    self.store.end_webhook(&id, None)?;
+                    return Ok(());
+                }
+                crate::webhook::Delivery::Retry(e) => {
+                    tracing::warn!(job = %id, attempt, "webhook not delivered: {e}");
+                    if attempt >= crate::job::WEBHOOK_MAX_ATTEMPTS {
+                        self.store.end_webhook(&id, None)?;
+                        return Ok(());
+                    }
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(8));
                 }
@@ -921,6 +970,57 @@ fn decide(
             kind: ErrorKind::Runtime,
             message: "the container's exit code could not be determined".into(),
         }),
+    }
+}
+
+/// Seconds as milliseconds, saturating (a huge timeout means "never", not an overflow).
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
+/// How much of the end of stderr goes into an error message.
+const STDERR_TAIL: usize = 600;
+
+/// Keeps the last `max` bytes of everything passed in `tail`.
+fn keep_tail(tail: &mut Vec<u8>, more: &[u8], max: usize) {
+    if more.len() >= max {
+        tail.clear();
+        tail.extend_from_slice(&more[more.len() - max..]);
+        return;
+    }
+    tail.extend_from_slice(more);
+    if tail.len() > max {
+        tail.drain(..tail.len() - max);
+    }
+}
+
+/// Gives the blocks of the runtime's log between `from` and `to` (rounded down to whole
+/// pages) back to the file system; the file keeps its size, so offsets stay valid. Returns
+/// how far the log is now punched. Failure (a file system without hole punching) is quiet:
+/// the log then just keeps its bytes.
+fn punch_consumed(log_path: &Path, from: u64, to: u64) -> u64 {
+    let end = to & !4095;
+    if end <= from {
+        return from;
+    }
+    let Ok(f) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(log_path)
+    else {
+        return from;
+    };
+    match rustix::fs::fallocate(
+        &f,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        from,
+        end - from,
+    ) {
+        Ok(()) => end,
+        Err(e) => {
+            tracing::debug!("cannot punch the consumed log: {e}");
+            from
+        }
     }
 }
 

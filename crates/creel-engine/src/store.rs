@@ -106,8 +106,8 @@ pub struct Progress {
     pub retry: Option<Retry>,
     /// Latest metrics.
     pub metrics: Option<Metrics>,
-    /// Egress refusals per host.
-    pub egress_denied: Vec<(String, u64)>,
+    /// Egress refusals (bounded summary).
+    pub egress_denied: crate::egress::Refusals,
 }
 
 impl Store {
@@ -449,12 +449,23 @@ impl Store {
         Ok(())
     }
 
-    /// Records webhook delivery.
-    pub fn set_webhook_delivered(&mut self, id: &str, at_ms: i64) -> Result<(), StoreError> {
+    /// Records the end of a job's webhook: delivered at `delivered_at_ms`, or (with `None`)
+    /// given up. Either way the bearer token leaves the stored spec: nothing needs it again.
+    pub fn end_webhook(
+        &mut self,
+        id: &str,
+        delivered_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE jobs SET webhook_delivered_at = ?2 WHERE id = ?1",
-                params![id, at_ms],
+                "UPDATE jobs SET
+                   webhook_delivered_at = COALESCE(?2, webhook_delivered_at),
+                   webhook_attempts = CASE WHEN ?2 IS NULL THEN MAX(webhook_attempts, ?3)
+                                           ELSE webhook_attempts END,
+                   spec = CASE WHEN json_type(spec, '$.webhook.token') IS NULL THEN spec
+                               ELSE json_set(spec, '$.webhook.token', json('null')) END
+                 WHERE id = ?1",
+                params![id, delivered_at_ms, crate::job::WEBHOOK_MAX_ATTEMPTS],
             )
             .map_err(|e| self.err(e))?;
         Ok(())

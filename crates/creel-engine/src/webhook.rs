@@ -52,11 +52,16 @@ pub fn resolve(config: &Config, user_home: Option<&Path>) -> Option<WebhookSpec>
     }
 }
 
-/// `hooks.token` from `~/.openclaw/openclaw.json` (JSON5).
+/// `hooks.token` from `~/.openclaw/openclaw.json` (JSON5), unless that config turns its hooks
+/// off (`hooks.enabled: false`): then OpenClaw would refuse every webhook anyway.
 fn openclaw_token(home: &Path) -> Option<String> {
     let text = std::fs::read_to_string(home.join(".openclaw").join("openclaw.json")).ok()?;
     let v: serde_json::Value = json5::from_str(&text).ok()?;
-    v.get("hooks")?
+    let hooks = v.get("hooks")?;
+    if hooks.get("enabled").and_then(|e| e.as_bool()) == Some(false) {
+        return None;
+    }
+    hooks
         .get("token")?
         .as_str()
         .filter(|t| !t.is_empty())
@@ -109,27 +114,73 @@ pub fn message(job: &JobRecord) -> String {
     m
 }
 
-/// One delivery attempt. `Ok(())` on 2xx.
-pub fn post(spec: &WebhookSpec, body: &serde_json::Value, timeout: Duration) -> Result<(), String> {
+/// How one delivery attempt went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// A 2xx answer.
+    Delivered,
+    /// A failure that may pass: a network error, a timeout, 408, 429 or 5xx.
+    Retry(String),
+    /// An answer that repeating the same request cannot change (another 4xx, a redirect):
+    /// retrying would only hammer the receiver (OpenClaw locks out repeated bad tokens).
+    GiveUp(String),
+}
+
+/// Whether a receiver's answer is worth another attempt.
+pub fn retryable(status: u16) -> bool {
+    status == 408 || status == 429 || (500..600).contains(&status)
+}
+
+/// One delivery attempt.
+pub fn post(spec: &WebhookSpec, body: &serde_json::Value, timeout: Duration) -> Delivery {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::blocking::Client::builder()
+    let client = match reqwest::blocking::Client::builder()
         .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    {
+        Ok(c) => c,
+        Err(e) => return Delivery::Retry(format!("cannot build an HTTP client: {e}")),
+    };
     let mut req = client.post(&spec.url).json(body);
     if let Some(t) = &spec.token {
         req = req.bearer_auth(t);
     }
     match req.send() {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("{} answered {}", spec.url, r.status())),
-        Err(e) => Err(format!("POST {} failed: {}", spec.url, e.without_url())),
+        Ok(r) if r.status().is_success() => Delivery::Delivered,
+        Ok(r) => {
+            let status = r.status();
+            // The receiver's reason, shortened: OpenClaw says what it disliked.
+            let text = r.text().unwrap_or_default();
+            let why = crate::stream::cut_str(text.trim(), 300).to_string();
+            let msg = if why.is_empty() {
+                format!("{} answered {status}", spec.url)
+            } else {
+                format!("{} answered {status}: {why}", spec.url)
+            };
+            if retryable(status.as_u16()) {
+                Delivery::Retry(msg)
+            } else {
+                Delivery::GiveUp(msg)
+            }
+        }
+        Err(e) => Delivery::Retry(format!("POST {} failed: {}", spec.url, e.without_url())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_failures_that_can_pass_are_retried() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(retryable(s), "{s}");
+        }
+        for s in [300, 301, 400, 401, 403, 404, 413, 422] {
+            assert!(!retryable(s), "{s}");
+        }
+    }
 
     #[test]
     fn no_webhook_without_token_or_url() {
@@ -162,6 +213,15 @@ mod tests {
         assert_eq!(
             (w.url.as_str(), w.token.as_deref()),
             ("http://127.0.0.1:9/x", Some("from-config"))
+        );
+        std::fs::write(
+            dir.path().join(".openclaw/openclaw.json"),
+            "{ hooks: { enabled: false, token: 'sekrit' } }\n",
+        )
+        .unwrap();
+        assert!(
+            resolve(&Config::default(), Some(dir.path())).is_none(),
+            "OpenClaw's hooks are off: no webhook"
         );
     }
 }

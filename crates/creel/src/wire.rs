@@ -1,4 +1,4 @@
-//! The JSON shapes of DESIGN §4: what `--json` prints and what MCP tools return. Only this
+//! The JSON shapes: what `--json` prints and what MCP tools return. Only this
 //! crate knows JSON; the engine returns plain Rust values and these types translate them.
 
 use creel_engine::{
@@ -110,8 +110,11 @@ pub struct StatusWire {
     pub result: Option<String>,
     /// An API retry in progress.
     pub retry: Option<RetryWire>,
-    /// Network requests refused by the egress allowlist.
+    /// Network requests refused by the egress allowlist: the most recently refused hosts
+    /// (at most 32) with their counts.
     pub egress_denied: Vec<EgressWire>,
+    /// All refusals, including those of hosts no longer listed in `egressDenied`.
+    pub egress_denied_total: u64,
     /// Things the user should know (limits not enforced, resume notes, runtime warnings).
     pub warnings: Vec<String>,
 }
@@ -149,8 +152,10 @@ impl From<&JobStatus> for StatusWire {
                 max_retries: x.max_retries,
                 error: x.error.clone(),
             }),
+            egress_denied_total: r.egress_denied.total,
             egress_denied: r
                 .egress_denied
+                .hosts
                 .iter()
                 .map(|(host, count)| EgressWire {
                     host: host.clone(),

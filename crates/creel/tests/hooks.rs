@@ -169,3 +169,22 @@ fn oauth_credentials_are_copied_in_alone_and_refreshed_tokens_come_back() {
     );
     assert!(!host.contains("old-token"));
 }
+
+#[test]
+fn a_webhook_the_receiver_refuses_is_not_retried() {
+    // A 400 (or 401, 404…) will be the same answer next time: one POST, then creel stops.
+    let rx = Receiver::start(vec![400, 200]);
+    let env = TestEnv::with_config(&format!("notify_webhook_url = \"{}\"\n", rx.url));
+    let (job, _) = env.start("say refused", &[]);
+    env.wait(&job);
+    eventually(Duration::from_secs(30), "the first POST", || {
+        (!rx.requests().is_empty()).then_some(())
+    });
+    // The first retry would come 0.5 s later, the second 1.5 s later; wait past both, and
+    // let a front end reconcile the job (a job that still owed its webhook would get a new
+    // monitor that posts again).
+    std::thread::sleep(Duration::from_secs(3));
+    env.json(&["status", &job, "--json"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rx.requests().len(), 1, "{:?}", rx.requests());
+}

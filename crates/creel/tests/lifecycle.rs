@@ -346,6 +346,33 @@ fn output_limit_stops_the_job_and_keeps_output_up_to_the_limit() {
 }
 
 #[test]
+fn the_output_limit_covers_stderr_and_the_runtimes_log() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::with_config("max_output_size = 1048576\n");
+    // 64 MiB of stderr (and a little stdout) against a 1 MiB limit.
+    let (job, _) = env.start("say hi\nerrflood 67108864\nsleep 30\nsay bye", &[]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["kind"], "output_limit", "{s}");
+    assert!(
+        s["error"]["message"].as_str().unwrap().contains("stderr"),
+        "{s}"
+    );
+    let dir = env.home.join("jobs").join(&job);
+    let kept = std::fs::metadata(dir.join("stderr.log")).unwrap().len();
+    assert!(kept <= 1 << 20, "stderr.log kept {kept} bytes");
+    // The runtime's log may keep its length, but not its blocks: what creel consumed is
+    // given back to the file system.
+    let log = std::fs::metadata(dir.join("container.log")).unwrap();
+    let on_disk = log.blocks() * 512;
+    assert!(
+        on_disk <= 8 << 20,
+        "container.log holds {on_disk} bytes on disk (length {})",
+        log.len()
+    );
+}
+
+#[test]
 fn memory_exhaustion_ends_as_oom() {
     let env = TestEnv::with_config("memory = \"64m\"\n");
     let (job, _) = env.start("say eating memory\noom", &[]);

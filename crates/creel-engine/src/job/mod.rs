@@ -90,7 +90,7 @@ impl std::fmt::Display for JobState {
     }
 }
 
-/// Why a job failed (DESIGN §3).
+/// Why a job failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -344,7 +344,7 @@ pub struct JobRecord {
     /// Webhook delivery attempts so far.
     pub webhook_attempts: u32,
     /// Requests the egress proxy refused, per host.
-    pub egress_denied: Vec<(String, u64)>,
+    pub egress_denied: crate::egress::Refusals,
 }
 
 /// Webhook delivery attempts before giving up.

@@ -27,7 +27,8 @@ pub fn run(engine: &Engine, args: WaitArgs) -> anyhow::Result<ExitStatus> {
                 "--timeout {t} is not a number of seconds"
             )))
         }
-        Some(t) => Some(Duration::from_secs_f64(t)),
+        // A timeout longer than a Duration can hold is no timeout at all.
+        Some(t) => Some(Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX)),
         None => None,
     };
     let outcome = engine
