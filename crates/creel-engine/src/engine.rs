@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,6 +15,10 @@ use crate::job::{JobRecord, JobSpec, now_ms};
 use crate::runtime::{CliRuntime, ContainerRuntime, RuntimeError};
 use crate::session::SessionSummary;
 use crate::store::Store;
+
+/// How old a job directory without a job record must be before `cleanup` removes it (a
+/// `start` in progress writes the files a moment before the record).
+pub const ORPHAN_AGE: Duration = Duration::from_secs(10 * 60);
 
 /// How to start a job's monitor process: the program and its leading arguments; the engine
 /// appends the job id and sets `CREEL_HOME`.
@@ -236,12 +241,28 @@ pub enum DoctorLevel {
 impl Engine {
     /// Opens the engine: creates `$CREEL_HOME` and the store if needed.
     pub fn open(opts: EngineOptions) -> Result<Engine> {
-        std::fs::create_dir_all(&opts.home)
-            .map_err(|e| Error::io("cannot create", &opts.home, e))?;
-        set_mode(&opts.home, 0o700);
-        let store = Store::open(&opts.home.join("creel.db"))?;
+        // Private from the start when creel makes it; an existing directory keeps its mode
+        // (it may be shared, like a 1777 one): what creel puts in it is private itself.
+        create_private_dir_all(&opts.home)?;
+        // One spelling of the home for every process and label (monitors run elsewhere).
+        let home = opts
+            .home
+            .canonicalize()
+            .map_err(|e| Error::io("cannot resolve", &opts.home, e))?;
+        let db = home.join("creel.db");
+        // SQLite gives its -wal and -shm files the database file's mode.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db)
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(Error::io("cannot create", &db, e));
+        }
+        let store = Store::open(&db)?;
         Ok(Engine {
-            home: opts.home,
+            home,
             config: opts.config,
             store: Mutex::new(store),
             runtime: opts.runtime,
@@ -431,8 +452,11 @@ impl Engine {
                 continue;
             }
             if let Ok(rt) = self.configured_runtime()
-                && let Ok(ids) =
-                    rt.containers_with_label(crate::runtime::argv::LABEL_SESSION, &s.record.id)
+                && let Ok(ids) = rt.containers_with_label(
+                    &self.home,
+                    crate::runtime::argv::LABEL_SESSION,
+                    &s.record.id,
+                )
             {
                 for id in ids {
                     let _ = rt.remove(&id);
@@ -460,7 +484,37 @@ impl Engine {
             }
             report.removed_sessions.push(s.record.id);
         }
+        self.remove_orphan_job_dirs();
         Ok(report)
+    }
+
+    /// Removes job directories that no job record owns, older than [`ORPHAN_AGE`]: a
+    /// `creel start` killed between writing a job's files and recording the job leaves one
+    /// (with the prompt, and maybe the API key) that nothing else would ever remove.
+    fn remove_orphan_job_dirs(&self) {
+        let Ok(entries) = std::fs::read_dir(self.home.join("jobs")) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str() else { continue };
+            // (DirEntry::metadata does not follow a symlink.)
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > ORPHAN_AGE);
+            if crate::job::looks_like_job_id(id)
+                && meta.is_dir()
+                && old
+                && matches!(self.store().job(id), Ok(None))
+            {
+                tracing::info!("removing job directory {id}, which no job record owns");
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     /// Waits until the job is final or `timeout` expires, reconciling a dead monitor.
@@ -512,6 +566,16 @@ pub(crate) fn try_lock_job(home: &Path, job_id: &str) -> Result<Option<File>> {
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
     }
+}
+
+/// Creates `dir` and any missing parents with mode 0700 (less the umask); directories that
+/// already exist keep their mode.
+pub(crate) fn create_private_dir_all(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("cannot create", dir, e))
 }
 
 pub(crate) fn set_mode(path: &Path, mode: u32) {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Whether an error is the caller's fault or the environment's (DESIGN §5 exit codes 2 and 3).
+/// Whether an error is the caller's fault or the environment's (exit codes 2 and 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCategory {
     /// Bad input: usage, unknown job or session, busy session.

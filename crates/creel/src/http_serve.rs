@@ -1,17 +1,28 @@
 //! The HTTP/1 accept loop `creel mcp --http` and `creel fake-model` share: one task per
 //! connection, until Ctrl-C or SIGTERM.
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+/// The body of the answer to a refused connection.
+const REFUSED: &str =
+    "creel: this server admits only its owner's processes; other users need the server's token\n";
 
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// Decides from (peer, local) addresses whether a connection is served at all; `None`: all are.
+pub type Admit = Option<std::sync::Arc<dyn Fn(SocketAddr, SocketAddr) -> bool + Send + Sync>>;
+
 /// Serves connections from `listener` with the service `make` builds for each, until the
-/// process is asked to stop.
-pub async fn serve_until_shutdown<S, B>(listener: tokio::net::TcpListener, make: impl Fn() -> S)
-where
+/// process is asked to stop. Connections `admit` refuses get a 403 and are closed unread.
+pub async fn serve_until_shutdown<S, B>(
+    listener: tokio::net::TcpListener,
+    admit: Admit,
+    make: impl Fn() -> S,
+) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -32,6 +43,19 @@ where
                         continue;
                     }
                 };
+                if let Some(admit) = &admit {
+                    let local = stream.local_addr().unwrap_or(peer);
+                    if !admit(peer, local) {
+                        tracing::info!("refused a connection from {peer}: not this user's");
+                        let answer = format!(
+                            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{REFUSED}",
+                            REFUSED.len()
+                        );
+                        // A fresh socket's send buffer takes it whole: this never waits.
+                        let _ = stream.try_write(answer.as_bytes());
+                        continue;
+                    }
+                }
                 let svc = make();
                 tokio::spawn(async move {
                     if let Err(e) = hyper::server::conn::http1::Builder::new()

@@ -157,3 +157,102 @@ fn containers_that_are_not_creels_are_never_touched() {
         .args(["rm", "-f", &name])
         .output();
 }
+
+#[test]
+fn cleanup_of_one_home_never_touches_another_homes_containers() {
+    // Two homes, each with a session named alike; B's job is still running.
+    let a = TestEnv::new();
+    let b = TestEnv::new();
+    let (done, _) = a.start("say finished", &["--session", "shared-name"]);
+    a.wait(&done);
+    let (running, _) = b.start("say working\nsleep 60", &["--session", "shared-name"]);
+    crate::util::eventually(Duration::from_secs(30), "B's job running", || {
+        (b.json(&["status", &running, "--json"])["status"] == "running").then_some(())
+    });
+    let out = a.run(&["cleanup", "--idle-seconds", "0"]);
+    a.expect_code(&out, 0, &["cleanup"]);
+    // A's session went; B's job runs on, its container untouched.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("shared-name"),
+        "{}",
+        a.describe(&["cleanup"], &out)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let s = b.json(&["status", &running, "--json"]);
+    assert_eq!(
+        s["status"], "running",
+        "another home's cleanup stopped it: {s}"
+    );
+    assert_eq!(
+        crate::util::podman_containers(&format!("io.creel.job={running}")).len(),
+        1
+    );
+    b.run(&["cancel", &running]);
+}
+
+#[test]
+fn creel_never_changes_the_mode_of_a_directory_it_did_not_create() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let shared = env.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = env.run(&["--home", shared.to_str().unwrap(), "sessions"]);
+    env.expect_code(&out, 0, &["sessions"]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode(&shared),
+        0o1777,
+        "a read-only command changed the mode"
+    );
+    // What creel made in it is private.
+    assert_eq!(mode(&shared.join("creel.db")), 0o600);
+    // A home creel makes itself is private from the start.
+    let fresh = env.dir.path().join("fresh/home");
+    let out = env.run(&["--home", fresh.to_str().unwrap(), "sessions"]);
+    env.expect_code(&out, 0, &["sessions"]);
+    assert_eq!(mode(&fresh), 0o700);
+}
+
+#[test]
+fn workspaces_under_a_custom_workspaces_dir_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let wsdir = root.path().join("ws");
+    let env = TestEnv::with_config(&format!("workspaces_dir = \"{}\"\n", wsdir.display()));
+    let (job, session) = env.start("write notes.txt secret plans", &[]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&wsdir), 0o700, "the workspaces dir creel made");
+    let ws = wsdir.join(&session);
+    assert!(ws.join("notes.txt").is_file());
+    assert_eq!(mode(&ws), 0o700, "the session's workspace");
+}
+
+#[test]
+fn cleanup_removes_job_directories_a_killed_start_left_behind() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("say hi", &[]);
+    env.wait(&job);
+    let jobs = env.home.join("jobs");
+    // What a `creel start` killed between writing files and recording the job leaves.
+    let orphan = jobs.join("0123456789ab");
+    std::fs::create_dir(&orphan).unwrap();
+    std::fs::write(orphan.join("prompt"), "p").unwrap();
+    std::fs::write(orphan.join("api-key"), "sk-left-behind").unwrap();
+    let young = jobs.join("ba9876543210");
+    std::fs::create_dir(&young).unwrap();
+    let old = std::process::Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(&orphan)
+        .status()
+        .unwrap();
+    assert!(old.success());
+    let args = ["cleanup", "--idle-seconds", "3600"];
+    let out = env.run(&args);
+    env.expect_code(&out, 0, &args);
+    assert!(!orphan.exists(), "an old orphan is removed");
+    assert!(young.exists(), "a start may still be writing a young one");
+    assert!(jobs.join(&job).exists(), "a recorded job's directory stays");
+}

@@ -1,5 +1,5 @@
 //! Bad input and broken environments: one `error:` line (and a `hint:` where one helps), the
-//! exit codes of DESIGN §5, and nothing written to the store.
+//! documented exit codes, and nothing written to the store.
 
 use crate::util::TestEnv;
 

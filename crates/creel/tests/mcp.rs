@@ -2,7 +2,7 @@
 //! streamable HTTP, against real Podman containers of the test image.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
@@ -642,6 +642,87 @@ async fn http_token_is_required_when_set() {
     let list = ok(&call(&client, "claude_code_sessions", json!({})).await);
     assert!(list["sessions"].is_array());
     client.cancel().await.unwrap();
+}
+
+/// A raw `initialize` POST; argv: host, port, and an optional Authorization value. Prints the
+/// status line.
+const RAW_INITIALIZE: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+auth = ('Authorization: ' + sys.argv[3] + '\r\n') if len(sys.argv) > 3 else ''
+body = b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"other-user","version":"1"}}}'
+head = ('POST /mcp HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n'
+        'Accept: application/json, text/event-stream\r\n%sContent-Length: %d\r\n'
+        'Connection: close\r\n\r\n') % (host, port, auth, len(body))
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(head.encode() + body)
+print(s.recv(200).split(b'\r\n')[0].decode())
+"#;
+
+/// The status line another local user (nobody, uid 65534) gets for a raw `initialize`.
+fn initialize_as_nobody(server: &HttpServer, authorization: Option<&str>) -> String {
+    let (host, port) = server.authority().rsplit_once(':').unwrap();
+    let mut cmd = Command::new("setpriv");
+    // (Debian's python3: root's PATH may point into root's own home, closed to nobody.)
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+    ])
+    .args([RAW_INITIALIZE, host, port]);
+    if let Some(a) = authorization {
+        cmd.arg(a);
+    }
+    let out = cmd.output().expect("setpriv python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn http_on_loopback_without_a_token_admits_only_its_owners_processes() {
+    let env = TestEnv::new();
+    let server = HttpServer::start(&env, &[]);
+    assert_eq!(
+        server.raw_initialize(None),
+        200,
+        "the owner's own clients need nothing"
+    );
+    let other = initialize_as_nobody(&server, None);
+    assert!(
+        other.starts_with("HTTP/1.1 403"),
+        "another local user must not be able to use it: {other}"
+    );
+}
+
+#[test]
+fn http_with_a_token_admits_other_users_that_send_it_and_never_takes_it_from_argv() {
+    let mut env = TestEnv::new();
+    env.set_env("CREEL_MCP_TOKEN", "s3cret-token");
+    let server = HttpServer::start(&env, &[]);
+    assert!(initialize_as_nobody(&server, None).starts_with("HTTP/1.1 401"));
+    assert!(initialize_as_nobody(&server, Some("Bearer s3cret-token")).starts_with("HTTP/1.1 200"));
+    // A token in argv is visible to every user in `ps`: refused, with the ways that work.
+    let env = TestEnv::new();
+    let args = ["mcp", "--http", "127.0.0.1:0", "--token", "visible"];
+    let out = env.run(&args);
+    env.expect_code(&out, 2, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CREEL_MCP_TOKEN") && stderr.contains("--token-file"),
+        "{stderr}"
+    );
+    // --token-file works.
+    let file = env.dir.path().join("token");
+    std::fs::write(&file, "file-token\n").unwrap();
+    let server = HttpServer::start(&env, &["--token-file", file.to_str().unwrap()]);
+    assert_eq!(server.raw_initialize(None), 401);
+    assert_eq!(server.raw_initialize(Some("Bearer file-token")), 200);
 }
 
 #[test]

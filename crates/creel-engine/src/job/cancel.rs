@@ -23,7 +23,7 @@ impl Engine {
         let mut ids: Vec<String> = record.container_id.iter().cloned().collect();
         if ids.is_empty() {
             ids = runtime
-                .containers_with_label(LABEL_JOB, job_id)
+                .containers_with_label(&self.home, LABEL_JOB, job_id)
                 .unwrap_or_default();
         }
         for id in ids {

@@ -8,7 +8,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::NetworkMode;
-use crate::engine::{Engine, StartRequest, StartResponse, set_mode, try_lock_job};
+use crate::engine::{
+    Engine, StartRequest, StartResponse, create_private_dir_all, set_mode, try_lock_job,
+};
 use crate::error::{Error, Result};
 use crate::host::HostProfile;
 use crate::job::{
@@ -258,17 +260,17 @@ impl Engine {
                 chown_to,
             )?;
             if let Some(key) = &api_key {
-                write_file_atomic(&job_dir.join("api-key"), key.as_bytes(), 0o400, chown_to)?;
+                // With the proxy adding the key, only creel's monitor reads this file: it stays
+                // creel's own, and is never mounted.
+                let owner = if key_via_proxy { None } else { chown_to };
+                write_file_atomic(&job_dir.join("api-key"), key.as_bytes(), 0o400, owner)?;
             }
             if workspace_created && existing.is_none() {
-                std::fs::create_dir_all(&workspace)
-                    .map_err(|e| Error::io("cannot create", &workspace, e))?;
+                create_private_dir_all(&workspace)?;
                 chown(&workspace, chown_to)?;
             }
             if !claude_config_dir.is_dir() {
-                std::fs::create_dir_all(&claude_config_dir)
-                    .map_err(|e| Error::io("cannot create", &claude_config_dir, e))?;
-                set_mode(&claude_config_dir, 0o700);
+                create_private_dir_all(&claude_config_dir)?;
                 chown(&claude_config_dir, chown_to)?;
             }
             if api_key.is_none()
@@ -308,7 +310,7 @@ impl Engine {
             warnings,
             webhook_delivered_at_ms: None,
             webhook_attempts: 0,
-            egress_denied: Vec::new(),
+            egress_denied: Default::default(),
         };
         let new_session = existing.is_none().then(|| SessionRecord {
             id: session_id.clone(),
@@ -474,7 +476,8 @@ fn choose_user(
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+    create_private_dir_all(dir)?;
+    // A job directory is always new: make it private whatever the umask.
     set_mode(dir, 0o700);
     Ok(())
 }

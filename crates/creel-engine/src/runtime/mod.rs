@@ -120,8 +120,14 @@ pub trait ContainerRuntime: Send + Sync {
     fn remove(&self, id: &str) -> Result<(), RuntimeError>;
     /// Samples resource use; `None` where the runtime cannot tell.
     fn stats(&self, id: &str) -> Result<Option<Metrics>, RuntimeError>;
-    /// Ids of all containers (any state) carrying `label=value`.
-    fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<String>, RuntimeError>;
+    /// Ids of all containers (any state) of the creel home `home` carrying `label=value`.
+    /// Never another home's: session names and job ids may repeat across homes.
+    fn containers_with_label(
+        &self,
+        home: &Path,
+        label: &str,
+        value: &str,
+    ) -> Result<Vec<String>, RuntimeError>;
     /// The format of the log file the runtime writes for creel's containers.
     fn log_format(&self) -> LogFormat;
 }
@@ -367,11 +373,19 @@ impl ContainerRuntime for CliRuntime {
         Ok(parse_stats(&String::from_utf8_lossy(&out.stdout)).filter(|m| m.pids != Some(0)))
     }
 
-    fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<String>, RuntimeError> {
+    fn containers_with_label(
+        &self,
+        home: &Path,
+        label: &str,
+        value: &str,
+    ) -> Result<Vec<String>, RuntimeError> {
+        // Label filters are ANDed by both podman and docker.
         let (out, _) = self.exec([
             "ps".to_string(),
             "-a".into(),
             "--no-trunc".into(),
+            "--filter".into(),
+            format!("label={}={}", argv::LABEL_HOME, home.display()),
             "--filter".into(),
             format!("label={label}={value}"),
             "--format".into(),

@@ -121,7 +121,7 @@ pub enum Command {
     Monitor(monitor::MonitorArgs),
 }
 
-/// The exit codes of DESIGN §5, turned into a process exit code in `main` only.
+/// The exit codes the README lists under "Using creel", turned into a process exit code in `main` only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ExitStatus {

@@ -122,7 +122,7 @@ async fn serve(state: Arc<State>, addr: SocketAddr) -> anyhow::Result<()> {
     if !state.quiet {
         eprintln!("creel fake-model: a scripted stand-in for the Anthropic API on http://{local}");
     }
-    crate::http_serve::serve_until_shutdown(listener, || {
+    crate::http_serve::serve_until_shutdown(listener, None, || {
         let state = state.clone();
         hyper::service::service_fn(move |req| handle(state.clone(), req))
     })

@@ -24,12 +24,61 @@ pub(crate) const PATH: &str = "/mcp";
 /// Refuses a non-loopback address without a token.
 pub(super) fn check_bind(addr: SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() && token.is_none() {
-        anyhow::bail!(
-            "refusing to serve MCP on non-loopback address {addr} without a token: anyone who can \
-             reach it could run jobs\n\nhint: set --token or CREEL_MCP_TOKEN, or bind 127.0.0.1"
-        );
+        return Err(anyhow::Error::new(creel_engine::Error::InvalidRequest(
+            format!(
+                "refusing to serve MCP on non-loopback address {addr} without a token: anyone who can \
+             reach it could run jobs\n\nhint: set CREEL_MCP_TOKEN or --token-file, or bind 127.0.0.1"
+            ),
+        )));
     }
     Ok(())
+}
+
+/// Who may use a server without a token: on loopback, only processes of the user running
+/// creel (and root, who could read creel's files anyway). Another local user's connection is
+/// refused before any request is read: loopback is shared by every user of the machine.
+fn owner_only(peer: SocketAddr, local: SocketAddr) -> bool {
+    let me = rustix::process::geteuid().as_raw();
+    match loopback_peer_uid(peer, local) {
+        Some(uid) => uid == me || uid == 0,
+        None => false,
+    }
+}
+
+/// The uid owning the other end of a loopback TCP connection, from the kernel's socket table
+/// (`/proc/net/tcp`, `/proc/net/tcp6`): the row whose local address is our peer's and whose
+/// remote address is ours.
+pub(crate) fn loopback_peer_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    let table = match peer {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    let (want_local, want_remote) = (proc_net_addr(peer), proc_net_addr(local));
+    text.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.len() > 7
+            && cols[1].eq_ignore_ascii_case(&want_local)
+            && cols[2].eq_ignore_ascii_case(&want_remote))
+        .then(|| cols[7].parse().ok())
+        .flatten()
+    })
+}
+
+/// An address as the kernel prints it in `/proc/net/tcp*`: each 32-bit word of the address
+/// in host byte order, then the port, in hex.
+fn proc_net_addr(addr: SocketAddr) -> String {
+    let words = |bytes: &[u8]| {
+        bytes
+            .chunks(4)
+            .map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
+            .collect::<String>()
+    };
+    let ip = match addr {
+        SocketAddr::V4(a) => words(&a.ip().octets()),
+        SocketAddr::V6(a) => words(&a.ip().octets()),
+    };
+    format!("{ip}:{:04X}", addr.port())
 }
 
 /// Serves until Ctrl-C or SIGTERM.
@@ -56,8 +105,19 @@ pub(super) async fn serve(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr().unwrap_or(addr);
     eprintln!("creel mcp: serving streamable HTTP on http://{local}{PATH}");
+    if token.is_none() {
+        eprintln!(
+            "creel mcp: no token: only processes of uid {} (this user) may connect",
+            rustix::process::geteuid().as_raw()
+        );
+    }
+    let admit: crate::http_serve::Admit = if token.is_none() {
+        Some(Arc::new(owner_only))
+    } else {
+        None
+    };
     let token: Option<Arc<str>> = token.map(Into::into);
-    crate::http_serve::serve_until_shutdown(listener, || {
+    crate::http_serve::serve_until_shutdown(listener, admit, || {
         let service = service.clone();
         let token = token.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -133,6 +193,32 @@ mod tests {
         assert!(!authorized(Some(&v("Basic s3cret")), "s3cret"));
         assert!(!authorized(Some(&v("s3cret")), "s3cret"));
         assert!(!authorized(None, "s3cret"));
+    }
+
+    #[test]
+    fn the_kernel_names_the_owner_of_a_loopback_peer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        let local = server_side.local_addr().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert_eq!(
+            loopback_peer_uid(peer, local),
+            Some(rustix::process::geteuid().as_raw())
+        );
+        assert!(owner_only(peer, local));
+        // A connection that does not exist has no owner, and is not admitted.
+        let gone: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(loopback_peer_uid(gone, local), None);
+        assert!(!owner_only(gone, local));
+        assert_eq!(
+            proc_net_addr("127.0.0.1:8080".parse().unwrap()),
+            if cfg!(target_endian = "little") {
+                "0100007F:1F90"
+            } else {
+                "7F000001:1F90"
+            }
+        );
     }
 
     #[test]

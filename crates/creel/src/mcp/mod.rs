@@ -53,25 +53,54 @@ running if this server stops.";
 pub struct McpArgs {
     /// Serve streamable HTTP on this address instead of stdio (e.g. 127.0.0.1:8931)
     ///
-    /// The MCP endpoint is `http://ADDR/mcp`. Without --token only a loopback address is
-    /// accepted.
+    /// The MCP endpoint is `http://ADDR/mcp`. Without a token only a loopback address is
+    /// accepted, and only processes of the user running creel may connect (other users of the
+    /// machine share loopback). With a token every client must send it.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
-    /// Bearer token required from HTTP clients (required when --http is not loopback; env CREEL_MCP_TOKEN)
+    /// A file holding the bearer token HTTP clients must send (or set CREEL_MCP_TOKEN)
     ///
-    /// Clients send it as `Authorization: Bearer TOKEN`; requests without it get 401.
-    #[arg(
-        long,
-        env = "CREEL_MCP_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    /// Required when --http is not loopback. Clients send it as `Authorization: Bearer TOKEN`;
+    /// requests without it get 401. It is never taken as an argument: every user of the
+    /// machine can read a process's arguments.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// No longer accepted: use CREEL_MCP_TOKEN or --token-file
+    #[arg(long, hide = true, value_name = "TOKEN")]
     pub token: Option<String>,
+}
+
+impl McpArgs {
+    /// The token: from --token-file, else `CREEL_MCP_TOKEN`; never from argv.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if self.token.is_some() {
+            return Err(anyhow::Error::new(creel_engine::Error::InvalidRequest(
+                "--token is not accepted: every user of the machine can read a process's arguments; \
+                 pass the token in CREEL_MCP_TOKEN or in a file named by --token-file"
+                    .into(),
+            )));
+        }
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?;
+            let token = text.trim().to_string();
+            if token.is_empty() {
+                return Err(anyhow::Error::new(creel_engine::Error::InvalidRequest(
+                    format!("the token file {} is empty", path.display()),
+                )));
+            }
+            return Ok(Some(token));
+        }
+        Ok(std::env::var("CREEL_MCP_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
 }
 
 /// Serves MCP until standard input closes (stdio) or Ctrl-C / SIGTERM.
 pub fn run(engine: Engine, args: McpArgs) -> anyhow::Result<()> {
-    let token = args.token.filter(|t| !t.is_empty());
+    let token = args.token()?;
     if let Some(addr) = args.http {
         http::check_bind(addr, token.as_deref())?;
     }
@@ -113,7 +142,7 @@ async fn serve_stdio(server: CreelServer) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Automatic cleanup at start and every [`AUTO_CLEANUP_EVERY`] (DESIGN §3), plus crash
+/// Automatic cleanup at start and every [`AUTO_CLEANUP_EVERY`], plus crash
 /// reconciliation of unfinished jobs.
 async fn housekeeping(engine: Arc<Engine>) {
     let mut tick = tokio::time::interval(AUTO_CLEANUP_EVERY);
