@@ -24,6 +24,8 @@ mod doctor;
 pub mod egress;
 mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod image;
 pub mod job;

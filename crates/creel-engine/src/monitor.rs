@@ -806,8 +806,8 @@ impl Monitor {
             };
             self.store.add_webhook_attempt(&id)?;
             let attempt = job.webhook_attempts + 1;
-            match crate::webhook::post(&spec, &crate::webhook::body(&job), Duration::from_secs(10))
-            {
+            let body = crate::webhook::body(&job);
+            match crate::webhook::post(&spec, &body, &id, crate::webhook::POST_TIMEOUT) {
                 crate::webhook::Delivery::Delivered => {
                     self.store.end_webhook(&id, Some(now_ms()))?;
                     return Ok(());

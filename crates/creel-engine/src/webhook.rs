@@ -68,16 +68,21 @@ fn openclaw_token(home: &Path) -> Option<String> {
         .map(String::from)
 }
 
-/// The request body: OpenClaw's hook shape with the job's facts in `message`.
+/// The request body: OpenClaw's hook shape with the job's facts in `message`. OpenClaw runs
+/// its agent on `message` and, by default, leaves the completion notice in the agent's main
+/// session. (A `channel` would also need a recipient `to`: OpenClaw answers `400` to a
+/// channel alone, and never accepts `"last"` there.)
 pub fn body(job: &JobRecord) -> serde_json::Value {
     serde_json::json!({
         "message": message(job),
         "name": "creel",
         "wakeMode": "now",
-        "deliver": true,
-        "channel": "last",
     })
 }
+
+/// How long one delivery may take: OpenClaw answers once the agent run is admitted, which it
+/// allows up to 15 s.
+pub const POST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The text an agent receives.
 pub fn message(job: &JobRecord) -> String {
@@ -119,7 +124,7 @@ pub fn message(job: &JobRecord) -> String {
 pub enum Delivery {
     /// A 2xx answer.
     Delivered,
-    /// A failure that may pass: a network error, a timeout, 408, 429 or 5xx.
+    /// A failure that may pass: a network error, a timeout, 408, 409, 429 or 5xx.
     Retry(String),
     /// An answer that repeating the same request cannot change (another 4xx, a redirect):
     /// retrying would only hammer the receiver (OpenClaw locks out repeated bad tokens).
@@ -127,12 +132,20 @@ pub enum Delivery {
 }
 
 /// Whether a receiver's answer is worth another attempt.
+/// (409: OpenClaw's "hook configuration changed; retry request".)
 pub fn retryable(status: u16) -> bool {
-    status == 408 || status == 429 || (500..600).contains(&status)
+    matches!(status, 408 | 409 | 429) || (500..600).contains(&status)
 }
 
-/// One delivery attempt.
-pub fn post(spec: &WebhookSpec, body: &serde_json::Value, timeout: Duration) -> Delivery {
+/// One delivery attempt. `idempotency_key` (the job id) goes out as `Idempotency-Key`:
+/// OpenClaw answers a repeat of the same key and body with the first run instead of waking its
+/// agent again, so a monitor killed between a delivery and its record cannot double it.
+pub fn post(
+    spec: &WebhookSpec,
+    body: &serde_json::Value,
+    idempotency_key: &str,
+    timeout: Duration,
+) -> Delivery {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::blocking::Client::builder()
         .timeout(timeout)
@@ -142,7 +155,10 @@ pub fn post(spec: &WebhookSpec, body: &serde_json::Value, timeout: Duration) -> 
         Ok(c) => c,
         Err(e) => return Delivery::Retry(format!("cannot build an HTTP client: {e}")),
     };
-    let mut req = client.post(&spec.url).json(body);
+    let mut req = client
+        .post(&spec.url)
+        .header("Idempotency-Key", format!("creel-job-{idempotency_key}"))
+        .json(body);
     if let Some(t) = &spec.token {
         req = req.bearer_auth(t);
     }
@@ -174,7 +190,7 @@ mod tests {
 
     #[test]
     fn only_failures_that_can_pass_are_retried() {
-        for s in [408, 429, 500, 502, 503, 504] {
+        for s in [408, 409, 429, 500, 502, 503, 504] {
             assert!(retryable(s), "{s}");
         }
         for s in [300, 301, 400, 401, 403, 404, 413, 422] {

@@ -36,8 +36,20 @@ fn one_webhook_per_final_state_with_the_jobs_facts() {
         assert_eq!(r.authorization.as_deref(), Some("Bearer tok-123"));
         assert_eq!(r.body["name"], "creel");
         assert_eq!(r.body["wakeMode"], "now");
-        assert_eq!(r.body["deliver"], true);
-        assert_eq!(r.body["channel"], "last");
+        // A channel without a recipient is what the real gateway refuses (400).
+        assert!(r.body.get("channel").is_none(), "{:?}", r.body);
+        let key = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "idempotency-key")
+            .map(|(_, v)| v.clone());
+        assert!(
+            key.as_deref().is_some_and(|k| r.body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&k["creel-job-".len()..])),
+            "the job id as Idempotency-Key: {key:?}"
+        );
     }
     let msg = |job: &str| {
         reqs.iter()
@@ -187,4 +199,144 @@ fn a_webhook_the_receiver_refuses_is_not_retried() {
     env.json(&["status", &job, "--json"]);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(rx.requests().len(), 1, "{:?}", rx.requests());
+}
+
+/// The real OpenClaw gateway, running on loopback in this test, with hooks turned on in its
+/// own JSON5 config (which creel reads the hook token from, as for a real user).
+struct Gateway {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Gateway {
+    fn start(
+        node: &std::path::Path,
+        openclaw: &std::path::Path,
+        home: &std::path::Path,
+    ) -> Gateway {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = home.join("openclaw.log");
+        std::fs::create_dir_all(home.join(".openclaw")).unwrap();
+        std::fs::write(
+            home.join(".openclaw/openclaw.json"),
+            format!(
+                r#"// OpenClaw's config for creel's webhook test (JSON5)
+{{
+  gateway: {{ mode: "local", bind: "loopback", port: {port},
+             auth: {{ mode: "token", token: "gateway-token-not-the-hook-token" }} }},
+  update: {{ checkOnStart: false }},
+  telemetry: {{ enabled: false }},
+  logging: {{ file: {log:?} }},
+  models: {{ catalogRefresh: {{ enabled: false }} }},
+  hooks: {{ enabled: true, token: "creel-test-hook-token-0123456789", path: "/hooks" }},
+}}
+"#
+            ),
+        )
+        .unwrap();
+        let path = format!("{}:/usr/bin:/bin", node.parent().unwrap().display());
+        let child = std::process::Command::new(node)
+            .arg(openclaw)
+            .args(["gateway", "run", "--port", &port.to_string()])
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", home)
+            .env("NO_COLOR", "1")
+            .env("OPENCLAW_DISABLE_BONJOUR", "1")
+            .env("OPENCLAW_NO_RESPAWN", "1")
+            .env("OPENCLAW_SKIP_CHANNELS", "1")
+            .env("OPENCLAW_NO_AUTO_UPDATE", "1")
+            .env("OPENCLAW_EXEC_SHELL_SNAPSHOT", "0")
+            .current_dir(home)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the OpenClaw gateway");
+        let g = Gateway { child, port, log };
+        // Ready when /readyz says so (about 20 s on 2 cores). Never probe the hook itself:
+        // tokenless requests count toward OpenClaw's lockout.
+        eventually(
+            Duration::from_secs(180),
+            "the OpenClaw gateway ready",
+            || (g.get("/readyz")? == 200).then_some(()),
+        );
+        g
+    }
+
+    fn get(&self, path: &str) -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+
+    /// The gateway's log lines for completed hook runs of `name`.
+    fn hook_runs(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains("hook agent run completed") && l.contains(&format!("\"{name}\""))
+            })
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_real_openclaw_gateway_accepts_the_webhook_once_per_job() {
+    let Some(node) = crate::util::external_tool("CREEL_TEST_NODE24", "OpenClaw gateway") else {
+        return;
+    };
+    let Some(openclaw) = crate::util::external_tool("CREEL_TEST_OPENCLAW", "OpenClaw gateway")
+    else {
+        return;
+    };
+    let probe = TestEnv::new();
+    let gateway = Gateway::start(&node, &openclaw, &probe.user_home);
+    // creel finds the token in ~/.openclaw/openclaw.json; only the port is not the default.
+    let mut env = TestEnv::with_config(&format!(
+        "notify_webhook_url = \"http://127.0.0.1:{}/hooks/agent\"\n",
+        gateway.port
+    ));
+    env.user_home = probe.user_home.clone();
+    let (job, _) = env.start("say done for the gateway", &[]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    let runs = eventually(Duration::from_secs(60), "the gateway's hook run", || {
+        let runs = gateway.hook_runs("creel");
+        (!runs.is_empty()).then_some(runs)
+    });
+    // No retries of an accepted webhook, and nothing creel logged as undelivered.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(gateway.hook_runs("creel").len(), 1, "{runs:?}");
+    let monitor_log =
+        std::fs::read_to_string(env.home.join("jobs").join(&job).join("monitor.log")).unwrap();
+    assert!(!monitor_log.contains("webhook"), "{monitor_log}");
+    assert!(
+        !monitor_log.contains("creel-test-hook-token"),
+        "the token is never logged"
+    );
 }

@@ -15,7 +15,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
-use crate::util::TestEnv;
+use crate::util::{TestEnv, external_tool};
 
 type Client = RunningService<RoleClient, ()>;
 
@@ -745,29 +745,6 @@ fn http_refuses_a_public_address_without_a_token() {
 // installed outside the repository by `scripts/mcp-clients.sh install` (run by `.ci/run`) and
 // found through the variables `scripts/test` exports. CI must run them; a developer without
 // them skips with a message.
-
-/// The file named by `var`, or `None` (skip) outside CI.
-fn external_tool(var: &str, what: &str) -> Option<std::path::PathBuf> {
-    match std::env::var_os(var).filter(|v| !v.is_empty()) {
-        Some(p) => {
-            let p = std::path::PathBuf::from(p);
-            assert!(p.exists(), "{var}={} does not exist", p.display());
-            Some(p)
-        }
-        None => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must run the {what} test: {var} is not set \
-                 (scripts/mcp-clients.sh install; scripts/test exports it)"
-            );
-            eprintln!(
-                "skipping the {what} test: {var} not set \
-                 (run scripts/mcp-clients.sh install, then scripts/test)"
-            );
-            None
-        }
-    }
-}
 
 /// Runs `cmd` to completion with a deadline; returns (status, stdout, stderr).
 fn run_within(

@@ -400,3 +400,26 @@ pub fn children_of(pid: i32) -> Vec<String> {
     }
     kids
 }
+
+/// The file named by `var`, or `None` (skip) outside CI.
+pub fn external_tool(var: &str, what: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let p = std::path::PathBuf::from(p);
+            assert!(p.exists(), "{var}={} does not exist", p.display());
+            Some(p)
+        }
+        None => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the {what} test: {var} is not set \
+                 (scripts/mcp-clients.sh install; scripts/test exports it)"
+            );
+            eprintln!(
+                "skipping the {what} test: {var} not set \
+                 (run scripts/mcp-clients.sh install, then scripts/test)"
+            );
+            None
+        }
+    }
+}

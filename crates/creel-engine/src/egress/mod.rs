@@ -16,7 +16,7 @@
 //!   added on the way. The key never enters the container.
 //! - Every refusal is reported to the caller (counted per host, shown in `status`).
 
-mod proxy;
+pub(crate) mod proxy;
 
 pub use proxy::{DenialSink, Limits, serve, serve_with};
 

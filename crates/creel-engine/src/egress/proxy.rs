@@ -330,7 +330,7 @@ fn check_line_endings(head: &[u8], complete: bool) -> Result<(), String> {
 }
 
 /// The strict checks on a whole request head (ending in CRLF CRLF).
-fn check_head(head: &[u8]) -> Result<(), String> {
+pub(crate) fn check_head(head: &[u8]) -> Result<(), String> {
     check_line_endings(head, true)?;
     let body = &head[..head.len() - 4];
     for (n, line) in body.split(|&b| b == b'\n').enumerate() {
