@@ -107,6 +107,105 @@ impl HttpServer {
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("bad status line {status_line:?}"))
     }
+
+    /// A raw `initialize` that keeps its session open: (status, the session id if any).
+    fn open_session(&self) -> (u16, Option<String>) {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+        .to_string();
+        let req = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.authority(),
+            body.len()
+        );
+        let mut stream = std::net::TcpStream::connect(self.authority()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).unwrap();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut session = None;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("mcp-session-id")
+            {
+                session = Some(v.trim().to_string());
+            }
+        }
+        (status, session)
+    }
+
+    /// `DELETE /mcp` for a session: its status.
+    fn close_session(&self, id: &str) -> u16 {
+        let req = format!(
+            "DELETE /mcp HTTP/1.1\r\nHost: {}\r\nMcp-Session-Id: {id}\r\nConnection: close\r\n\r\n",
+            self.authority()
+        );
+        let mut stream = std::net::TcpStream::connect(self.authority()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut status_line = String::new();
+        BufReader::new(stream).read_line(&mut status_line).unwrap();
+        status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn http_sessions_a_client_never_closes_are_bounded() {
+    let env = TestEnv::new();
+    let server = HttpServer::start(&env, &[]);
+    let before = rss_kib(server.child.id());
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..600 {
+        match server.open_session() {
+            (200, Some(id)) => open.push(id),
+            (503, _) => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(open.len(), 512, "at most 512 sessions at once");
+    assert_eq!(refused, 600 - 512);
+    let full = rss_kib(server.child.id());
+    // Closing sessions makes room again.
+    for id in open.drain(..100) {
+        assert_eq!(server.close_session(&id), 202);
+    }
+    assert_eq!(server.open_session().0, 200);
+    eprintln!("creel mcp --http RSS: {before} KiB idle, {full} KiB with 512 open sessions");
+    assert!(
+        full < before + 256 * 1024,
+        "512 sessions took {} KiB",
+        full - before
+    );
 }
 
 impl Drop for HttpServer {
@@ -1045,13 +1144,16 @@ async fn a_starting_server_reattaches_jobs_whose_monitor_died() {
     let pid = crate::util::eventually(Duration::from_secs(20), "monitor", || {
         crate::util::monitor_pid(&job)
     });
-    std::process::Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap();
-    crate::util::eventually(Duration::from_secs(10), "monitor gone", || {
-        crate::util::monitor_pid(&job).is_none().then_some(())
-    });
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Gone means its lock is free (a killed process shows in pgrep a while longer, and holds
+    // the lock until its last thread is torn down).
+    crate::util::wait_monitor_exit(&env, &job);
     // Only the MCP server runs now, and no tool is called: its housekeeping re-attaches.
     let client = stdio_client(&env).await;
     let new_pid = crate::util::eventually(Duration::from_secs(20), "a new monitor", || {

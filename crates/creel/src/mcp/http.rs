@@ -20,6 +20,10 @@ type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
 
 /// The MCP endpoint's path.
 pub(crate) const PATH: &str = "/mcp";
+/// MCP sessions open at once over HTTP.
+const MAX_SESSIONS: usize = 512;
+/// An MCP session without a request for this long is closed (its client must initialise anew).
+const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Refuses a non-loopback address without a token.
 pub(super) fn check_bind(addr: SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
@@ -95,9 +99,12 @@ pub(super) async fn serve(
         config = config.disable_allowed_hosts();
     }
     let stop = config.cancellation_token.clone();
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = Some(SESSION_IDLE);
+    let sessions = Arc::new(manager);
     let service: Service = StreamableHttpService::new(
         move || Ok(server.for_new_connection()),
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         config,
     );
     let listener = tokio::net::TcpListener::bind(addr)
@@ -120,10 +127,14 @@ pub(super) async fn serve(
     crate::http_serve::serve_until_shutdown(listener, admit, || {
         let service = service.clone();
         let token = token.clone();
+        let sessions = sessions.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let service = service.clone();
             let token = token.clone();
-            async move { Ok::<_, Infallible>(handle(&service, token.as_deref(), req).await) }
+            let sessions = sessions.clone();
+            async move {
+                Ok::<_, Infallible>(handle(&service, &sessions, token.as_deref(), req).await)
+            }
         })
     })
     .await;
@@ -131,7 +142,12 @@ pub(super) async fn serve(
     Ok(())
 }
 
-async fn handle(service: &Service, token: Option<&str>, req: Request<Incoming>) -> HttpResponse {
+async fn handle(
+    service: &Service,
+    sessions: &LocalSessionManager,
+    token: Option<&str>,
+    req: Request<Incoming>,
+) -> HttpResponse {
     if req.uri().path().trim_end_matches('/') != PATH {
         return plain(
             StatusCode::NOT_FOUND,
@@ -149,6 +165,20 @@ async fn handle(service: &Service, token: Option<&str>, req: Request<Incoming>) 
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer realm=\"creel\""),
         );
+        return r;
+    }
+    // A request without a session id may open a session: at most MAX_SESSIONS live at once
+    // (each idle one goes after SESSION_IDLE), so clients that never close theirs cannot grow
+    // the server without bound.
+    if !req.headers().contains_key("mcp-session-id")
+        && sessions.sessions.read().await.len() >= MAX_SESSIONS
+    {
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open MCP sessions: close unused ones (DELETE /mcp) or retry later\n",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
         return r;
     }
     service.handle(req).await
