@@ -676,6 +676,71 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_webhook_token_leaves_the_record_once_the_webhook_is_done() {
+        use crate::job::{JobRecord, JobState};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("creel.db")).unwrap();
+        let mut spec = crate::runtime::argv::tests::spec();
+        spec.webhook = Some(crate::webhook::WebhookSpec {
+            url: "http://127.0.0.1:9/hooks/agent".into(),
+            token: Some("sekrit-hook-token".into()),
+        });
+        let session = crate::session::SessionRecord {
+            id: "s1".into(),
+            created_at_ms: 1,
+            last_activity_ms: 1,
+            workspace: "/ws".into(),
+            workspace_created: true,
+            claude_session_id: "u-1".into(),
+        };
+        for (id, delivered) in [("0123456789ab", Some(5)), ("ba9876543210", None)] {
+            let record = JobRecord {
+                id: id.into(),
+                session_id: "s1".into(),
+                state: JobState::Pending,
+                error: None,
+                exit_code: None,
+                created_at_ms: 1,
+                started_at_ms: None,
+                finished_at_ms: None,
+                container_id: None,
+                spec: spec.clone(),
+                output_size: 0,
+                log_offset: 0,
+                first_output_at_ms: None,
+                last_output_at_ms: None,
+                claude_session_id: None,
+                num_turns: None,
+                cost_usd: None,
+                result: None,
+                retry: None,
+                metrics: None,
+                warnings: vec![],
+                webhook_delivered_at_ms: None,
+                webhook_attempts: 0,
+                egress_denied: Default::default(),
+            };
+            let new_session = (id == "0123456789ab").then_some(&session);
+            store.insert_job(&record, new_session).unwrap().unwrap();
+            store
+                .finish(id, JobState::Completed, None, Some(0), 2)
+                .unwrap();
+            assert!(store.job(id).unwrap().unwrap().webhook_pending());
+            store.end_webhook(id, delivered).unwrap();
+            let after = store.job(id).unwrap().unwrap();
+            let hook = after.spec.webhook.as_ref().unwrap();
+            assert_eq!(hook.token, None, "{id}");
+            assert_eq!(hook.url, "http://127.0.0.1:9/hooks/agent");
+            assert_eq!(after.webhook_delivered_at_ms, delivered);
+            assert!(
+                !after.webhook_pending(),
+                "{id}: done, delivered or given up"
+            );
+        }
+        assert!(store.unfinished_jobs().unwrap().is_empty());
+    }
+
+    #[test]
     fn older_stores_gain_new_columns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("creel.db");

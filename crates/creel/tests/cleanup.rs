@@ -102,6 +102,18 @@ fn automatic_cleanup_runs_on_sessions_and_start_but_not_on_status() {
     );
     let ws = env.home.join("workspaces").join(&session);
     assert!(ws.is_dir(), "automatic cleanup never deletes workspaces");
+
+    // `start` cleans up too: another idle session goes when a new job starts.
+    let (job, _) = env.start("say soon idle too", &["--session", "idle-two"]);
+    env.wait(&job);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(env.home.join("jobs").join(&job).is_dir());
+    let (fresh, _) = env.start("say new", &[]);
+    assert!(
+        !env.home.join("jobs").join(&job).exists(),
+        "idle session not cleaned by `start`"
+    );
+    env.wait(&fresh);
 }
 
 #[test]

@@ -507,7 +507,14 @@ fn a_second_image_build_reuses_what_the_first_made() {
         return;
     }
     let env = TestEnv::new();
-    let begun = Instant::now();
+    let image_id = || {
+        let out = std::process::Command::new("podman")
+            .args(["image", "inspect", "--format", "{{.Id}}", REAL_IMAGE])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before = image_id();
     let out = env.run(&["image", "build", "--offline", "--json"]);
     env.expect_code(&out, 0, &["image", "build", "--offline", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -535,9 +542,7 @@ fn a_second_image_build_reuses_what_the_first_made() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("[1/4] base image"), "{stderr}");
     assert!(stderr.contains("reused:"), "{stderr}");
-    assert!(
-        begun.elapsed() < Duration::from_secs(60),
-        "a cached build took {:?}",
-        begun.elapsed()
-    );
+    // Podman's layer cache served every step: the same image, not a rebuilt equal one.
+    assert!(!before.is_empty());
+    assert_eq!(image_id(), before, "the second build made a new image");
 }

@@ -96,7 +96,14 @@ fn bad_start_requests_are_refused() {
         2,
         "max-turns",
     );
-    assert_refused(&env, &["start", "say hi", "--model", "--evil"], 2, "");
+    // `--model --evil` is refused by clap before creel's own check could run; `--model=--evil`
+    // reaches it, and it is creel's message that must name the model.
+    assert_refused(
+        &env,
+        &["start", "say hi", "--model=--evil"],
+        2,
+        "invalid model",
+    );
     assert_refused(&env, &["start", "say hi", "--model=bad model"], 2, "model");
     assert_refused(
         &env,

@@ -92,25 +92,53 @@ fn webhooks_are_retried_until_delivered_and_survive_a_monitor_kill() {
         "no token configured: no Authorization header"
     );
 
-    // Kill the monitor mid-job: the reconciling monitor still sends exactly one webhook.
-    let rx = Receiver::start(vec![200]);
-    let env = TestEnv::with_config(&format!("notify_webhook_url = \"{}\"\n", rx.url));
-    let (job, _) = env.start("lines 20000\nsleep 2\nsay end", &[]);
-    let pid = eventually(Duration::from_secs(20), "monitor", || {
+    // Kill the monitor while it delivers (between two attempts): the monitor a front end
+    // starts next carries on, and exactly one POST succeeds, with none after it.
+    let rx = Receiver::start(vec![503, 503, 503, 200]);
+    let env = TestEnv::with_config(&format!(
+        "notify_webhook_url = \"{}\"\nhooks_token = \"tok-never-logged\"\n",
+        rx.url
+    ));
+    let (job, _) = env.start("say end", &[]);
+    eventually(
+        Duration::from_secs(30),
+        "the first delivery attempt",
+        || (!rx.requests().is_empty()).then_some(()),
+    );
+    let pid = eventually(Duration::from_secs(5), "the delivering monitor", || {
         crate::util::monitor_pid(&job)
     });
-    std::thread::sleep(Duration::from_millis(400));
-    std::process::Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap();
-    let s = env.wait(&job);
-    assert_eq!(s["status"], "completed");
-    eventually(Duration::from_secs(20), "webhook", || {
-        (!rx.requests().is_empty()).then_some(())
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let sent_before_kill = rx.requests().len();
+    assert!(sent_before_kill < 4, "the kill came after the delivery");
+    // The next front end notices the job still owes its webhook.
+    eventually(
+        Duration::from_secs(10),
+        "the dead monitor's lock free",
+        || {
+            let lock = env.home.join("jobs").join(&job).join("monitor.lock");
+            let f = std::fs::OpenOptions::new().write(true).open(lock).ok()?;
+            f.try_lock().ok()
+        },
+    );
+    env.json(&["status", &job, "--json"]);
+    eventually(Duration::from_secs(30), "delivery", || {
+        (rx.requests().len() >= 4).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(rx.requests().len(), 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rx.requests().len(), 4, "nothing after the 200");
+    // The token never reaches creel's logs, not even in the failures' messages.
+    for f in ["monitor.log", "stderr.log"] {
+        let text =
+            std::fs::read_to_string(env.home.join("jobs").join(&job).join(f)).unwrap_or_default();
+        assert!(!text.contains("tok-never-logged"), "{f}: {text}");
+    }
 }
 
 #[test]
@@ -134,11 +162,14 @@ fn no_webhook_without_a_token_or_url_and_the_token_comes_from_openclaw() {
         rx.requests()[0].authorization.as_deref(),
         Some("Bearer from-openclaw")
     );
-    // Without token and URL: the job runs, nothing is sent, and the token never shows up in
-    // creel's own files or logs.
+    // Without token and URL: the job runs and nothing is sent, not even to OpenClaw's default
+    // address (listened on here), and the token never shows up in creel's own files or logs.
+    let default = Receiver::start_on("127.0.0.1:18789");
     let env2 = TestEnv::new();
     let (job2, _) = env2.start("say quiet", &[]);
     assert_eq!(env2.wait(&job2)["status"], "completed");
+    crate::util::wait_monitor_exit(&env2, &job2);
+    assert!(default.requests().is_empty(), "{:?}", default.requests());
     let log = std::fs::read_to_string(env.home.join("jobs").join(&job).join("monitor.log"))
         .unwrap_or_default();
     assert!(!log.contains("from-openclaw"));
@@ -163,13 +194,17 @@ fn oauth_credentials_are_copied_in_alone_and_refreshed_tokens_come_back() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(1100)); // so the refreshed copy is visibly newer
     let (job, _) = env.start(
-        "bash ls -a /creel/claude; env | grep -c ANTHROPIC_API_KEY || true\ncreds",
+        "bash ls -a /creel/claude; echo KEYVARS=$(env | grep -c ANTHROPIC_API_KEY)\ncreds",
         &[],
     );
     let s = env.wait(&job);
     assert_eq!(s["status"], "completed", "{s}");
     let text = String::from_utf8_lossy(&env.raw_output(&job)).into_owned();
     assert!(text.contains(".credentials.json"), "{text}");
+    assert!(
+        text.contains("KEYVARS=0"),
+        "an OAuth job gets no API key variable: {text}"
+    );
     assert!(
         !text.contains("private-history"),
         "the rest of ~/.claude must not be visible: {text}"

@@ -479,23 +479,39 @@ fn an_api_retry_shows_in_status_while_it_waits() {
 
 #[test]
 fn killing_the_front_end_leaves_the_job_running() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
     let env = TestEnv::new();
+    // Ctrl-C in a terminal: SIGINT to the whole foreground process group of `creel run`.
     let mut child = env
-        .cmd(&["run", "say from run\nsleep 2\nsay after"])
+        .cmd(&["run", "say from run\nsleep 3\nsay after"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    let job = err
-        .split_whitespace()
-        .skip_while(|w| *w != "job")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{err}"))
-        .to_string();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let job = loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "run ended early: {seen}"
+        );
+        seen.push_str(&line);
+        if let Some(id) = line.split_whitespace().skip_while(|w| *w != "job").nth(1) {
+            break id
+                .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_string();
+        }
+    };
+    eventually(Duration::from_secs(30), "the job running", || {
+        (env.json(&["status", &job, "--json"])["status"] == "running").then_some(())
+    });
+    // SAFETY: kill(2) with the process group the child leads.
+    assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "run must stop following: {status:?}");
     let s = env.wait(&job);
     assert_eq!(s["status"], "completed", "{s}");
     assert!(env.paged_output(&job, 65536, "text").contains("after"));

@@ -295,8 +295,21 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(statuses: Vec<u16>) -> Receiver {
+        Self::listen(
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            statuses,
+        )
+    }
+
+    /// A receiver on a fixed address (answering 200), e.g. OpenClaw's default.
+    pub fn start_on(addr: &str) -> Receiver {
+        let listener = std::net::TcpListener::bind(addr)
+            .unwrap_or_else(|e| panic!("cannot listen on {addr} for the test: {e}"));
+        Self::listen(listener, vec![200])
+    }
+
+    fn listen(listener: std::net::TcpListener, statuses: Vec<u16>) -> Receiver {
         use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hooks/agent", listener.local_addr().unwrap());
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let got2 = got.clone();
@@ -422,4 +435,13 @@ pub fn external_tool(var: &str, what: &str) -> Option<std::path::PathBuf> {
             None
         }
     }
+}
+
+/// Waits until no process holds a job's monitor lock (its monitor, webhook included, is done).
+pub fn wait_monitor_exit(env: &TestEnv, job: &str) {
+    let lock = env.home.join("jobs").join(job).join("monitor.lock");
+    eventually(Duration::from_secs(60), "the job's monitor to exit", || {
+        let f = std::fs::OpenOptions::new().write(true).open(&lock).ok()?;
+        f.try_lock().ok()
+    });
 }

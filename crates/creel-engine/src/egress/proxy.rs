@@ -332,7 +332,9 @@ fn check_line_endings(head: &[u8], complete: bool) -> Result<(), String> {
 /// The strict checks on a whole request head (ending in CRLF CRLF).
 pub(crate) fn check_head(head: &[u8]) -> Result<(), String> {
     check_line_endings(head, true)?;
-    let body = &head[..head.len() - 4];
+    let body = head
+        .strip_suffix(b"\r\n\r\n")
+        .ok_or("the request head does not end with a blank line")?;
     for (n, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if n > 0 && line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
@@ -345,7 +347,10 @@ pub(crate) fn check_head(head: &[u8]) -> Result<(), String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(httparse::Status::Complete(_)) => {
+            return Err("a blank line inside the request head".into());
+        }
         Ok(httparse::Status::Partial) => return Err("an incomplete request head".into()),
         Err(httparse::Error::TooManyHeaders) => return Err("too many header lines".into()),
         Err(e) => return Err(format!("a malformed request head ({e})")),
@@ -805,6 +810,12 @@ mod tests {
                 "Content-Length",
             ),
             ("GET /\r\n\r\n", "malformed"),
+            ("\r\n", "blank line"),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+                "blank line inside",
+            ),
+            ("", "blank line"),
         ] {
             let e = head(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");

@@ -296,7 +296,7 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
