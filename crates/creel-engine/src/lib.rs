@@ -47,5 +47,6 @@ pub use engine::{
     WaitOutcome,
 };
 pub use error::{Error, ErrorCategory, Result};
+pub use job::start::MAX_PROMPT as MAX_PROMPT_BYTES;
 pub use job::{ErrorKind, JobRecord, JobState};
 pub use session::SessionSummary;

@@ -211,7 +211,7 @@ fn the_api_key_never_enters_the_container_and_the_proxy_adds_it() {
     // the test searches that for the key.
     let probe = "bash echo base=$ANTHROPIC_BASE_URL; env; cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline | tr '\\0' '\\n'; \
                  find /creel /tmp /workspace -type f -exec cat {} +; \
-                 wget -q -O- --header 'x-api-key: stolen-attempt' --post-data '{\"model\":\"m\"}' $ANTHROPIC_BASE_URL/v1/messages?beta=true && echo API-REACHED\nsleep 2"
+                 wget -q -O- --header 'x-api-key: stolen-attempt' --header 'Authorization: Bearer stolen-attempt' --post-data '{\"model\":\"m\"}' $ANTHROPIC_BASE_URL/v1/messages?beta=true && echo API-REACHED\nsleep 2"
         .to_string();
     let (job, _) = env.start(&probe, &[]);
     // While it runs: nothing in podman inspect or ps either.
@@ -258,6 +258,11 @@ fn the_api_key_never_enters_the_container_and_the_proxy_adds_it() {
         api_key,
         vec![key],
         "the proxy replaces whatever key the container sent"
+    );
+    assert!(
+        !r.headers.iter().any(|(k, _)| k == "authorization"),
+        "the container's own Authorization is dropped: {:?}",
+        r.headers
     );
     assert_eq!(r.body["model"], "m");
 }

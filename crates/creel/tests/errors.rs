@@ -192,3 +192,108 @@ fn a_remembered_image_check_notices_the_image_going_away() {
     let err = assert_refused(&env, &["start", "say third"], 3, "creel-vanishing");
     assert!(err.contains("hint: "), "{err}");
 }
+
+#[test]
+fn start_refuses_what_cannot_run_and_stores_nothing() {
+    // A workspace owned by root: the agent never runs as root, and would own nothing there.
+    let env = TestEnv::new();
+    let root_owned = env.dir.path().join("root-owned");
+    std::fs::create_dir(&root_owned).unwrap();
+    std::os::unix::fs::chown(&root_owned, Some(0), Some(0)).unwrap();
+    let ws = root_owned.to_str().unwrap();
+    assert_refused(
+        &env,
+        &["start", "say hi", "--workspace", ws],
+        2,
+        "belongs to root",
+    );
+    // `:` and `,` cannot be mounted into a container.
+    for name in ["a:b", "a,b"] {
+        let odd = env.dir.path().join(name);
+        std::fs::create_dir(&odd).unwrap();
+        std::os::unix::fs::chown(&odd, Some(1000), Some(1000)).unwrap();
+        assert_refused(
+            &env,
+            &["start", "say hi", "--workspace", odd.to_str().unwrap()],
+            2,
+            "cannot be mounted",
+        );
+    }
+    // A prompt over the limit (64 MiB), from stdin.
+    let big = vec![b'x'; (64 << 20) + 1];
+    let out = env.run_stdin(&["start", "-"], &big);
+    env.expect_code(&out, 2, &["start", "-"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("limit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_nothing_stored(&env);
+    // An empty API key file.
+    let key = env.dir.path().join("empty-key");
+    std::fs::write(&key, "\n").unwrap();
+    let mut env = TestEnv::with_config(&format!("api_key_file = \"{}\"\n", key.display()));
+    env.unset_env("ANTHROPIC_API_KEY");
+    assert_refused(&env, &["start", "say hi"], 2, "is empty");
+    assert_nothing_stored(&env);
+}
+
+#[test]
+fn two_starts_at_once_on_one_session_give_one_job() {
+    let env = TestEnv::new();
+    let spawn = || {
+        env.cmd(&[
+            "start",
+            "--json",
+            "say hi\nsleep 5",
+            "--session",
+            "contended",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(2)),
+        "one start wins, the other is refused as busy: {codes:?}\n{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let loser = if a.status.success() { &b } else { &a };
+    assert!(String::from_utf8_lossy(&loser.stderr).contains("busy"));
+    let sessions = env.json(&["sessions", "--json"]);
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    let winner: serde_json::Value = serde_json::from_slice(if a.status.success() {
+        &a.stdout
+    } else {
+        &b.stdout
+    })
+    .unwrap();
+    env.run(&["cancel", winner["jobId"].as_str().unwrap()]);
+}
+
+#[test]
+fn wait_with_a_timeout_exits_4_and_a_pending_job_can_be_cancelled() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("say slow\nsleep 30", &[]);
+    let args = ["wait", &job, "--timeout", "1"];
+    let out = env.run(&args);
+    env.expect_code(&out, 4, &args);
+    env.run(&["cancel", &job]);
+    // Cancelled straight after start, before its container could run: it stays cancelled,
+    // and no container of it is left.
+    let (job, _) = env.start("say never\nsleep 30", &[]);
+    let s = env.json(&["cancel", &job, "--json"]);
+    assert_eq!(s["status"], "cancelled", "{s}");
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "cancelled", "{s}");
+    crate::util::wait_monitor_exit(&env, &job);
+    assert!(
+        crate::util::podman_containers(&format!("io.creel.job={job}")).is_empty(),
+        "a cancelled pending job left a container"
+    );
+}

@@ -20,7 +20,7 @@ use crate::runtime::ContainerRuntime;
 use crate::session::{SessionRecord, new_session_id, validate_session_id};
 
 /// Largest prompt accepted (it travels as a file, so this is about sanity, not argv limits).
-const MAX_PROMPT: usize = 64 << 20;
+pub const MAX_PROMPT: usize = 64 << 20;
 
 /// Where Claude keeps a conversation's transcript inside its config dir, for the fixed
 /// workspace path `/workspace`.

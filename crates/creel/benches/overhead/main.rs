@@ -3,7 +3,8 @@
 //! ```text
 //! cargo bench -p creel --bench overhead -- [FIGURE...] [--iters N] [--jobs N] [--sessions N]
 //!                                          [--big-bytes N] [--trials N] [--dir DIR] [--out FILE] [--keep]
-//! FIGURE: start query throughput scale concurrent (default: all)
+//! FIGURE: start query throughput scale concurrent (default: these five), chaos
+//!         [--chaos-jobs N] [--kills N] [--seed N], mcp-load [--mcp-sessions N]
 //! ```
 //!
 //! Every figure runs creel and bare `podman` side by side in the same run, on the same image
@@ -13,7 +14,9 @@
 //! `cargo bench`, the in-process `Engine`, `creel mcp`); nothing is faked. This is a
 //! `harness = false` bench: `cargo test` never runs it, and it asserts no timings.
 
+mod chaos;
 mod concurrent;
+mod mcp_load;
 mod query;
 mod scale;
 mod start;
@@ -39,6 +42,14 @@ pub struct Opts {
     pub trials: usize,
     /// Keep the environments.
     pub keep: bool,
+    /// Jobs for `chaos`.
+    pub chaos_jobs: usize,
+    /// SIGKILLs for `chaos`.
+    pub kills: u64,
+    /// The seed of `chaos`'s random choices.
+    pub seed: u64,
+    /// Sessions opened and closed by `mcp-load`.
+    pub mcp_sessions: usize,
 }
 
 /// Whether a figure met its goal.
@@ -136,11 +147,14 @@ impl Report {
 }
 
 const FIGURES: [&str; 5] = ["start", "query", "throughput", "scale", "concurrent"];
+/// Figures run only when named (RELIABILITY.md).
+const EXTRA_FIGURES: [&str; 2] = ["chaos", "mcp-load"];
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo bench -p creel --bench overhead -- [{}...] [--iters N] [--jobs N] [--sessions N] [--big-bytes N] [--trials N] [--dir DIR] [--out FILE] [--keep]",
-        FIGURES.join("|")
+        "usage: cargo bench -p creel --bench overhead -- [{}|{}...] [--iters N] [--jobs N] [--sessions N] [--big-bytes N] [--trials N] [--chaos-jobs N] [--kills N] [--seed N] [--mcp-sessions N] [--dir DIR] [--out FILE] [--keep]",
+        FIGURES.join("|"),
+        EXTRA_FIGURES.join("|")
     );
     std::process::exit(2)
 }
@@ -155,6 +169,13 @@ fn main() {
         big_bytes: 1 << 30,
         trials: 3,
         keep: false,
+        chaos_jobs: 100,
+        mcp_sessions: 4000,
+        kills: 1000,
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1,
     };
     let mut out: Option<PathBuf> = None;
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -172,7 +193,11 @@ fn main() {
             "--dir" => opts.base = PathBuf::from(it.next().unwrap_or_else(|| usage())),
             "--out" => out = Some(PathBuf::from(it.next().unwrap_or_else(|| usage()))),
             "--keep" => opts.keep = true,
-            f if FIGURES.contains(&f) => figures.push(f.to_string()),
+            "--chaos-jobs" => opts.chaos_jobs = num(it.next()).max(1) as usize,
+            "--kills" => opts.kills = num(it.next()),
+            "--mcp-sessions" => opts.mcp_sessions = num(it.next()).max(1) as usize,
+            "--seed" => opts.seed = num(it.next()) | 1,
+            f if FIGURES.contains(&f) || EXTRA_FIGURES.contains(&f) => figures.push(f.to_string()),
             "-h" | "--help" => usage(),
             _ => usage(),
         }
@@ -201,6 +226,8 @@ fn main() {
             "throughput" => throughput::run(&opts, &mut report),
             "scale" => scale::run(&opts, &mut report),
             "concurrent" => concurrent::run(&opts, &mut report),
+            "chaos" => chaos::run(&opts, &mut report),
+            "mcp-load" => mcp_load::run(&opts, &mut report),
             _ => unreachable!(),
         }
         report.note(format!("load after: {}", util::loadavg()));

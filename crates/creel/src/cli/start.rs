@@ -34,8 +34,10 @@ pub struct StartArgs {
 impl StartArgs {
     pub fn request(&self) -> anyhow::Result<StartRequest> {
         let prompt = if self.prompt == "-" {
+            // One byte past the limit is enough to refuse it; never more than that in memory.
             let mut s = String::new();
             std::io::stdin()
+                .take(creel_engine::MAX_PROMPT_BYTES as u64 + 1)
                 .read_to_string(&mut s)
                 .context("cannot read the prompt from standard input (it must be UTF-8)")?;
             s
