@@ -6,6 +6,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// The largest credentials file written back (a real one is well under 1 KiB).
+const MAX_CREDENTIALS: u64 = 1 << 20;
+
 /// Name of Claude's OAuth credentials file.
 pub const CREDENTIALS_FILE: &str = ".credentials.json";
 
@@ -30,13 +33,32 @@ pub fn copy_credentials_back(
     claude_config_dir: &Path,
     host_file: &Path,
 ) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let inner = claude_config_dir.join(CREDENTIALS_FILE);
-    let Ok(inner_meta) = std::fs::symlink_metadata(&inner) else {
+    // The session's copy is the agent's to write: never follow a link it made, and read what
+    // was checked (the open file), not the name again.
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&inner)
+    else {
         return Ok(());
     };
-    if !inner_meta.is_file() || inner_meta.len() > 1 << 20 {
-        return Ok(()); // not something creel wrote back: never follow links the agent made
+    let Ok(inner_meta) = file.metadata() else {
+        return Ok(());
+    };
+    if !inner_meta.is_file() || inner_meta.len() > MAX_CREDENTIALS {
+        return Ok(());
+    }
+    let mut data = Vec::new();
+    if file
+        .take(MAX_CREDENTIALS + 1)
+        .read_to_end(&mut data)
+        .is_err()
+        || data.len() as u64 > MAX_CREDENTIALS
+    {
+        return Ok(());
     }
     let lock_path = home.join("credentials.lock");
     let lock = std::fs::OpenOptions::new()
@@ -50,7 +72,6 @@ pub fn copy_credentials_back(
     let host_meta =
         std::fs::metadata(host_file).map_err(|e| Error::io("cannot stat", host_file, e))?;
     let newer = inner_meta.modified().ok() > host_meta.modified().ok();
-    let data = std::fs::read(&inner).map_err(|e| Error::io("cannot read", &inner, e))?;
     let current = std::fs::read(host_file).map_err(|e| Error::io("cannot read", host_file, e))?;
     if !newer || data == current || !valid_credentials(&data) {
         return Ok(());
@@ -76,4 +97,90 @@ fn valid_credentials(data: &[u8]) -> bool {
                 .map(|t| !t.is_empty())
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const OLD: &str = r#"{"claudeAiOauth":{"accessToken":"old","refreshToken":"r","expiresAt":1}}"#;
+    const NEW: &str =
+        r#"{"claudeAiOauth":{"accessToken":"new","refreshToken":"r2","expiresAt":2}}"#;
+
+    /// A host credentials file (mode 0640), a session copy written by `agent` a second later,
+    /// then the write-back: what the host file holds afterwards.
+    fn after_write_back(agent: impl FnOnce(&Path)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host.json");
+        std::fs::write(&host, OLD).unwrap();
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&host)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        let claude = dir.path().join("claude");
+        std::fs::create_dir(&claude).unwrap();
+        agent(&claude.join(CREDENTIALS_FILE));
+        copy_credentials_back(dir.path(), &claude, &host).unwrap();
+        let mode = std::fs::metadata(&host).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "the host file keeps its mode");
+        std::fs::read_to_string(&host).unwrap()
+    }
+
+    #[test]
+    fn a_refreshed_token_comes_back() {
+        assert_eq!(after_write_back(|f| std::fs::write(f, NEW).unwrap()), NEW);
+    }
+
+    #[test]
+    fn what_the_agent_plants_never_comes_back() {
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(outside.path(), NEW).unwrap();
+        let target = outside.path().to_path_buf();
+        // A link to a file elsewhere on the host, even one holding valid credentials.
+        assert_eq!(
+            after_write_back(|f| std::os::unix::fs::symlink(&target, f).unwrap()),
+            OLD
+        );
+        // Larger than any credentials file.
+        let big = format!("{}{}", &NEW[..NEW.len() - 1], " ".repeat(2 << 20) + "}");
+        assert_eq!(after_write_back(|f| std::fs::write(f, &big).unwrap()), OLD);
+        // Not JSON, or JSON without a token.
+        assert_eq!(
+            after_write_back(|f| std::fs::write(f, "not json").unwrap()),
+            OLD
+        );
+        assert_eq!(
+            after_write_back(|f| std::fs::write(f, r#"{"claudeAiOauth":{}}"#).unwrap()),
+            OLD
+        );
+        // A directory, a FIFO.
+        assert_eq!(after_write_back(|f| std::fs::create_dir(f).unwrap()), OLD);
+        assert_eq!(
+            after_write_back(|f| {
+                let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: mkfifo with a valid, NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }),
+            OLD
+        );
+        // Not newer than the host file.
+        assert_eq!(
+            after_write_back(|f| {
+                std::fs::write(f, NEW).unwrap();
+                let older = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+                std::fs::File::options()
+                    .write(true)
+                    .open(f)
+                    .unwrap()
+                    .set_modified(older)
+                    .unwrap();
+            }),
+            OLD
+        );
+    }
 }

@@ -500,13 +500,21 @@ say('pipelined_responses', r.count(b'HTTP/1.'))
 # 5. An allowed host on a port nobody allowed.
 r = status_of(b'CONNECT allowed.test:22 HTTP/1.1\r\nHost: allowed.test:22\r\n\r\n')
 say('other_port', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+# 6. An allowed name the system resolver answers with loopback.
+r = status_of(b'CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n')
+say('resolves_to_loopback', r.split(b'\r\n')[0].decode(errors='replace').replace(' ', '_'))
+say('resolves_to_loopback_why', b'127.0.0.1' in r or b'::1' in r)
 say('done', 1)
 "#;
 
 #[test]
 fn a_job_cannot_make_the_host_pay_through_its_proxy() {
     let sink = Sink::start();
-    let env = allowlist_env(&format!("api_base_url = \"http://{}\"\n", sink.addr));
+    // `localhost` is allowed but not in egress_resolve: the system resolver answers it.
+    let env = allowlist_env(&format!(
+        "api_base_url = \"http://{}\"\negress_allow = [\"allowed.test\", \"localhost\"]\n",
+        sink.addr
+    ));
     let (job, _) = env.start("say up\nsleep 120", &[]);
     let monitor = eventually(Duration::from_secs(30), "monitor", || {
         crate::util::monitor_pid(&job)
@@ -580,6 +588,7 @@ fn a_job_cannot_make_the_host_pay_through_its_proxy() {
         ("obs_fold", "400"),
         ("api", "200"),
         ("other_port", "403"),
+        ("resolves_to_loopback", "403"),
     ] {
         assert!(
             results[probe].starts_with(&format!("HTTP/1.1_{want}")),
@@ -587,6 +596,10 @@ fn a_job_cannot_make_the_host_pay_through_its_proxy() {
         );
     }
     assert_eq!(results["pipelined_responses"], "1", "{context}");
+    assert_eq!(
+        results["resolves_to_loopback_why"], "True",
+        "refused for what it resolves to: {context}"
+    );
     assert!(
         heads
             .iter()

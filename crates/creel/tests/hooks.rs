@@ -375,3 +375,21 @@ fn the_real_openclaw_gateway_accepts_the_webhook_once_per_job() {
         "the token is never logged"
     );
 }
+
+#[test]
+fn a_webhook_that_keeps_failing_is_tried_six_times_then_never_again() {
+    let rx = Receiver::start(vec![503]);
+    let env = TestEnv::with_config(&format!("notify_webhook_url = \"{}\"\n", rx.url));
+    let (job, _) = env.start("say unheard", &[]);
+    env.wait(&job);
+    // Backoff 0.5 + 1 + 2 + 4 + 8 s between the six attempts.
+    eventually(Duration::from_secs(60), "six attempts", || {
+        (rx.requests().len() >= 6).then_some(())
+    });
+    crate::util::wait_monitor_exit(&env, &job);
+    // A front end reconciling the job finds nothing owed: no seventh attempt.
+    env.json(&["status", &job, "--json"]);
+    env.json(&["sessions", "--json"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rx.requests().len(), 6, "{:?}", rx.requests());
+}

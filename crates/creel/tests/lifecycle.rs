@@ -384,14 +384,27 @@ fn memory_exhaustion_ends_as_oom() {
 #[test]
 fn killing_the_monitor_mid_burst_loses_nothing() {
     let env = TestEnv::new();
-    let (job, _) = env.start("lines 30000\nsleep 2\nlines 30000\nsleep 2\nsay end", &[]);
-    // Kill the monitor (SIGKILL) while it copies the first burst, and the new one later.
+    // Two bursts of 30,000 lines, each spread over about two seconds (ten chunks), so that a
+    // kill aimed at a burst lands inside it.
+    let burst = "lines 3000\nsleep 0.2\n".repeat(10);
+    let (job, _) = env.start(&format!("{burst}sleep 2\n{burst}say end"), &[]);
+    // Kill the monitor (SIGKILL) once the first burst is flowing, and the next one once the
+    // second burst is: each time on the condition itself, not after a fixed delay.
+    let lines_out = |env: &TestEnv| {
+        let raw = env.raw_output(&job);
+        String::from_utf8_lossy(&raw).matches("\"line ").count()
+    };
     let mut kills = 0;
-    for delay_ms in [300u64, 1500] {
-        eventually(Duration::from_secs(20), "monitor process", || {
-            crate::util::monitor_pid(&job)
+    for (from, to) in [(1, 30_000), (30_001, 60_000)] {
+        let seen = eventually(Duration::from_secs(60), "the burst flowing", || {
+            let s = env.json(&["status", &job, "--json"]);
+            let n = lines_out(&env);
+            (s["status"] == "running" && n >= from).then_some(n)
         });
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        assert!(
+            seen < to,
+            "the burst was over ({seen} lines) before the kill could land in it"
+        );
         // Kill whichever monitor runs now (looked up again right before the kill, so a pid
         // seen earlier that has since been replaced is not what we aim at).
         eventually(Duration::from_secs(10), "a monitor to kill", || {
@@ -427,8 +440,8 @@ fn killing_the_monitor_mid_burst_loses_nothing() {
         .iter()
         .filter_map(|e| e["message"]["content"][0]["text"].as_str())
         .collect();
-    let expected: Vec<String> = (1..=30000)
-        .chain(1..=30000)
+    let expected: Vec<String> = (0..20)
+        .flat_map(|_| 1..=3000)
         .map(|i| format!("line {i}"))
         .chain(["end".to_string()])
         .collect();
@@ -553,4 +566,34 @@ fn a_running_job_costs_no_helper_processes_and_its_metrics_come_from_its_cgroup(
     assert_eq!(s["status"], "completed", "{s}");
     assert_eq!(s["exitCode"], 0);
     assert!(s["tailOutput"].as_str().unwrap().contains("down"), "{s}");
+}
+
+#[test]
+fn a_container_removed_behind_creels_back_ends_the_job_as_failed() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("say before\nsleep 60\nsay after", &[]);
+    let cid = eventually(Duration::from_secs(30), "the job's container", || {
+        let s = env.json(&["status", &job, "--json"]);
+        (s["status"] == "running" && s["outputSize"].as_u64() > Some(0)).then_some(())?;
+        crate::util::podman_containers(&format!("io.creel.job={job}"))
+            .into_iter()
+            .next()
+    });
+    let rm = std::process::Command::new("podman")
+        .args(["rm", "-f", "-t", "0", &cid])
+        .output()
+        .unwrap();
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "failed", "{s}");
+    assert!(
+        !env.paged_output(&job, 65536, "text").contains("after"),
+        "the job cannot have gone on"
+    );
+    // What it printed before stays.
+    assert!(env.paged_output(&job, 65536, "text").contains("before"));
 }

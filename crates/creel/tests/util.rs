@@ -44,7 +44,8 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// A fresh environment with the test image, `network = "none"` and an API key.
+    /// A fresh environment with the test image, creel's default network (`allowlist`: each
+    /// job behind its own proxy, the path users are on) and an API key.
     pub fn new() -> TestEnv {
         Self::with_config("")
     }
@@ -61,7 +62,7 @@ impl TestEnv {
         std::fs::create_dir_all(&user_home).unwrap();
         let config = dir.path().join("config.toml");
         let mut text = format!(
-            "image = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmax_output_size = 0\nstartup_timeout = 60\nidle_timeout = 60\nsession_idle_timeout = 0\n"
+            "image = \"{TEST_IMAGE}\"\nmax_output_size = 0\nstartup_timeout = 60\nidle_timeout = 60\nsession_idle_timeout = 0\n"
         );
         text.push_str(extra);
         // Later keys override earlier ones in our tests: rebuild with the extra ones last.
