@@ -1,4 +1,5 @@
-//! The same scenarios on Docker (Debian's docker.io engine on its own socket, started by
+//! Jobs on Docker: a burst, a failure, an OOM and a cancel (the allowlist on Docker is in
+//! egress.rs). Debian's docker.io engine runs on its own socket, started by
 //! `scripts/dockerd.sh`; `scripts/test` exports `CREEL_TEST_DOCKER_HOST`). In CI the engine
 //! must be there; a developer without it skips these.
 
@@ -8,11 +9,9 @@ fn docker_env(extra: &str) -> Option<TestEnv> {
     let host = match std::env::var("CREEL_TEST_DOCKER_HOST") {
         Ok(h) if !h.is_empty() => h,
         _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must run the Docker tests: CREEL_TEST_DOCKER_HOST is not set"
+            crate::util::skip_unless_ci(
+                "the Docker tests need CREEL_TEST_DOCKER_HOST (scripts/dockerd.sh start)",
             );
-            eprintln!("skipping: CREEL_TEST_DOCKER_HOST not set (scripts/dockerd.sh start)");
             return None;
         }
     };

@@ -519,7 +519,11 @@ async fn stdio_drives_every_tool_against_a_real_job() {
         e.starts_with("error: unknown job") && e.contains("\nhint: "),
         "{e}"
     );
-    tool_error(&call(&client, "claude_code_status", json!({})).await);
+    let e = tool_error(&call(&client, "claude_code_status", json!({})).await);
+    assert!(
+        e.contains("job_id"),
+        "creel names the missing argument: {e}"
+    );
     let e = tool_error(
         &call(
             &client,
@@ -529,8 +533,9 @@ async fn stdio_drives_every_tool_against_a_real_job() {
         .await,
     );
     assert!(e.contains("invalid session id"), "{e}");
-    tool_error(&call(&client, "claude_code_start", json!({"prompt": "   "})).await);
-    tool_error(
+    let e = tool_error(&call(&client, "claude_code_start", json!({"prompt": "   "})).await);
+    assert!(e.starts_with("error: the prompt is empty"), "{e}");
+    let e = tool_error(
         &call(
             &client,
             "claude_code_cancel",
@@ -538,6 +543,7 @@ async fn stdio_drives_every_tool_against_a_real_job() {
         )
         .await,
     );
+    assert!(e.starts_with("error: unknown job"), "{e}");
 
     // Sessions lists the session; cleanup (session_idle_timeout = 0 here) removes it.
     let list = ok(&call(&client, "claude_code_sessions", json!({})).await);
@@ -564,7 +570,11 @@ async fn stdio_drives_every_tool_against_a_real_job() {
         "{cleaned}"
     );
     assert!(cleaned["deletedWorkspaces"].as_array().unwrap().is_empty());
-    tool_error(&call(&client, "claude_code_status", json!({"job_id": job})).await);
+    let e = tool_error(&call(&client, "claude_code_status", json!({"job_id": job})).await);
+    assert!(
+        e.starts_with("error: unknown job"),
+        "cleaned up with its session: {e}"
+    );
 
     client.cancel().await.unwrap();
 }
@@ -600,7 +610,7 @@ async fn cancel_and_jobs_outlive_the_server() {
     let list = ok(&call(&client, "claude_code_sessions", json!({})).await);
     assert_eq!(list["sessions"][0]["activeJobId"], job.as_str(), "{list}");
     // A cancel naming the wrong session cancels nothing.
-    tool_error(
+    let e = tool_error(
         &call(
             &client,
             "claude_code_cancel",
@@ -608,6 +618,7 @@ async fn cancel_and_jobs_outlive_the_server() {
         )
         .await,
     );
+    assert!(e.contains("other") && e.contains("long-one"), "{e}");
     assert_eq!(
         ok(&call(&client, "claude_code_status", json!({"job_id": job})).await)["status"],
         "running"
@@ -711,7 +722,10 @@ async fn resource_subscription_announces_new_output() {
     let e = client
         .read_resource(ReadResourceRequestParams::new("creel://jobs/nope/output"))
         .await;
-    assert!(e.is_err(), "an unknown job's resource is an error");
+    let e = e
+        .expect_err("an unknown job's resource is an error")
+        .to_string();
+    assert!(e.contains("unknown job `nope`"), "creel's error: {e}");
     client.cancel().await.unwrap();
 }
 
@@ -725,7 +739,8 @@ async fn http_lists_tools_and_sessions() {
     assert_eq!(names, TOOLS);
     let list = ok(&call(&client, "claude_code_sessions", json!({})).await);
     assert_eq!(list, json!({"sessions": []}));
-    tool_error(&call(&client, "claude_code_output", json!({"job_id": "nope"})).await);
+    let e = tool_error(&call(&client, "claude_code_output", json!({"job_id": "nope"})).await);
+    assert!(e.starts_with("error: unknown job"), "{e}");
     client.cancel().await.unwrap();
 }
 
