@@ -626,3 +626,68 @@ fn a_job_cannot_make_the_host_pay_through_its_proxy() {
     let denied = s["egressDenied"].to_string();
     assert!(denied.contains("allowed.test"), "{s}");
 }
+
+#[test]
+fn a_proxy_that_cannot_start_fails_the_job_closed() {
+    // The monitor dies; the API key file its successor needs to run the proxy is gone. The
+    // job must end, not run on without a proxy.
+    let env = allowlist_env("");
+    let (job, _) = env.start("say up\nsleep 30\nsay should never print", &[]);
+    eventually(Duration::from_secs(30), "the job's first output", || {
+        let s = env.json(&["status", &job, "--json"]);
+        (s["outputSize"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    let pid = crate::util::monitor_pid(&job).expect("monitor");
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    crate::util::wait_monitor_exit(&env, &job);
+    std::fs::remove_file(env.home.join("jobs").join(&job).join("api-key")).unwrap();
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "failed", "{s}");
+    assert!(
+        s["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("egress proxy could not start"),
+        "{s}"
+    );
+    assert!(
+        !env.paged_output(&job, 65536, "text")
+            .contains("should never print")
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the job's containers removed",
+        || {
+            (crate::util::podman_containers(&format!("io.creel.job={job}")).is_empty()
+                && crate::util::podman_containers(&format!("io.creel.pause={job}")).is_empty())
+            .then_some(())
+        },
+    );
+}
+
+#[test]
+fn network_bridge_reaches_the_internet_directly() {
+    // `bridge` is the open mode: the job reaches hosts without creel's proxy.
+    let target = internet();
+    let env = TestEnv::with_config("network = \"bridge\"\n");
+    let (job, _) = env.start(
+        &format!(
+            "bash timeout 5 wget -q -Y off -O- http://{target}/ 2>&1 | sed 's/^/[direct] /'; echo proxy=${{HTTPS_PROXY:-none}}"
+        ),
+        &[],
+    );
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    let out = tool_output(&env, &job);
+    assert!(
+        out.contains("[direct] hello from the test internet"),
+        "{out}"
+    );
+    assert!(out.contains("proxy=none"), "no proxy in bridge mode: {out}");
+}

@@ -597,3 +597,46 @@ fn a_container_removed_behind_creels_back_ends_the_job_as_failed() {
     // What it printed before stays.
     assert!(env.paged_output(&job, 65536, "text").contains("before"));
 }
+
+#[test]
+fn output_follow_prints_everything_once_and_ends_with_the_job() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("lines 500\nsleep 1\nlines 500\nsleep 1\nsay end", &[]);
+    // Started while the job runs: it must print what came before and what comes after.
+    let out = env.run(&["output", &job, "--follow"]);
+    env.expect_code(&out, 0, &["output", &job, "--follow"]);
+    let s = env.json(&["status", &job, "--json"]);
+    assert_eq!(
+        s["status"], "completed",
+        "--follow ended before the job: {s}"
+    );
+    assert_eq!(out.stdout, env.raw_output(&job), "followed output differs");
+}
+
+#[test]
+fn network_host_reaches_the_hosts_loopback_and_none_does_not() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            use std::io::Write;
+            let Ok(mut s) = s else { continue };
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 14\r\n\r\nfrom the host\n");
+        }
+    });
+    let probe = format!(
+        "bash timeout 5 wget -q -O- http://127.0.0.1:{port}/ 2>&1 | sed 's/^/[reach] /' || true"
+    );
+    for (network, reaches) in [("host", true), ("none", false)] {
+        let env = TestEnv::with_config(&format!("network = \"{network}\"\n"));
+        let (job, _) = env.start(&probe, &[]);
+        let s = env.wait(&job);
+        assert_eq!(s["status"], "completed", "{network}: {s}");
+        let text = env.paged_output(&job, 65536, "text");
+        assert_eq!(
+            text.contains("[reach] from the host"),
+            reaches,
+            "network = {network}: {text}"
+        );
+    }
+}
