@@ -81,40 +81,24 @@ impl HttpServer {
 
     /// One raw HTTP/1.1 POST of an `initialize` request; returns the status code.
     fn raw_initialize(&self, authorization: Option<&str>) -> u16 {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
-        .to_string();
-        let mut req = format!(
-            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.authority(),
-            body.len()
-        );
-        if let Some(a) = authorization {
-            req.push_str(&format!("Authorization: {a}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(&body);
-        let mut stream = std::net::TcpStream::connect(self.authority()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream.write_all(req.as_bytes()).unwrap();
-        let mut status_line = String::new();
-        BufReader::new(stream).read_line(&mut status_line).unwrap();
-        status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"))
+        self.initialize(authorization).0
     }
 
     /// A raw `initialize` that keeps its session open: (status, the session id if any).
     fn open_session(&self) -> (u16, Option<String>) {
+        self.initialize(None)
+    }
+
+    /// One raw HTTP/1.1 POST of an `initialize` request: (status, the session id if any).
+    fn initialize(&self, authorization: Option<&str>) -> (u16, Option<String>) {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
         .to_string();
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
         let req = format!(
-            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.authority(),
             body.len()
         );

@@ -460,18 +460,9 @@ async fn route(
         {
             return api_call(req, &ctx, api, &target).await;
         }
-        let addrs = match vet(&ctx, &host, port).await {
-            Ok(a) => a,
-            Err(d) => return ctx.deny(&d.host, d.reason),
-        };
-        let up = match connect_any(&addrs).await {
+        let up = match open_vetted(&ctx, &host, port).await {
             Ok(s) => s,
-            Err(e) => {
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    format!("creel: cannot reach {host}: {e}"),
-                );
-            }
+            Err(refused) => return refused,
         };
         let host_header = authority.as_str().to_string();
         return forward(req, up, &host_header, &target, None).await;
@@ -488,6 +479,24 @@ async fn route(
         return api_call(req, &ctx, api, &target).await;
     }
     text(StatusCode::BAD_REQUEST, "creel: malformed request".into())
+}
+
+/// A connection to an allowed host's vetted address, or the answer for the client: `403`
+/// (refused, and counted) or `502` (unreachable).
+async fn open_vetted(
+    ctx: &Arc<Ctx>,
+    host: &str,
+    port: u16,
+) -> Result<TcpStream, Response<ProxyBody>> {
+    let addrs = vet(ctx, host, port)
+        .await
+        .map_err(|d| ctx.deny(&d.host, d.reason))?;
+    connect_any(&addrs).await.map_err(|e| {
+        text(
+            StatusCode::BAD_GATEWAY,
+            format!("creel: cannot reach {host}: {e}"),
+        )
+    })
 }
 
 /// [`super::Policy::vet`] off the runtime's thread (it may ask the system resolver).
@@ -519,18 +528,9 @@ async fn connect(
     }
     let host = authority.host().to_string();
     let port = authority.port_u16().unwrap_or(443);
-    let addrs = match vet(&ctx, &host, port).await {
-        Ok(a) => a,
-        Err(d) => return ctx.deny(&d.host, d.reason),
-    };
-    let up = match connect_any(&addrs).await {
+    let up = match open_vetted(&ctx, &host, port).await {
         Ok(s) => s,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!("creel: cannot reach {host}: {e}"),
-            );
-        }
+        Err(refused) => return refused,
     };
     let limits = ctx.limits;
     tokio::spawn(async move {
