@@ -26,3 +26,8 @@ pub fn out(bytes: &[u8]) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("broken pipe")]
 pub struct BrokenPipe;
+
+/// A note for the person at the terminal, on stderr (`creel: …`), never mixed into data.
+pub fn note(text: &str) {
+    eprintln!("creel: {text}");
+}

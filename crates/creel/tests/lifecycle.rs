@@ -640,3 +640,30 @@ fn network_host_reaches_the_hosts_loopback_and_none_does_not() {
         );
     }
 }
+
+#[test]
+fn output_prints_all_of_it_and_a_limit_says_where_it_cut() {
+    let env = TestEnv::new();
+    // Far more than one 64 KiB page.
+    let (job, _) = env.start("lines 5000", &[]);
+    env.wait(&job);
+    let raw = env.raw_output(&job);
+    assert!(raw.len() > 256 * 1024);
+    let out = env.run(&["output", &job]);
+    env.expect_code(&out, 0, &["output", &job]);
+    assert_eq!(out.stdout, raw, "`creel output JOB` prints all of it");
+    assert!(out.stderr.is_empty());
+    // A limit cuts, and says where and how to get the rest.
+    let args = ["output", &job, "--limit", "1000"];
+    let out = env.run(&args);
+    env.expect_code(&out, 0, &args);
+    assert_eq!(out.stdout, raw[..1000]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cut at byte 1000")
+            && err.contains(&format!("creel output {job} --offset 1000")),
+        "{err}"
+    );
+    let rest = env.run(&["output", &job, "--offset", "1000"]);
+    assert_eq!(rest.stdout, raw[1000..]);
+}

@@ -32,7 +32,10 @@ pub struct OutputArgs {
     /// Start at this byte offset (of the chosen format)
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub offset: u64,
-    /// Print at most this many bytes (a page never splits a UTF-8 character) [default: 65536; all with --follow]
+    /// Print at most this many bytes (a page never splits a UTF-8 character) [default: all; one page of 65536 with --json]
+    ///
+    /// When the limit cuts the output short, stderr says where, and the command that prints
+    /// the rest.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// raw (stream-json) or text (rendered)
@@ -46,9 +49,13 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
+/// The largest page read at once (the engine's own cap is higher).
+const PAGE: u64 = 1 << 20;
+
 pub fn run(engine: &Engine, args: OutputArgs) -> anyhow::Result<ExitStatus> {
     let ctx = || format!("cannot read the output of job {}", args.job);
-    if !args.follow {
+    if !args.follow && args.json {
+        // One page, as JSON: its offsets say how to get the next one.
         let page = engine
             .output(
                 &args.job,
@@ -59,17 +66,50 @@ pub fn run(engine: &Engine, args: OutputArgs) -> anyhow::Result<ExitStatus> {
                 },
             )
             .with_context(ctx)?;
-        if args.json {
-            printer::json(&wire::OutputWire::from(&page))?;
-        } else {
-            printer::out(page.content.as_bytes())?;
-        }
+        printer::json(&wire::OutputWire::from(&page))?;
         return Ok(ExitStatus::Success);
+    }
+    if !args.follow {
+        // Everything there is now (or up to --limit), page by page, like `podman logs`.
+        let mut offset = args.offset;
+        let mut remaining = args.limit;
+        loop {
+            let limit = remaining.unwrap_or(PAGE).min(PAGE);
+            let page = engine
+                .output(
+                    &args.job,
+                    OutputRequest {
+                        offset,
+                        limit,
+                        format: args.format.into(),
+                    },
+                )
+                .with_context(ctx)?;
+            printer::out(page.content.as_bytes())?;
+            offset = page.next_offset;
+            if let Some(r) = remaining.as_mut() {
+                *r = r.saturating_sub(page.next_offset.saturating_sub(page.offset));
+            }
+            if !page.has_more {
+                return Ok(ExitStatus::Success);
+            }
+            if remaining == Some(0) || page.next_offset == page.offset {
+                let format = match args.format {
+                    Format::Raw => "",
+                    Format::Text => " --format text",
+                };
+                printer::note(&format!(
+                    "output cut at byte {offset} of {} by --limit; the rest: creel output {}{format} --offset {offset}",
+                    page.total_size, args.job
+                ));
+                return Ok(ExitStatus::Success);
+            }
+        }
     }
     let mut offset = args.offset;
     let mut remaining = args.limit;
     loop {
-        let limit = remaining.unwrap_or(1 << 20).min(1 << 20);
+        let limit = remaining.unwrap_or(PAGE).min(PAGE);
         let page = engine
             .output(
                 &args.job,
