@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use crate::cgroup::CgroupStats;
 use crate::engine::job_dir;
 use crate::error::{Error, Result};
-use crate::job::{ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms};
+use crate::job::{
+    BUSY_CPU_PERCENT, ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms,
+};
 use crate::logfile::{Decoded, LogFormat, decode};
 use crate::runtime::argv::{CONMON_PIDFILE, CONTAINER_PIDFILE, PAUSE_PIDFILE};
 use crate::runtime::argv::{ContainerArgs, LABEL_JOB, LABEL_PAUSE, pause_args, run_args};
@@ -47,8 +49,6 @@ const PUNCH_EVERY: u64 = 1 << 20;
 const MAX_PARSE_LINE: usize = 16 << 20;
 /// Grace between SIGTERM and SIGKILL when creel stops a container.
 const STOP_GRACE_SECS: u64 = 2;
-/// CPU percentage above which a silent container counts as busy (no idle timeout).
-const BUSY_CPU_PERCENT: f64 = 5.0;
 
 /// Runs the monitor for `job_id` under `home` until the job is final. `inherited_lock` is the
 /// job's lock handed over by the process that spawned us; without it the monitor takes the lock

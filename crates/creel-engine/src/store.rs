@@ -42,6 +42,7 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The schema; `{UNFINISHED}` stands for [`UNFINISHED`] (see [`schema`]).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -79,9 +80,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     egress_denied TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
-CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN {UNFINISHED};
 CREATE INDEX IF NOT EXISTS sessions_by_activity ON sessions(last_activity);
 ";
+
+/// The states a job has not ended in, as an SQL list: every query about unfinished jobs uses
+/// this one list, which a unit test holds to [`JobState::is_final`].
+const UNFINISHED: &str = "('pending', 'running')";
+
+fn schema() -> String {
+    SCHEMA.replace("{UNFINISHED}", UNFINISHED)
+}
 
 /// Progress the monitor checkpoints while a job runs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -123,7 +132,7 @@ impl Store {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(&schema()).map_err(err)?;
         migrate(&conn).map_err(err)?;
         Ok(Store {
             conn,
@@ -155,7 +164,9 @@ impl Store {
     pub fn active_job(&self, session: &str) -> Result<Option<(String, JobState)>, StoreError> {
         self.conn
             .query_row(
-                "SELECT id, state FROM jobs WHERE session_id = ?1 AND state IN ('pending', 'running')",
+                &format!(
+                    "SELECT id, state FROM jobs WHERE session_id = ?1 AND state IN {UNFINISHED}"
+                ),
                 [session],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
             )
@@ -182,7 +193,9 @@ impl Store {
             .map_err(err)?;
         let active: Option<(String, String)> = tx
             .query_row(
-                "SELECT id, state FROM jobs WHERE session_id = ?1 AND state IN ('pending', 'running')",
+                &format!(
+                    "SELECT id, state FROM jobs WHERE session_id = ?1 AND state IN {UNFINISHED}"
+                ),
                 [&job.session_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -280,7 +293,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT id FROM jobs WHERE state IN ('pending', 'running')
+                "SELECT id FROM jobs WHERE state IN {UNFINISHED}
                  OR (webhook_delivered_at IS NULL AND webhook_attempts < {} AND spec LIKE '%\"webhook\":{{%')",
                 crate::job::WEBHOOK_MAX_ATTEMPTS
             ))
@@ -404,9 +417,11 @@ impl Store {
             .map_err(err)?;
         let n = tx
             .execute(
-                "UPDATE jobs SET state = ?2, error_kind = ?3, error_message = ?4,
+                &format!(
+                    "UPDATE jobs SET state = ?2, error_kind = ?3, error_message = ?4,
                    exit_code = COALESCE(?5, exit_code), finished_at = ?6
-                 WHERE id = ?1 AND state IN ('pending', 'running')",
+                 WHERE id = ?1 AND state IN {UNFINISHED}"
+                ),
                 params![
                     id,
                     state.as_str(),
@@ -481,10 +496,10 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT s.id, s.created_at, s.last_activity, s.workspace, s.workspace_created, s.claude_session_id,
+                &format!("SELECT s.id, s.created_at, s.last_activity, s.workspace, s.workspace_created, s.claude_session_id,
                    (SELECT COUNT(*) FROM jobs j WHERE j.session_id = s.id),
-                   (SELECT j.id FROM jobs j WHERE j.session_id = s.id AND j.state IN ('pending', 'running') LIMIT 1)
-                 FROM sessions s WHERE s.last_activity <= ?1 ORDER BY s.last_activity DESC, s.id",
+                   (SELECT j.id FROM jobs j WHERE j.session_id = s.id AND j.state IN {UNFINISHED} LIMIT 1)
+                 FROM sessions s WHERE s.last_activity <= ?1 ORDER BY s.last_activity DESC, s.id"),
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -512,7 +527,9 @@ impl Store {
             .map_err(err)?;
         let active: i64 = tx
             .query_row(
-                "SELECT COUNT(*) FROM jobs WHERE session_id = ?1 AND state IN ('pending', 'running')",
+                &format!(
+                    "SELECT COUNT(*) FROM jobs WHERE session_id = ?1 AND state IN {UNFINISHED}"
+                ),
                 [id],
                 |r| r.get(0),
             )
@@ -676,6 +693,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unfinished_is_exactly_the_states_that_are_not_final() {
+        let all = [
+            JobState::Pending,
+            JobState::Running,
+            JobState::Completed,
+            JobState::Failed,
+            JobState::Cancelled,
+        ];
+        let list: Vec<String> = all
+            .iter()
+            .filter(|s| !s.is_final())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        assert_eq!(UNFINISHED, format!("({})", list.join(", ")));
+    }
+
+    #[test]
     fn the_webhook_token_leaves_the_record_once_the_webhook_is_done() {
         use crate::job::{JobRecord, JobState};
         let dir = tempfile::tempdir().unwrap();
@@ -747,7 +781,7 @@ mod tests {
         {
             let conn = Connection::open(&path).unwrap();
             // The first schema, without the later columns.
-            let old = SCHEMA.replace(
+            let old = schema().replace(
                 ",\n    webhook_attempts INTEGER NOT NULL DEFAULT 0,\n    egress_denied TEXT",
                 "",
             );

@@ -84,6 +84,10 @@ impl JobState {
     }
 }
 
+/// CPU use (percent of one core) above which a job printing nothing counts as busy: `status`
+/// says "processing", and the monitor does not apply the idle timeout.
+pub(crate) const BUSY_CPU_PERCENT: f64 = 5.0;
+
 impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -4,13 +4,12 @@ use std::io::{Read, Seek, SeekFrom};
 
 use crate::engine::{Activity, Engine, JobStatus};
 use crate::error::Result;
+use crate::job::BUSY_CPU_PERCENT;
 use crate::job::{JobRecord, now_ms};
 use crate::stream::render_text;
 
 /// Output within this many seconds counts as active.
 const ACTIVE_SECS: f64 = 10.0;
-/// CPU above this percentage counts as processing.
-const BUSY_CPU_PERCENT: f64 = 5.0;
 /// How much raw output the tail is rendered from.
 const TAIL_WINDOW: u64 = 32 * 1024;
 /// Characters of rendered tail in a status.
