@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     warnings TEXT NOT NULL DEFAULT '[]',
     webhook_delivered_at INTEGER,
     webhook_attempts INTEGER NOT NULL DEFAULT 0,
-    egress_denied TEXT
+    egress_denied TEXT,
+    has_webhook INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
 CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN {UNFINISHED};
@@ -234,14 +235,16 @@ impl Store {
         }
         let spec = serde_json::to_string(&job.spec).unwrap_or_default();
         tx.execute(
-            "INSERT INTO jobs (id, session_id, state, created_at, spec, warnings) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO jobs (id, session_id, state, created_at, spec, warnings, has_webhook)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 job.id,
                 job.session_id,
                 job.state.as_str(),
                 job.created_at_ms,
                 spec,
-                serde_json::to_string(&job.warnings).unwrap_or_else(|_| "[]".into())
+                serde_json::to_string(&job.warnings).unwrap_or_else(|_| "[]".into()),
+                job.spec.webhook.is_some()
             ],
         )
         .map_err(err)?;
@@ -294,7 +297,7 @@ impl Store {
             .conn
             .prepare(&format!(
                 "SELECT id FROM jobs WHERE state IN {UNFINISHED}
-                 OR (webhook_delivered_at IS NULL AND webhook_attempts < {} AND spec LIKE '%\"webhook\":{{%')",
+                 OR (has_webhook = 1 AND webhook_delivered_at IS NULL AND webhook_attempts < {})",
                 crate::job::WEBHOOK_MAX_ATTEMPTS
             ))
             .map_err(|e| self.err(e))?;
@@ -546,22 +549,41 @@ impl Store {
     }
 }
 
-/// Columns added after the first release of the schema: added to older stores in place.
-const ADDED_JOB_COLUMNS: &[(&str, &str)] = &[
-    ("webhook_attempts", "INTEGER NOT NULL DEFAULT 0"),
-    ("egress_denied", "TEXT"),
-];
+/// The schema version this code writes (`PRAGMA user_version`). Stores from before versions
+/// existed read 0.
+const SCHEMA_VERSION: i64 = 2;
 
+/// Brings an older store up to [`SCHEMA_VERSION`], one step at a time, each step in place and
+/// idempotent (a store whose upgrade was interrupted upgrades again). A fresh store has the
+/// whole schema already and only gets its version.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
-    let existing: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for (name, decl) in ADDED_JOB_COLUMNS {
-        if !existing.iter().any(|e| e == name) {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let columns = |conn: &Connection| -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+        stmt.query_map([], |r| r.get(0))?.collect()
+    };
+    let add = |conn: &Connection, name: &str, decl: &str| -> rusqlite::Result<()> {
+        if !columns(conn)?.iter().any(|c| c == name) {
             conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {decl}"))?;
         }
+        Ok(())
+    };
+    // 1: webhook delivery attempts and egress refusals.
+    add(conn, "webhook_attempts", "INTEGER NOT NULL DEFAULT 0")?;
+    add(conn, "egress_denied", "TEXT")?;
+    // 2: whether a job has a webhook, a column instead of a text search of its spec.
+    let had = columns(conn)?.iter().any(|c| c == "has_webhook");
+    add(conn, "has_webhook", "INTEGER NOT NULL DEFAULT 0")?;
+    if !had {
+        conn.execute_batch(
+            "UPDATE jobs SET has_webhook = 1
+             WHERE json_type(spec, '$.webhook') = 'object'",
+        )?;
     }
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }
 
@@ -775,24 +797,56 @@ mod tests {
     }
 
     #[test]
-    fn older_stores_gain_new_columns() {
+    fn older_stores_open_and_upgrade() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("creel.db");
         {
             let conn = Connection::open(&path).unwrap();
-            // The first schema, without the later columns.
+            // The first schema, without the later columns and without a version.
             let old = schema().replace(
-                ",\n    webhook_attempts INTEGER NOT NULL DEFAULT 0,\n    egress_denied TEXT",
+                ",\n    webhook_attempts INTEGER NOT NULL DEFAULT 0,\n    egress_denied TEXT,\n    has_webhook INTEGER NOT NULL DEFAULT 0",
                 "",
             );
             assert!(
-                !old.contains("webhook_attempts"),
+                !old.contains("webhook_attempts") && !old.contains("has_webhook"),
                 "test must start from the old schema"
             );
             conn.execute_batch(&old).unwrap();
+            // A finished job that still owes its webhook, and one without a webhook.
+            let mut spec = crate::runtime::argv::tests::spec();
+            let plain = serde_json::to_string(&spec).unwrap();
+            spec.webhook = Some(crate::webhook::WebhookSpec {
+                url: "http://127.0.0.1:9/hooks/agent".into(),
+                token: None,
+            });
+            let hooked = serde_json::to_string(&spec).unwrap();
+            for (id, spec) in [("0123456789ab", hooked), ("ba9876543210", plain)] {
+                conn.execute(
+                    "INSERT INTO jobs (id, session_id, state, created_at, spec) VALUES (?1, 's', 'completed', 1, ?2)",
+                    params![id, spec],
+                )
+                .unwrap();
+            }
         }
         let store = Store::open(&path).unwrap();
-        assert!(store.job("000000000000").unwrap().is_none());
-        assert!(store.unfinished_jobs().unwrap().is_empty());
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.unfinished_jobs().unwrap(), vec!["0123456789ab"]);
+        let job = store.job("0123456789ab").unwrap().unwrap();
+        assert!(job.webhook_pending() && job.egress_denied.total == 0);
+        // Opening again changes nothing.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.unfinished_jobs().unwrap(), vec!["0123456789ab"]);
+        // A fresh store starts at the current version.
+        let fresh = Store::open(&dir.path().join("fresh.db")).unwrap();
+        let v: i64 = fresh
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
     }
 }
