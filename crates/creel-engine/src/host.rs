@@ -60,8 +60,10 @@ const NPROC_WANTED: u64 = 32768;
 impl HostProfile {
     /// Looks at the host.
     pub fn detect(config: &Config, kind: RuntimeKind) -> HostProfile {
-        // SAFETY: geteuid/getegid cannot fail.
-        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (euid, egid) = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
         let rootless = euid != 0 && kind == RuntimeKind::Podman;
         let cgroup = cgroup_layout(Path::new("/sys/fs/cgroup"));
         let runc = find_in_path("runc").or_else(|| {
@@ -102,8 +104,8 @@ impl HostProfile {
             cgroup,
             oci_runtime,
             oci_reason,
-            nofile_hard: hard_limit(libc::RLIMIT_NOFILE),
-            nproc_hard: hard_limit(libc::RLIMIT_NPROC),
+            nofile_hard: hard_limit(rustix::process::Resource::Nofile),
+            nproc_hard: hard_limit(rustix::process::Resource::Nproc),
             tun_usable: tun_usable(),
         }
     }
@@ -133,28 +135,17 @@ impl HostProfile {
     }
 }
 
-fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass.
-    let rc = unsafe { libc::getrlimit(resource, &mut r) };
-    if rc != 0 || r.rlim_max == libc::RLIM_INFINITY {
-        return u64::MAX;
-    }
-    r.rlim_max
+fn hard_limit(resource: rustix::process::Resource) -> u64 {
+    rustix::process::getrlimit(resource)
+        .maximum
+        .unwrap_or(u64::MAX)
 }
 
 fn cgroup_layout(root: &Path) -> CgroupLayout {
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    let Ok(c) = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) else {
-        return CgroupLayout::V1;
-    };
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statfs writes into the struct we pass; the path is NUL-terminated.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC
-    {
+    // (`f_type`'s integer type differs between architectures.)
+    #[allow(clippy::unnecessary_cast)]
+    if rustix::fs::statfs(root).is_ok_and(|st| st.f_type as i64 == CGROUP2_SUPER_MAGIC) {
         return CgroupLayout::V2;
     }
     if root.join("unified").join("cgroup.controllers").exists() || root.join("unified").is_dir() {

@@ -261,8 +261,7 @@ pub fn default_cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CREEL_CACHE_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         return PathBuf::from("/var/cache/creel");
     }
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
@@ -552,8 +551,7 @@ fn bootstrap(
     tarball: &Path,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(), ImageError> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Err(ImageError::NeedsRoot {
             step: "debootstrap of the Debian base",
         });

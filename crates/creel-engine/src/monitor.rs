@@ -58,12 +58,8 @@ pub fn run(home: &Path, job_id: &str, inherited_lock: Option<File>) -> Result<()
         Some(f) => {
             // The lock came in without close-on-exec; children (podman, conmon) must not hold
             // it, or a dead monitor would look alive as long as the container runs.
-            use std::os::fd::AsRawFd;
-            // SAFETY: fcntl on a descriptor we own.
-            unsafe {
-                let fd = f.as_raw_fd();
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            if let Ok(flags) = rustix::io::fcntl_getfd(&f) {
+                let _ = rustix::io::fcntl_setfd(&f, flags | rustix::io::FdFlags::CLOEXEC);
             }
             f
         }

@@ -51,6 +51,7 @@ pub fn listen_in(pid: i32, port: u16) -> io::Result<TcpListener> {
     let child = unsafe { libc::fork() };
     if child < 0 {
         let e = io::Error::last_os_error();
+        // SAFETY: closing the two descriptors socketpair gave us, used nowhere else.
         unsafe {
             libc::close(parent_end);
             libc::close(child_end);
@@ -58,10 +59,13 @@ pub fn listen_in(pid: i32, port: u16) -> io::Result<TcpListener> {
         return Err(e);
     }
     if child == 0 {
+        // SAFETY: this is the freshly forked child, which child_bind ends with _exit.
         unsafe { child_bind(child_end, join_user, user_fd, net_fd, &addr) }
     }
+    // SAFETY: the child's end is the child's now; the parent closes its copy.
     unsafe { libc::close(child_end) };
     let result = receive_fd(parent_end);
+    // SAFETY: closing our own end, and reaping the child we forked (its pid).
     unsafe {
         libc::close(parent_end);
         let mut status = 0;
@@ -73,6 +77,11 @@ pub fn listen_in(pid: i32, port: u16) -> io::Result<TcpListener> {
 }
 
 /// The forked child: join the namespaces, bind, listen, send the descriptor (or errno).
+///
+/// # Safety
+///
+/// Only in the child of a `fork` of a multi-threaded process: it makes async-signal-safe
+/// system calls only, allocates nothing, and never returns (`_exit`).
 unsafe fn child_bind(
     sock: RawFd,
     join_user: bool,
@@ -80,6 +89,7 @@ unsafe fn child_bind(
     net_fd: RawFd,
     addr: &libc::sockaddr_in,
 ) -> ! {
+    // SAFETY: see the function's safety section; every pointer is to memory this child owns.
     unsafe {
         let fail = |stage: i32| -> ! {
             let errno = *libc::__errno_location();
@@ -152,6 +162,7 @@ fn receive_fd(sock: RawFd) -> io::Result<RawFd> {
     msg.msg_iovlen = 1;
     msg.msg_control = cmsg_buf.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&cmsg_buf);
+    // SAFETY: msg points at iov and cmsg_buf, both alive and large enough for the call.
     let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
         return Err(io::Error::last_os_error());
@@ -177,6 +188,8 @@ fn receive_fd(sock: RawFd) -> io::Result<RawFd> {
     if cmsg.is_null() {
         return Err(io::Error::other("no descriptor received"));
     }
+    // SAFETY: cmsg is a non-null header inside cmsg_buf, which recvmsg filled; an SCM_RIGHTS
+    // message's data is the descriptor.
     unsafe {
         if (*cmsg).cmsg_level != libc::SOL_SOCKET || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
             return Err(io::Error::other("unexpected control message"));
