@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::files::create_private_dir_all;
 use crate::host::HostProfile;
 use crate::job::{JobRecord, JobSpec, now_ms};
 use crate::runtime::{CliRuntime, ContainerRuntime, RuntimeError};
@@ -566,21 +567,6 @@ pub(crate) fn try_lock_job(home: &Path, job_id: &str) -> Result<Option<File>> {
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
     }
-}
-
-/// Creates `dir` and any missing parents with mode 0700 (less the umask); directories that
-/// already exist keep their mode.
-pub(crate) fn create_private_dir_all(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io("cannot create", dir, e))
-}
-
-pub(crate) fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
 
 fn clone_runtime_error(e: &RuntimeError) -> RuntimeError {

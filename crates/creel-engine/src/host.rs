@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::config::{Config, RuntimeKind};
-use crate::runtime::find_in_path;
+use crate::files::find_in_path;
 
 /// The cgroup layout of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,6 +39,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::files::find_in_path;
+
 /// The Claude Code version the image pins (`npm install @anthropic-ai/claude-code@VERSION`).
 pub const CLAUDE_CODE_VERSION: &str = "2.1.328";
 
@@ -887,13 +889,6 @@ fn clear_files(dir: &Path) -> Result<(), ImageError> {
         }
     }
     Ok(())
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

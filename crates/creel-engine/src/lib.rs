@@ -24,6 +24,7 @@ mod doctor;
 pub mod egress;
 mod engine;
 pub mod error;
+mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod host;

@@ -21,7 +21,7 @@ pub fn copy_credentials_in(
 ) -> Result<()> {
     let data = std::fs::read(host_file).map_err(|e| Error::io("cannot read", host_file, e))?;
     let dest = claude_config_dir.join(CREDENTIALS_FILE);
-    crate::job::start::write_file_atomic(&dest, &data, 0o600, owner)
+    crate::files::write_file_atomic(&dest, &data, 0o600, owner)
 }
 
 /// After a job: if Claude refreshed the token inside the container (the session's copy is
@@ -77,7 +77,7 @@ pub fn copy_credentials_back(
         return Ok(());
     }
     let mode = host_meta.mode() & 0o777;
-    crate::job::start::write_file_atomic(
+    crate::files::write_file_atomic(
         host_file,
         &data,
         mode,

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::cgroup::CgroupStats;
 use crate::engine::job_dir;
 use crate::error::{Error, Result};
+use crate::files::{open_nofollow, read_pid_file, tail_of_file};
 use crate::job::{
     BUSY_CPU_PERCENT, ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms,
 };
@@ -853,16 +854,6 @@ fn wait_conmon(pid: i32, cid: &str) -> Option<Exit> {
     )))
 }
 
-/// A positive pid from a file podman wrote (`--pidfile`, `--conmon-pidfile`).
-fn read_pid_file(path: &Path) -> Option<i64> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p: &i64| *p > 0)
-}
-
 /// The pid of the container's conmon, from the file podman wrote (`--conmon-pidfile`).
 fn conmon_pid(dir: &Path, format: LogFormat) -> Option<i32> {
     if format != LogFormat::K8sFile {
@@ -1023,39 +1014,4 @@ fn punch_consumed(log_path: &Path, from: u64, to: u64) -> u64 {
 fn first_line(s: &str, max: usize) -> String {
     let line = s.lines().next().unwrap_or_default();
     crate::stream::cut_str(line, max).to_string()
-}
-
-fn tail_of_file(path: &Path, max: u64) -> String {
-    let Ok(mut f) = File::open(path) else {
-        return String::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
-    let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// Opens a file without following a symlink in its last component.
-fn open_nofollow(path: &Path, write: bool) -> Result<File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-    if write {
-        o.write(true).create(true).mode(0o600);
-    }
-    let f = o
-        .open(path)
-        .map_err(|e| Error::io("cannot open", path, e))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| Error::io("cannot stat", path, e))?;
-    if !meta.is_file() {
-        return Err(Error::io(
-            "not a regular file:",
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file"),
-        ));
-    }
-    Ok(f)
 }

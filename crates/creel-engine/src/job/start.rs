@@ -3,15 +3,13 @@
 //! Everything that can refuse the request (bad input, missing runtime, image or login, busy
 //! session) is checked before anything is written, so a refused start leaves no trace.
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::NetworkMode;
-use crate::engine::{
-    Engine, StartRequest, StartResponse, create_private_dir_all, set_mode, try_lock_job,
-};
+use crate::engine::{Engine, StartRequest, StartResponse, try_lock_job};
 use crate::error::{Error, Result};
+use crate::files::{chown, create_private_dir, create_private_dir_all, write_file_atomic};
 use crate::host::HostProfile;
 use crate::job::{
     ConversationMode, JobRecord, JobSpec, JobState, UserMode, new_job_id, now_ms, validate_model,
@@ -473,43 +471,4 @@ fn choose_user(
         }),
         _ => Ok(UserMode::Plain { uid: sandbox_uid, gid: sandbox_uid }),
     }
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    create_private_dir_all(dir)?;
-    // A job directory is always new: make it private whatever the umask.
-    set_mode(dir, 0o700);
-    Ok(())
-}
-
-pub(crate) fn chown(path: &Path, to: Option<(u32, u32)>) -> Result<()> {
-    if let Some((uid, gid)) = to {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))
-            .map_err(|e| Error::io("cannot chown", path, e))?;
-    }
-    Ok(())
-}
-
-/// Writes `data` to `path` durably: a temporary file, fsync, rename.
-pub(crate) fn write_file_atomic(
-    path: &Path,
-    data: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| Error::io("cannot create", &tmp, e))?;
-    f.write_all(data)
-        .map_err(|e| Error::io("cannot write", &tmp, e))?;
-    f.sync_all()
-        .map_err(|e| Error::io("cannot sync", &tmp, e))?;
-    chown(&tmp, owner)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot rename into place", path, e))?;
-    Ok(())
 }

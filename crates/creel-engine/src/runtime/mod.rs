@@ -4,6 +4,8 @@
 //! container command line itself is built only in [`argv`].
 
 pub mod argv;
+
+pub use crate::files::find_in_path;
 mod docker;
 pub(crate) mod podman;
 
@@ -238,21 +240,6 @@ fn cut(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
-}
-
-/// Finds `name` on PATH.
-pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file() && is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 impl ContainerRuntime for CliRuntime {
