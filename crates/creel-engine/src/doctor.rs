@@ -1,7 +1,31 @@
 //! `creel doctor`: what creel found out about this host, and what to do about it.
 
-use crate::engine::{DoctorFinding, DoctorLevel, Engine};
+use crate::engine::Engine;
 use crate::host::{CgroupLayout, HostProfile};
+
+/// One line of `creel doctor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoctorFinding {
+    /// What was checked.
+    pub check: String,
+    /// Verdict.
+    pub level: DoctorLevel,
+    /// What was found.
+    pub message: String,
+    /// What to do, if anything.
+    pub hint: Option<String>,
+}
+
+/// A doctor verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoctorLevel {
+    /// Fine.
+    Ok,
+    /// Works, with a caveat.
+    Warn,
+    /// Jobs will fail until fixed.
+    Error,
+}
 
 pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
     let mut out = Vec::new();

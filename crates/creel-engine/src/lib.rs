@@ -18,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod api;
 pub mod cgroup;
 pub mod config;
 mod doctor;
@@ -41,12 +42,13 @@ pub mod stream;
 pub mod watch;
 pub mod webhook;
 
-pub use config::Config;
-pub use engine::{
-    Activity, CleanupReport, DoctorFinding, DoctorLevel, Engine, EngineOptions, JobStatus,
-    MonitorLauncher, OutputChunk, OutputFormat, OutputRequest, StartRequest, StartResponse,
-    WaitOutcome,
+pub use api::{
+    Activity, CleanupReport, JobStatus, OutputChunk, OutputFormat, OutputRequest, StartRequest,
+    StartResponse, WaitOutcome,
 };
+pub use config::Config;
+pub use doctor::{DoctorFinding, DoctorLevel};
+pub use engine::{Engine, EngineOptions, MonitorLauncher};
 pub use error::{Error, ErrorCategory, Result};
 pub use job::start::MAX_PROMPT as MAX_PROMPT_BYTES;
 pub use job::{ErrorKind, JobRecord, JobState};

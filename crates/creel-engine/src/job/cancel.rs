@@ -1,6 +1,7 @@
 //! `cancel`: idempotent; a cancelled job stays cancelled.
 
-use crate::engine::{Engine, JobStatus};
+use crate::api::JobStatus;
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::job::{JobState, now_ms};
 use crate::runtime::argv::LABEL_JOB;

@@ -2,7 +2,8 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use crate::engine::{Engine, OutputChunk, OutputFormat, OutputRequest};
+use crate::api::{OutputChunk, OutputFormat, OutputRequest};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::stream::render_text;
 

@@ -6,8 +6,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::api::{StartRequest, StartResponse};
 use crate::config::NetworkMode;
-use crate::engine::{Engine, StartRequest, StartResponse, try_lock_job};
+use crate::engine::{Engine, try_lock_job};
 use crate::error::{Error, Result};
 use crate::files::{chown, create_private_dir, create_private_dir_all, write_file_atomic};
 use crate::host::HostProfile;

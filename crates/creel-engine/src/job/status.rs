@@ -2,7 +2,8 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use crate::engine::{Activity, Engine, JobStatus};
+use crate::api::{Activity, JobStatus};
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::job::BUSY_CPU_PERCENT;
 use crate::job::{JobRecord, now_ms};

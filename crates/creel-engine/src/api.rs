@@ -1,0 +1,139 @@
+//! What the engine's verbs take and return: the types every face (CLI, MCP) passes to and
+//! reads from [`crate::Engine`].
+
+use std::path::PathBuf;
+
+use crate::job::JobRecord;
+
+/// A request to start a job.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    /// The prompt (any size; never placed in argv).
+    pub prompt: String,
+    /// An existing or new session id; `None` makes a new session.
+    pub session_id: Option<String>,
+    /// For a new session: an existing directory to use as the workspace.
+    pub workspace: Option<PathBuf>,
+    /// `--model`.
+    pub model: Option<String>,
+    /// `--max-turns`.
+    pub max_turns: Option<u32>,
+}
+
+/// What `start` answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartResponse {
+    /// The new job.
+    pub job_id: String,
+    /// Its session.
+    pub session_id: String,
+    /// Its state (pending).
+    pub state: crate::job::JobState,
+}
+
+/// What the job is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Output within the last 10 s.
+    Active,
+    /// No recent output, but the container is using CPU.
+    Processing,
+    /// Neither.
+    Idle,
+}
+
+impl Activity {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::Active => "active",
+            Activity::Processing => "processing",
+            Activity::Idle => "idle",
+        }
+    }
+}
+
+/// A job's status, as `status` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStatus {
+    /// The stored record.
+    pub record: JobRecord,
+    /// Seconds since the job was accepted (to its end, once final).
+    pub elapsed_seconds: f64,
+    /// Seconds since the latest output.
+    pub last_output_seconds_ago: Option<f64>,
+    /// Activity.
+    pub activity: Activity,
+    /// The rendered tail of the output (a few hundred characters).
+    pub tail_output: String,
+}
+
+/// `output` paging request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutputRequest {
+    /// Start offset (bytes of the chosen format).
+    pub offset: u64,
+    /// Maximum bytes to return.
+    pub limit: u64,
+    /// Raw stream-json or rendered text.
+    pub format: OutputFormat,
+}
+
+impl Default for OutputRequest {
+    fn default() -> Self {
+        OutputRequest {
+            offset: 0,
+            limit: 64 * 1024,
+            format: OutputFormat::Raw,
+        }
+    }
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Claude's stream-json bytes; offsets are byte offsets into it.
+    #[default]
+    Raw,
+    /// A rendered transcript; offsets are byte offsets into the rendering.
+    Text,
+}
+
+/// A page of output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputChunk {
+    /// The job.
+    pub job_id: String,
+    /// Its state when read.
+    pub state: crate::job::JobState,
+    /// Where this page starts (moved forward to a character boundary if needed).
+    pub offset: u64,
+    /// Where the next page starts.
+    pub next_offset: u64,
+    /// Total size so far.
+    pub total_size: u64,
+    /// Whether more is available now.
+    pub has_more: bool,
+    /// The text (never splits a UTF-8 character).
+    pub content: String,
+}
+
+/// How `wait` ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitOutcome {
+    /// The job reached a final state.
+    Finished(JobStatus),
+    /// The timeout expired first.
+    TimedOut(JobStatus),
+}
+
+/// What `cleanup` did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanupReport {
+    /// Sessions removed.
+    pub removed_sessions: Vec<String>,
+    /// Sessions idle long enough but with a live job.
+    pub skipped_active: Vec<String>,
+    /// Workspaces deleted.
+    pub deleted_workspaces: Vec<PathBuf>,
+}
