@@ -396,7 +396,7 @@ impl Config {
             });
         }
         if let Some(model) = &self.model {
-            crate::job::validate_model(model).map_err(|message| ConfigError::BadValue {
+            validate_model(model).map_err(|message| ConfigError::BadValue {
                 key: "model",
                 message,
             })?;
@@ -427,6 +427,23 @@ fn env_value(value: &str) -> toml::Value {
         return toml::Value::Boolean(b);
     }
     toml::Value::String(value.to_string())
+}
+
+/// Checks a `--model` value: it goes into argv, so only plain model-name characters.
+pub fn validate_model(model: &str) -> Result<(), String> {
+    if model.is_empty() || model.len() > 128 {
+        return Err("must be 1-128 characters".into());
+    }
+    if model.starts_with('-') {
+        return Err(format!("`{model}` must not start with `-`"));
+    }
+    if !model
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-:[]/@".contains(&b))
+    {
+        return Err(format!("`{model}` has characters a model name never has"));
+    }
+    Ok(())
 }
 
 /// Parses `512m`, `2g`, `1024k`, `1048576` into bytes.

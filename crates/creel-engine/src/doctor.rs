@@ -3,6 +3,14 @@
 use crate::engine::Engine;
 use crate::host::{CgroupLayout, HostProfile};
 
+impl Engine {
+    /// Host checks: runtime, OCI runtime, cgroups, rlimits, rootless limits, networking,
+    /// image and login.
+    pub fn doctor(&self) -> Vec<DoctorFinding> {
+        run(self)
+    }
+}
+
 /// One line of `creel doctor`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DoctorFinding {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::api::{CleanupReport, WaitOutcome};
 use crate::config::Config;
-use crate::doctor::DoctorFinding;
 use crate::error::{Error, Result};
 use crate::files::create_private_dir_all;
 use crate::host::HostProfile;
@@ -380,12 +379,6 @@ impl Engine {
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_millis(200));
         }
-    }
-
-    /// Host checks: runtime, OCI runtime, cgroups, rlimits, rootless limits, networking,
-    /// image and login.
-    pub fn doctor(&self) -> Vec<DoctorFinding> {
-        crate::doctor::run(self)
     }
 
     /// The host profile for new jobs.

@@ -80,13 +80,13 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
     /// Store (database) error.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
     /// Container runtime error.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
     /// Building the sandbox image failed.
     #[error(transparent)]
-    Image(#[from] crate::image::ImageError),
+    Image(#[from] ImageError),
     /// A filesystem operation failed.
     #[error("{action} `{path}`")]
     Io {
@@ -158,3 +158,143 @@ impl Error {
 
 /// Shorthand for results with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("store `{path}` failed")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A row holds something this version cannot read.
+    #[error("store `{path}`: corrupt row for {what}: {message}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Which row.
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// An image build failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// A program the build needs is not installed.
+    #[error("`{tool}` not found on PATH; it is needed to {purpose}")]
+    ToolMissing {
+        /// The program.
+        tool: &'static str,
+        /// What for.
+        purpose: &'static str,
+    },
+    /// A step needs root.
+    #[error("{step} needs root (debootstrap creates device nodes and root-owned files)")]
+    NeedsRoot {
+        /// The step.
+        step: &'static str,
+    },
+    /// No Claude Code build exists for this machine.
+    #[error("no Claude Code build for this machine's architecture `{0}` (x86_64 and aarch64 only)")]
+    Architecture(&'static str),
+    /// A program ran and failed.
+    #[error("`{command}` failed ({status}); its last output:\n{tail}")]
+    Failed {
+        /// The command line (program and fixed arguments).
+        command: String,
+        /// Exit status.
+        status: String,
+        /// The last lines it printed.
+        tail: String,
+        /// Whether this was an online build (for the hint).
+        online: bool,
+    },
+    /// A program could not be started.
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// npm handed over a package other than the pinned one.
+    #[error(
+        "the npm package `{package}` has integrity {got}, not the pinned {expected}; refusing it"
+    )]
+    Integrity {
+        /// The package spec.
+        package: String,
+        /// The pinned value.
+        expected: &'static str,
+        /// What npm reported.
+        got: String,
+    },
+    /// Output of a program that creel could not understand.
+    #[error("cannot understand the output of `{command}`: {message}")]
+    Parse {
+        /// The command.
+        command: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A filesystem operation failed.
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        /// What creel was doing.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ImageError {
+    /// A suggestion for the user.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ImageError::ToolMissing { tool: "podman", .. } => {
+                Some("apt-get install podman runc uidmap slirp4netns".into())
+            }
+            ImageError::ToolMissing { tool: "npm", .. } => Some(
+                "install Node.js and npm (Debian: `apt-get install npm`), or put a cached binary in the cache dir".into(),
+            ),
+            ImageError::ToolMissing { tool, .. } => Some(format!("apt-get install {tool}")),
+            ImageError::NeedsRoot { .. } => Some(
+                "run `creel image build --offline` once as root (the Debian rootfs is then cached), or build online".into(),
+            ),
+            ImageError::Failed { online: true, tail, .. }
+                if tail.contains("registry") || tail.contains("no such host") || tail.contains("pull") =>
+            {
+                Some("no container registry reachable? `creel image build --offline` needs none".into())
+            }
+            ImageError::Failed { command, .. } if command.starts_with("debootstrap") => Some(
+                "debootstrap needs the Debian archive (`--mirror URL` picks another); once it succeeds the rootfs is cached".into(),
+            ),
+            ImageError::Failed { command, .. } if command.starts_with("npm") => Some(
+                "npm needs the npm registry (`npm config get registry`); once it succeeds the binary is cached".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        ImageError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -12,29 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use crate::job::{ErrorKind, JobError, JobRecord, JobSpec, JobState, Metrics, Retry};
 use crate::session::{SessionRecord, SessionSummary};
 
-/// A store error.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite failed.
-    #[error("store `{path}` failed")]
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// A row holds something this version cannot read.
-    #[error("store `{path}`: corrupt row for {what}: {message}")]
-    Corrupt {
-        /// The database file.
-        path: PathBuf,
-        /// Which row.
-        what: String,
-        /// What is wrong.
-        message: String,
-    },
-}
+pub use crate::error::StoreError;
 
 /// Connection to the store.
 pub struct Store {

@@ -6,31 +6,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::Config;
 use crate::job::{JobRecord, JobState};
 
 /// OpenClaw's gateway hook, used when a token is known and no URL was configured.
 pub const OPENCLAW_HOOK_URL: &str = "http://127.0.0.1:18789/hooks/agent";
 
-/// Where a job's completion is announced.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebhookSpec {
-    /// The URL to POST to.
-    pub url: String,
-    /// Bearer token, if any.
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for WebhookSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSpec")
-            .field("url", &self.url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
+pub use crate::job::WebhookSpec;
 
 /// Decides the webhook for new jobs: the configured URL (with the token if one is known), or
 /// OpenClaw's default URL when only a token is known (from `hooks_token`, else `hooks.token`

@@ -4,6 +4,7 @@
 //! is a thin adapter over [`creel_engine::Engine`].
 
 mod cli;
+mod exit;
 mod fake_model;
 mod http_serve;
 mod mcp;

@@ -259,7 +259,7 @@ pub struct JobSpec {
     pub warnings: Vec<String>,
     /// Where the completion webhook goes, if anywhere.
     #[serde(default)]
-    pub webhook: Option<crate::webhook::WebhookSpec>,
+    pub webhook: Option<WebhookSpec>,
     /// The host's OAuth credentials file, when the job logs in with it (copied back after the
     /// job if Claude refreshed the token).
     #[serde(default)]
@@ -377,21 +377,24 @@ pub fn looks_like_job_id(id: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-/// Checks a `--model` value: it goes into argv, so only plain model-name characters.
-pub fn validate_model(model: &str) -> Result<(), String> {
-    if model.is_empty() || model.len() > 128 {
-        return Err("must be 1-128 characters".into());
+pub use crate::config::validate_model;
+
+/// Where a job's completion is announced.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookSpec {
+    /// The URL to POST to.
+    pub url: String,
+    /// Bearer token, if any.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSpec")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
-    if model.starts_with('-') {
-        return Err(format!("`{model}` must not start with `-`"));
-    }
-    if !model
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-:[]/@".contains(&b))
-    {
-        return Err(format!("`{model}` has characters a model name never has"));
-    }
-    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use self::protocol::{Message, RequestFacts, error_body};
 use self::script::{Answer, Cursor, Script};
-use crate::cli::ExitStatus;
+use crate::exit::ExitStatus;
 
 /// Largest request body read (Claude's requests carry the whole conversation).
 const MAX_BODY: usize = 64 << 20;
