@@ -4,8 +4,8 @@
 //!
 //! The main type is [`Engine`]: `start`, `status`, `output`, `wait`, `cancel`, `sessions`,
 //! `cleanup` and `doctor`. A job is driven to its end by a per-job monitor process
-//! ([`monitor::run`]); its lifecycle is in [`job`]; the container command line is built only in
-//! [`runtime::argv`]; state lives in a SQLite [`store::Store`] under `$CREEL_HOME`.
+//! ([`monitor::run`]); its lifecycle is in `job/`; the container command line is built only in
+//! `runtime/argv.rs`; state lives in a SQLite store under `$CREEL_HOME` (`store.rs`).
 //!
 //! ```no_run
 //! use creel_engine::{Engine, EngineOptions, StartRequest};
@@ -19,28 +19,28 @@
 #![deny(missing_docs)]
 
 mod api;
-pub mod cgroup;
+pub(crate) mod cgroup;
 pub mod config;
 mod doctor;
-pub mod egress;
+pub(crate) mod egress;
 mod engine;
 pub mod error;
 mod files;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod host;
+pub(crate) mod host;
 pub mod image;
-pub mod job;
-pub mod logfile;
-pub mod login;
+pub(crate) mod job;
+pub(crate) mod logfile;
+pub(crate) mod login;
 pub mod monitor;
-pub mod netns;
-pub mod runtime;
-pub mod session;
-pub mod store;
+pub(crate) mod netns;
+pub(crate) mod runtime;
+pub(crate) mod session;
+pub(crate) mod store;
 pub mod stream;
-pub mod watch;
-pub mod webhook;
+pub(crate) mod watch;
+pub(crate) mod webhook;
 
 pub use api::{
     Activity, CleanupReport, JobStatus, OutputChunk, OutputFormat, OutputRequest, StartRequest,
@@ -53,3 +53,15 @@ pub use error::{Error, ErrorCategory, Result};
 pub use job::start::MAX_PROMPT as MAX_PROMPT_BYTES;
 pub use job::{ErrorKind, JobRecord, JobState};
 pub use session::SessionSummary;
+
+/// Internals the benchmark suite (`crates/creel/benches`) builds on: the container command line,
+/// job specs and the store, so that bare `podman` runs the same container creel does, and the
+/// store can be filled directly. Not an API for anything else.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::job::{ConversationMode, JobSpec, UserMode, new_job_id, now_ms};
+    pub use crate::runtime::argv::{ContainerArgs, run_args};
+    pub use crate::runtime::find_in_path;
+    pub use crate::session::SessionRecord;
+    pub use crate::store::Store;
+}

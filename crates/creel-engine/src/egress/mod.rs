@@ -18,7 +18,7 @@
 
 pub(crate) mod proxy;
 
-pub use proxy::{DenialSink, Limits, serve, serve_with};
+pub use proxy::{DenialSink, serve};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};

@@ -9,7 +9,7 @@
 //!
 //! Every figure runs creel and bare `podman` side by side in the same run, on the same image
 //! (`localhost/creel-test:latest`, scripts/build-test-image.sh) and with the same container
-//! flags: the bare argument vectors are built by `creel_engine::runtime::argv::run_args` from a
+//! flags: the bare argument vectors are built by `creel_engine::internals::run_args` from a
 //! real job's spec. creel is measured through its real faces (the `creel` binary built by this
 //! `cargo bench`, the in-process `Engine`, `creel mcp`); nothing is faked. This is a
 //! `harness = false` bench: `cargo test` never runs it, and it asserts no timings.

@@ -197,7 +197,7 @@ pub fn mcp_times(env: &Env, calls: &[(&str, Value)], n: usize) -> Vec<Samples> {
 /// Runs each creel command under `strace -f -e trace=execve` and returns the programs executed
 /// other than creel itself; `None` without strace.
 fn execs(env: &Env, commands: &[&[&str]]) -> Option<Vec<String>> {
-    let strace = creel_engine::runtime::find_in_path("strace")?;
+    let strace = creel_engine::internals::find_in_path("strace")?;
     let mut extra = Vec::new();
     for args in commands {
         let trace = env.root.join("strace.out");

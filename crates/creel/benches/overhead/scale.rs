@@ -6,8 +6,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use creel_engine::job::new_job_id;
-use creel_engine::session::SessionRecord;
+use creel_engine::internals::SessionRecord;
+use creel_engine::internals::new_job_id;
 use creel_engine::{JobRecord, JobState};
 
 use crate::util::{Env, Samples, fmt_ms, time_cmd, time_n, wall_ms};
@@ -163,7 +163,7 @@ fn measure(env: &Env, engine: &creel_engine::Engine, job: &str, session: &str) -
 /// Inserts `n` sessions, each with one completed job, through the real store API.
 fn populate(env: &Env, template: &JobRecord, n: usize) {
     let mut store = env.store();
-    let now = creel_engine::job::now_ms();
+    let now = creel_engine::internals::now_ms();
     for i in 0..n {
         let id = new_job_id();
         let session = format!("bench-{i:05}");

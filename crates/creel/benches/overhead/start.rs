@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use creel_engine::JobState;
-use creel_engine::job::JobSpec;
+use creel_engine::internals::JobSpec;
 
 use crate::util::{Bare, Env, Samples, fmt_ms, wall_ms};
 use crate::{Opts, Report, Verdict};

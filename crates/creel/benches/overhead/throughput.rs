@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use creel_engine::job::JobSpec;
+use creel_engine::internals::JobSpec;
 use creel_engine::{JobState, OutputFormat, OutputRequest};
 use serde_json::json;
 

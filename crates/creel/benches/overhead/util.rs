@@ -9,9 +9,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use creel_engine::config::Config;
-use creel_engine::job::{ConversationMode, JobSpec, UserMode};
-use creel_engine::runtime::argv::{ContainerArgs, run_args};
-use creel_engine::store::Store;
+use creel_engine::internals::Store;
+use creel_engine::internals::{ContainerArgs, run_args};
+use creel_engine::internals::{ConversationMode, JobSpec, UserMode};
 use creel_engine::{Engine, EngineOptions, JobRecord, MonitorLauncher};
 
 /// The stand-in image (scripts/build-test-image.sh).
@@ -190,7 +190,7 @@ pub fn bench_config() -> String {
 }
 
 /// A container run by bare podman with exactly the flags creel gives a job's container: the
-/// argument vector comes from `creel_engine::runtime::argv::run_args` on a real job's spec,
+/// argument vector comes from `creel_engine::internals::run_args` on a real job's spec,
 /// with its own directory for the prompt, key, workspace, Claude dir and log.
 pub struct Bare {
     pub dir: PathBuf,
