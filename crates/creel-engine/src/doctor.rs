@@ -189,12 +189,15 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
                 format!("`{}` present", config.image),
                 None,
             ),
-            Ok(false) => add(
-                "image",
-                DoctorLevel::Error,
-                format!("`{}` not found", config.image),
-                Some("build it with `creel image build`"),
-            ),
+            Ok(false) => {
+                let hint = crate::error::image_hint(&config.image, &rt.kind().to_string());
+                add(
+                    "image",
+                    DoctorLevel::Error,
+                    format!("`{}` not found", config.image),
+                    Some(&hint),
+                )
+            }
             Err(e) => add("image", DoctorLevel::Error, e.to_string(), None),
         }
     }

@@ -131,9 +131,7 @@ impl Error {
             Error::SessionBusy { job, .. } => Some(format!(
                 "wait for it with `creel wait {job}` or stop it with `creel cancel {job}`"
             )),
-            Error::ImageMissing { .. } => Some(
-                "build it with `creel image build`, or choose another with `--image` / `image` in the config".into(),
-            ),
+            Error::ImageMissing { image, runtime } => Some(image_hint(image, runtime)),
             Error::NoLogin { .. } => Some(
                 "export ANTHROPIC_API_KEY=... or run `claude login` on this host (Claude Pro/Max)".into(),
             ),
@@ -296,5 +294,18 @@ impl ImageError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// How to get a missing image: `creel image build` makes it with Podman, so a Docker user also
+/// copies it over.
+pub(crate) fn image_hint(image: &str, runtime: &str) -> String {
+    if runtime == "docker" {
+        format!(
+            "build it with Podman and load it into Docker: `creel image build && podman save {image} | docker load` \
+             (Podman only builds; jobs run on Docker), or choose another with `image` in the config"
+        )
+    } else {
+        "build it with `creel image build`, or choose another with `image` in the config".into()
     }
 }

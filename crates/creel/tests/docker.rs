@@ -80,3 +80,23 @@ fn docker_failures_cancel_and_oom() {
     let s = env.wait(&long);
     assert_eq!(s["status"], "cancelled");
 }
+
+#[test]
+fn a_missing_image_on_docker_gets_a_command_that_works_with_docker() {
+    let Some(env) = docker_env("image = \"localhost/creel-no-such-image:1\"\n") else {
+        return;
+    };
+    let out = env.run(&["start", "say hi"]);
+    env.expect_code(&out, 3, &["start", "say hi"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("podman save localhost/creel-no-such-image:1 | docker load"),
+        "{err}"
+    );
+    let out = env.run(&["doctor"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("docker load"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -827,11 +827,8 @@ fn http_with_a_token_admits_other_users_that_send_it_and_never_takes_it_from_arg
 fn http_refuses_a_public_address_without_a_token() {
     let env = TestEnv::new();
     let out = env.run(&["mcp", "--http", "0.0.0.0:0"]);
-    assert!(
-        !out.status.success(),
-        "{}",
-        env.describe(&["mcp", "--http", "0.0.0.0:0"], &out)
-    );
+    // A request creel refuses is a usage error: exit 2.
+    env.expect_code(&out, 2, &["mcp", "--http", "0.0.0.0:0"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("without a token") && stderr.contains("CREEL_MCP_TOKEN"),
