@@ -247,6 +247,59 @@ pub const KEYS: &[&str] = &[
     "model",
 ];
 
+/// `CREEL_*` variables creel reads besides the config keys' `CREEL_<KEY>`.
+const OTHER_VARS: &[&str] = &[
+    "CREEL_HOME",
+    "CREEL_CONFIG",
+    "CREEL_LOG",
+    "CREEL_MCP_TOKEN",
+    "CREEL_CACHE_DIR",
+    "CREEL_MONITOR_LOCK_FD",
+    "CREEL_FUZZ_TARGET_DIR",
+];
+
+/// The `CREEL_*` names in `names` that creel does not read (a misspelt setting would otherwise
+/// be ignored without a word), each with the known name it most likely meant. Names starting
+/// `CREEL_TEST_` belong to creel's test suite and are left alone.
+pub fn unknown_env_vars<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, Option<String>)> {
+    let known: Vec<String> = KEYS
+        .iter()
+        .map(|k| format!("CREEL_{}", k.to_ascii_uppercase()))
+        .chain(OTHER_VARS.iter().map(|v| v.to_string()))
+        .collect();
+    names
+        .into_iter()
+        .filter(|n| n.starts_with("CREEL_") && !n.starts_with("CREEL_TEST_"))
+        .filter(|n| !known.iter().any(|k| k == n))
+        .map(|n| {
+            let guess = known
+                .iter()
+                .map(|k| (edit_distance(n, k), k))
+                .filter(|(d, _)| *d <= 3)
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, k)| k.clone());
+            (n.to_string(), guess)
+        })
+        .collect()
+}
+
+/// Levenshtein distance (names are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 impl Config {
     /// Loads the file at `path` (a missing file is fine unless `required`), then applies
     /// `CREEL_<KEY>` overrides from `env`.
@@ -543,6 +596,28 @@ mod tests {
             0
         );
         assert!(load("", &[("CREEL_IDLE_TIMEOUT", "315360000")]).is_ok());
+    }
+
+    #[test]
+    fn misspelt_variables_are_named_with_a_guess() {
+        let found = unknown_env_vars([
+            "CREEL_IDLE_TIMOUT",
+            "CREEL_IDLE_TIMEOUT",
+            "CREEL_HOME",
+            "CREEL_TEST_DOCKER_HOST",
+            "CREEL_WHATEVER_ELSE",
+            "PATH",
+        ]);
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "CREEL_IDLE_TIMOUT".to_string(),
+                    Some("CREEL_IDLE_TIMEOUT".to_string())
+                ),
+                ("CREEL_WHATEVER_ELSE".to_string(), None),
+            ]
+        );
     }
 
     #[test]

@@ -84,6 +84,18 @@ fn config_errors_name_the_key() {
     let mut env = TestEnv::new();
     env.set_env("CREEL_IDLE_TIMEOUT", "soon");
     assert_refused(&env, &["sessions"], 2, "CREEL_IDLE_TIMEOUT");
+    // A misspelt variable is not ignored without a word.
+    let mut env = TestEnv::new();
+    env.set_env("CREEL_IDLE_TIMOUT", "5");
+    let out = env.run(&["sessions"]);
+    env.expect_code(&out, 0, &["sessions"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "warning: CREEL_IDLE_TIMOUT is not a creel setting (did you mean CREEL_IDLE_TIMEOUT?)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

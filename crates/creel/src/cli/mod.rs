@@ -187,6 +187,15 @@ fn config_path(global: &GlobalArgs) -> (Option<PathBuf>, bool) {
 
 /// Loads the config (file, then `CREEL_*` env, then flags) and opens the engine.
 pub fn open_engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    for (name, guess) in creel_engine::config::unknown_env_vars(names.iter().map(String::as_str)) {
+        match guess {
+            Some(g) => eprintln!("warning: {name} is not a creel setting (did you mean {g}?)"),
+            None => eprintln!("warning: {name} is not a creel setting; it is ignored"),
+        }
+    }
     let (path, required) = config_path(global);
     let mut config = Config::load(path.as_deref(), required, &|k| std::env::var(k).ok())?;
     if let Some(r) = &global.runtime {
