@@ -162,9 +162,15 @@ impl Monitor {
             if let Some(c) = &container {
                 let _ = self.runtime.stop(c, 0);
             }
+            // The namespace holder runs the job's image: a vanished image shows here first.
+            let kind = if is_image_missing(&e) {
+                ErrorKind::ImageMissing
+            } else {
+                ErrorKind::Runtime
+            };
             self.finish(
                 Some(JobError {
-                    kind: ErrorKind::Runtime,
+                    kind,
                     message: format!("the egress proxy could not start: {e}"),
                 }),
                 None,
@@ -343,11 +349,7 @@ impl Monitor {
                 Ok(Some(cid))
             }
             Err(e) => {
-                let text = e.to_string();
-                let kind = if text.contains("image not known")
-                    || text.contains("No such image")
-                    || text.contains("Unable to find image")
-                {
+                let kind = if is_image_missing(&e.to_string()) {
                     ErrorKind::ImageMissing
                 } else {
                     ErrorKind::Runtime
@@ -958,6 +960,13 @@ fn decide(
             message: "the container's exit code could not be determined".into(),
         }),
     }
+}
+
+/// Whether a runtime's `run` failed for want of the image (podman's and docker's words).
+fn is_image_missing(text: &str) -> bool {
+    text.contains("image not known")
+        || text.contains("No such image")
+        || text.contains("Unable to find image")
 }
 
 /// Seconds as milliseconds, saturating (a huge timeout means "never", not an overflow).

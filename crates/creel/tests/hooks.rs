@@ -24,7 +24,10 @@ fn one_webhook_per_final_state_with_the_jobs_facts() {
         let r = rx.requests();
         (r.len() >= 3).then_some(r)
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Only a monitor sends webhooks: once all three have exited, no more can come.
+    for j in [&ok, &bad, &cancelled] {
+        crate::util::wait_monitor_exit(&env, j);
+    }
     assert_eq!(
         rx.requests().len(),
         3,
@@ -81,7 +84,7 @@ fn webhooks_are_retried_until_delivered_and_survive_a_monitor_kill() {
     eventually(Duration::from_secs(30), "delivery", || {
         (rx.requests().len() >= 3).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    crate::util::wait_monitor_exit(&env, &job);
     assert_eq!(
         rx.requests().len(),
         3,
@@ -131,7 +134,7 @@ fn webhooks_are_retried_until_delivered_and_survive_a_monitor_kill() {
     eventually(Duration::from_secs(30), "delivery", || {
         (rx.requests().len() >= 4).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(3));
+    crate::util::wait_monitor_exit(&env, &job);
     assert_eq!(rx.requests().len(), 4, "nothing after the 200");
     // The token never reaches creel's logs, not even in the failures' messages.
     for f in ["monitor.log", "stderr.log"] {
@@ -227,12 +230,11 @@ fn a_webhook_the_receiver_refuses_is_not_retried() {
     eventually(Duration::from_secs(30), "the first POST", || {
         (!rx.requests().is_empty()).then_some(())
     });
-    // The first retry would come 0.5 s later, the second 1.5 s later; wait past both, and
-    // let a front end reconcile the job (a job that still owed its webhook would get a new
-    // monitor that posts again).
-    std::thread::sleep(Duration::from_secs(3));
+    // The monitor ends without a retry; then a front end reconciles the job (one that still
+    // owed its webhook would get a new monitor that posts again).
+    crate::util::wait_monitor_exit(&env, &job);
     env.json(&["status", &job, "--json"]);
-    std::thread::sleep(Duration::from_secs(2));
+    crate::util::wait_monitor_exit(&env, &job);
     assert_eq!(rx.requests().len(), 1, "{:?}", rx.requests());
 }
 
@@ -365,7 +367,7 @@ fn the_real_openclaw_gateway_accepts_the_webhook_once_per_job() {
         (!runs.is_empty()).then_some(runs)
     });
     // No retries of an accepted webhook, and nothing creel logged as undelivered.
-    std::thread::sleep(Duration::from_secs(3));
+    crate::util::wait_monitor_exit(&env, &job);
     assert_eq!(gateway.hook_runs("creel").len(), 1, "{runs:?}");
     let monitor_log =
         std::fs::read_to_string(env.home.join("jobs").join(&job).join("monitor.log")).unwrap();
@@ -390,6 +392,6 @@ fn a_webhook_that_keeps_failing_is_tried_six_times_then_never_again() {
     // A front end reconciling the job finds nothing owed: no seventh attempt.
     env.json(&["status", &job, "--json"]);
     env.json(&["sessions", "--json"]);
-    std::thread::sleep(Duration::from_secs(3));
+    crate::util::wait_monitor_exit(&env, &job);
     assert_eq!(rx.requests().len(), 6, "{:?}", rx.requests());
 }

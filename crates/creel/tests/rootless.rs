@@ -33,8 +33,13 @@ impl Rootless {
             .status()
             .unwrap();
         assert!(status.success());
-        let dir =
-            std::path::PathBuf::from(format!("/tmp/creel-rootless-test-{}", std::process::id()));
+        // One directory per environment: tests run in parallel in one process.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::path::PathBuf::from(format!(
+            "/tmp/creel-rootless-test-{}-{n}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
@@ -143,4 +148,48 @@ fn rootless_jobs_run_as_the_invoking_user_and_report_unenforced_limits() {
             "{text}"
         );
     }
+}
+
+/// Puts /dev/net/tun's mode back when dropped (a failed test must not leave it changed).
+struct TunMode(u32);
+
+impl Drop for TunMode {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(self.0));
+    }
+}
+
+#[test]
+fn rootless_bridge_without_a_usable_tun_device_is_refused_before_anything_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(r) = Rootless::new() else { return };
+    std::fs::write(
+        r.dir.join("config.toml"),
+        format!("image = \"{TEST_IMAGE}\"\nsession_idle_timeout = 0\nnetwork = \"bridge\"\n"),
+    )
+    .unwrap();
+    // As on a host where the device is 0600 (slirp4netns cannot open it as the user). Only a
+    // rootless bridge job needs it: no other test's jobs are affected meanwhile.
+    let mode = std::fs::metadata("/dev/net/tun")
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    let _restore = TunMode(mode);
+    std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = r.creel(&["start", "say hi"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/dev/net/tun"), "{err}");
+    assert!(
+        !r.dir.join("home/jobs").exists()
+            || std::fs::read_dir(r.dir.join("home/jobs")).unwrap().count() == 0,
+        "a refused start leaves nothing"
+    );
 }
