@@ -54,18 +54,21 @@ const PAGE: u64 = 1 << 20;
 
 pub fn run(engine: &Engine, args: OutputArgs) -> anyhow::Result<ExitStatus> {
     let ctx = || format!("cannot read the output of job {}", args.job);
-    if !args.follow && args.json {
-        // One page, as JSON: its offsets say how to get the next one.
-        let page = engine
+    let read = |offset: u64, limit: u64| {
+        engine
             .output(
                 &args.job,
                 OutputRequest {
-                    offset: args.offset,
-                    limit: args.limit.unwrap_or(64 * 1024),
+                    offset,
+                    limit,
                     format: args.format.into(),
                 },
             )
-            .with_context(ctx)?;
+            .with_context(ctx)
+    };
+    if !args.follow && args.json {
+        // One page, as JSON: its offsets say how to get the next one.
+        let page = read(args.offset, args.limit.unwrap_or(64 * 1024))?;
         printer::json(&wire::OutputWire::from(&page))?;
         return Ok(ExitStatus::Success);
     }
@@ -74,17 +77,7 @@ pub fn run(engine: &Engine, args: OutputArgs) -> anyhow::Result<ExitStatus> {
         let mut offset = args.offset;
         let mut remaining = args.limit;
         loop {
-            let limit = remaining.unwrap_or(PAGE).min(PAGE);
-            let page = engine
-                .output(
-                    &args.job,
-                    OutputRequest {
-                        offset,
-                        limit,
-                        format: args.format.into(),
-                    },
-                )
-                .with_context(ctx)?;
+            let page = read(offset, remaining.unwrap_or(PAGE).min(PAGE))?;
             printer::out(page.content.as_bytes())?;
             offset = page.next_offset;
             if let Some(r) = remaining.as_mut() {
@@ -109,17 +102,7 @@ pub fn run(engine: &Engine, args: OutputArgs) -> anyhow::Result<ExitStatus> {
     let mut offset = args.offset;
     let mut remaining = args.limit;
     loop {
-        let limit = remaining.unwrap_or(PAGE).min(PAGE);
-        let page = engine
-            .output(
-                &args.job,
-                OutputRequest {
-                    offset,
-                    limit,
-                    format: args.format.into(),
-                },
-            )
-            .with_context(ctx)?;
+        let page = read(offset, remaining.unwrap_or(PAGE).min(PAGE))?;
         if !page.content.is_empty() {
             if args.json {
                 let line =
@@ -141,16 +124,7 @@ pub fn run(engine: &Engine, args: OutputArgs) -> anyhow::Result<ExitStatus> {
         }
         if page.state.is_final() {
             // One more read: output may have landed between the page and the state.
-            let last = engine
-                .output(
-                    &args.job,
-                    OutputRequest {
-                        offset,
-                        limit: 1 << 20,
-                        format: args.format.into(),
-                    },
-                )
-                .with_context(ctx)?;
+            let last = read(offset, PAGE)?;
             if last.content.is_empty() {
                 return Ok(ExitStatus::Success);
             }
