@@ -201,6 +201,32 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
             Err(e) => add("image", DoctorLevel::Error, e.to_string(), None),
         }
     }
+    // Where Claude's API requests go: the configured upstream, else Anthropic's API.
+    let upstream = config
+        .api_base_url
+        .clone()
+        .or_else(|| engine.api_base_url.clone());
+    let local_upstream = upstream.as_deref().is_some_and(|u| {
+        ["http://127.", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| u.starts_with(p))
+    });
+    add(
+        "api",
+        DoctorLevel::Ok,
+        match &upstream {
+            Some(u) if local_upstream => format!(
+                "Claude's API requests go to `{u}` on this host (a gateway or `creel fake-model`), not to Anthropic"
+            ),
+            Some(u) => {
+                format!("Claude's API requests go to `{u}` (api_base_url), not to Anthropic's API")
+            }
+            None => {
+                "Claude's API requests go to Anthropic's API (https://api.anthropic.com)".into()
+            }
+        },
+        None,
+    );
     let key = engine.api_key.is_some() || config.api_key_file.is_some();
     let creds = engine.credentials_file().filter(|c| c.is_file());
     match (key, creds) {
@@ -210,6 +236,14 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
             DoctorLevel::Ok,
             format!("OAuth credentials `{}`", c.display()),
             None,
+        ),
+        (false, None) if local_upstream => add(
+            "login",
+            DoctorLevel::Error,
+            "no API key and no OAuth credentials".into(),
+            Some(
+                "a local stand-in such as `creel fake-model` takes any key: export ANTHROPIC_API_KEY=stand-in",
+            ),
         ),
         (false, None) => add(
             "login",

@@ -61,6 +61,8 @@ fn doctor_reports_host_findings() {
     let out = env.run(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
     for check in [
+        "config",
+        "api",
         "runtime",
         "oci runtime",
         "cgroups",
@@ -82,6 +84,25 @@ fn doctor_reports_host_findings() {
             "{oci}"
         );
     }
+    // It names the config file it read, and where API requests go.
+    assert!(
+        text.contains(&format!("`{}`", env.config.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("Anthropic's API (https://api.anthropic.com)"),
+        "{text}"
+    );
+    // A local stand-in upstream, and no key: doctor says what the stand-in needs.
+    let mut stand_in = TestEnv::with_config("api_base_url = \"http://127.0.0.1:8765\"\n");
+    stand_in.unset_env("ANTHROPIC_API_KEY");
+    let out = stand_in.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("`http://127.0.0.1:8765` on this host")
+            && text.contains("export ANTHROPIC_API_KEY=stand-in"),
+        "{text}"
+    );
     let env = TestEnv::with_config("image = \"localhost/creel-missing:0\"\n");
     let out = env.run(&["doctor"]);
     env.expect_code(&out, 3, &["doctor"]);

@@ -13,8 +13,32 @@ pub struct DoctorArgs {
 }
 
 /// Exits 3 when a finding is an error (jobs would fail), 0 otherwise.
-pub fn run(engine: &Engine, args: DoctorArgs) -> anyhow::Result<ExitStatus> {
-    let findings = engine.doctor();
+pub fn run(
+    engine: &Engine,
+    global: &super::GlobalArgs,
+    args: DoctorArgs,
+) -> anyhow::Result<ExitStatus> {
+    let mut findings = engine.doctor();
+    // Which config file this is about (the engine only sees the result).
+    let (path, _) = super::config_path(global);
+    findings.insert(
+        0,
+        creel_engine::DoctorFinding {
+            check: "config".into(),
+            level: DoctorLevel::Ok,
+            message: match path {
+                Some(p) if p.is_file() => {
+                    format!("`{}`, with CREEL_* variables over it", p.display())
+                }
+                Some(p) => format!(
+                    "defaults (no file at `{}`), with CREEL_* variables over them",
+                    p.display()
+                ),
+                None => "defaults, with CREEL_* variables over them".into(),
+            },
+            hint: None,
+        },
+    );
     let failed = findings.iter().any(|f| f.level == DoctorLevel::Error);
     if args.json {
         let list: Vec<wire::DoctorWire> = findings.iter().map(wire::DoctorWire::from).collect();

@@ -150,7 +150,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Cancel(args) => cancel::run(&open_engine(g)?, args),
         Command::Sessions(args) => sessions::run(&open_engine(g)?, args),
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
-        Command::Doctor(args) => doctor::run(&open_engine(g)?, args),
+        Command::Doctor(args) => doctor::run(&open_engine(g)?, g, args),
         Command::Mcp(args) => {
             crate::mcp::run(open_engine(g)?, args)?;
             Ok(ExitStatus::Success)
@@ -174,7 +174,7 @@ pub fn home_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/creel"))
 }
 
-fn config_path(global: &GlobalArgs) -> (Option<PathBuf>, bool) {
+pub(crate) fn config_path(global: &GlobalArgs) -> (Option<PathBuf>, bool) {
     if let Some(c) = &global.config {
         return (Some(c.clone()), true);
     }
