@@ -260,10 +260,7 @@ impl Policy {
 
     /// Whether `host` is on the allowlist for `port`.
     pub fn admits(&self, host: &str, port: u16) -> bool {
-        let h = host
-            .trim_matches(|c| c == '[' || c == ']')
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        let h = bare_host(host);
         let is_ip = h.parse::<IpAddr>().is_ok();
         self.entries.iter().any(|e| {
             let host_ok = if e.suffix {
@@ -281,8 +278,9 @@ impl Policy {
             host: host.to_string(),
             reason,
         };
-        if !self.admits(host, port) {
-            let reason = if self.admits(host, 443) || self.admits(host, 80) {
+        let bare = bare_host(host);
+        if !self.admits(&bare, port) {
+            let reason = if DEFAULT_PORTS.iter().any(|&p| self.admits(&bare, p)) {
                 format!(
                     "port {port} is not allowed for this host (add `{host}:{port}` to egress_allow)"
                 )
@@ -291,10 +289,6 @@ impl Policy {
             };
             return Err(deny(reason));
         }
-        let bare = host
-            .trim_matches(|c| c == '[' || c == ']')
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
         let addrs: Vec<SocketAddr> = if let Some(ip) = self.resolve.get(&bare) {
             vec![SocketAddr::new(*ip, port)]
         } else if let Ok(ip) = bare.parse::<IpAddr>() {
@@ -316,6 +310,13 @@ impl Policy {
         }
         Ok(addrs)
     }
+}
+
+/// A host as the policy compares it: without IPv6 brackets or a trailing dot, lower-case.
+fn bare_host(host: &str) -> String {
+    host.trim_matches(|c| c == '[' || c == ']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
 }
 
 /// creel's own API upstream for origin-form requests.

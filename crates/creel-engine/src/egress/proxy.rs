@@ -253,7 +253,8 @@ async fn connection(mut sock: TcpStream, ctx: Arc<Ctx>, permit: Arc<OwnedSemapho
         .keep_alive(false)
         // A client may send its request and shut its side (`nc` does): still answer it.
         .half_close(true)
-        .max_buf_size(MAX_HEAD.max(8192) * 2)
+        // (hyper's read buffer; the head was already read whole, within MAX_HEAD.)
+        .max_buf_size(MAX_HEAD * 2)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     if timeout(ctx.limits.request_deadline, conn).await.is_err() {
@@ -294,7 +295,8 @@ async fn read_head(sock: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
                 HeadError::Bad("the request head ended early".into())
             });
         }
-        let scanned = buf.len().saturating_sub(3);
+        let old_len = buf.len();
+        let scanned = old_len.saturating_sub(3);
         buf.extend_from_slice(&tmp[..n]);
         if let Some(i) = memchr::memmem::find(&buf[scanned..], b"\r\n\r\n") {
             let end = scanned + i + 4;
@@ -304,8 +306,16 @@ async fn read_head(sock: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
         if buf.len() > MAX_HEAD {
             return Err(HeadError::TooLarge);
         }
-        // Refuse early what can never become a valid head.
-        check_line_endings(&buf, false).map_err(HeadError::Bad)?;
+        // Refuse early what can never become a valid head. Only the new bytes are looked at,
+        // with the byte before them when it is a CR still waiting for its LF (an LF first in
+        // the slice counts as bare, which is right when no CR precedes it): a client dripping
+        // one byte at a time must not make every read scan the whole head again.
+        let from = if old_len > 0 && buf[old_len - 1] == b'\r' {
+            old_len - 1
+        } else {
+            old_len
+        };
+        check_line_endings(&buf[from..], false).map_err(HeadError::Bad)?;
     }
 }
 
@@ -444,14 +454,10 @@ async fn route(
         let Some(authority) = uri.authority() else {
             return text(StatusCode::BAD_REQUEST, "creel: bad URL".into());
         };
-        if authority.as_str().contains('@') {
-            return ctx.deny(
-                authority.as_str(),
-                "credentials in the URL are not allowed".into(),
-            );
-        }
-        let host = authority.host().to_string();
-        let port = authority.port_u16().unwrap_or(80);
+        let (host, port) = match host_port(&ctx, authority, 80) {
+            Ok(t) => t,
+            Err(refused) => return *refused,
+        };
         let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         // A client that ignores NO_PROXY sends its API request to the proxy in absolute form.
         if port == PROXY_PORT
@@ -479,6 +485,25 @@ async fn route(
         return api_call(req, &ctx, api, &target).await;
     }
     text(StatusCode::BAD_REQUEST, "creel: malformed request".into())
+}
+
+/// The host and port a request names, or the refusal for one that carries credentials
+/// (`user@host`).
+fn host_port(
+    ctx: &Ctx,
+    authority: &hyper::http::uri::Authority,
+    default_port: u16,
+) -> Result<(String, u16), Box<Response<ProxyBody>>> {
+    if authority.as_str().contains('@') {
+        return Err(Box::new(ctx.deny(
+            authority.as_str(),
+            "credentials (user@host) are not allowed".into(),
+        )));
+    }
+    Ok((
+        authority.host().to_string(),
+        authority.port_u16().unwrap_or(default_port),
+    ))
 }
 
 /// A connection to an allowed host's vetted address, or the answer for the client: `403`
@@ -520,14 +545,10 @@ async fn connect(
     let Some(authority) = req.uri().authority().cloned() else {
         return text(StatusCode::BAD_REQUEST, "creel: bad CONNECT target".into());
     };
-    if authority.as_str().contains('@') {
-        return ctx.deny(
-            authority.as_str(),
-            "credentials in the target are not allowed".into(),
-        );
-    }
-    let host = authority.host().to_string();
-    let port = authority.port_u16().unwrap_or(443);
+    let (host, port) = match host_port(&ctx, &authority, 443) {
+        Ok(t) => t,
+        Err(refused) => return *refused,
+    };
     let up = match open_vetted(&ctx, &host, port).await {
         Ok(s) => s,
         Err(refused) => return refused,
@@ -819,6 +840,35 @@ mod tests {
         ] {
             let e = head(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn checking_only_the_new_bytes_finds_what_checking_all_finds() {
+        // read_head's incremental check, fed one byte at a time, against the whole check.
+        let incremental = |head: &[u8]| -> Result<(), String> {
+            for old_len in 0..head.len() {
+                let from = if old_len > 0 && head[old_len - 1] == b'\r' {
+                    old_len - 1
+                } else {
+                    old_len
+                };
+                check_line_endings(&head[from..=old_len], false)?;
+            }
+            Ok(())
+        };
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r"[..],
+            b"GET / HTTP/1.1\nHost: a",
+            b"GET / HTTP/1.1\r\nX: a\rb",
+            b"\nGET",
+            b"GET /\r\r\n",
+        ] {
+            assert_eq!(
+                incremental(head).is_ok(),
+                check_line_endings(head, false).is_ok(),
+                "{head:?}"
+            );
         }
     }
 
