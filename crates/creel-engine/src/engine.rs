@@ -273,15 +273,27 @@ impl Engine {
         if self.config.session_idle_timeout == 0 {
             return;
         }
-        if let Err(e) = self.cleanup(self.config.session_idle_timeout, false) {
+        if let Err(e) = self.remove_idle_sessions(self.config.session_idle_timeout, false) {
             tracing::warn!("automatic cleanup failed: {e}");
         }
     }
 
     /// Removes sessions idle for more than `idle_seconds` (containers, records, Claude state;
-    /// workspaces only with `delete_workspaces` and only those creel created). Sessions with a
-    /// live job are never removed.
+    /// workspaces only with `delete_workspaces` and only those creel created), and job
+    /// directories a killed `start` left behind. Sessions with a live job are never removed.
     pub fn cleanup(&self, idle_seconds: u64, delete_workspaces: bool) -> Result<CleanupReport> {
+        let report = self.remove_idle_sessions(idle_seconds, delete_workspaces)?;
+        // Only here, not in the automatic cleanup every `start` runs: the sweep looks at every
+        // job directory.
+        self.remove_orphan_job_dirs();
+        Ok(report)
+    }
+
+    fn remove_idle_sessions(
+        &self,
+        idle_seconds: u64,
+        delete_workspaces: bool,
+    ) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
         let now = now_ms();
         let cutoff = now.saturating_sub((idle_seconds as i64).saturating_mul(1000));
@@ -329,7 +341,6 @@ impl Engine {
             }
             report.removed_sessions.push(s.record.id);
         }
-        self.remove_orphan_job_dirs();
         Ok(report)
     }
 
