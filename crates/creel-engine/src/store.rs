@@ -728,32 +728,7 @@ mod tests {
             claude_session_id: "u-1".into(),
         };
         for (id, delivered) in [("0123456789ab", Some(5)), ("ba9876543210", None)] {
-            let record = JobRecord {
-                id: id.into(),
-                session_id: "s1".into(),
-                state: JobState::Pending,
-                error: None,
-                exit_code: None,
-                created_at_ms: 1,
-                started_at_ms: None,
-                finished_at_ms: None,
-                container_id: None,
-                spec: spec.clone(),
-                output_size: 0,
-                log_offset: 0,
-                first_output_at_ms: None,
-                last_output_at_ms: None,
-                claude_session_id: None,
-                num_turns: None,
-                cost_usd: None,
-                result: None,
-                retry: None,
-                metrics: None,
-                warnings: vec![],
-                webhook_delivered_at_ms: None,
-                webhook_attempts: 0,
-                egress_denied: Default::default(),
-            };
+            let record = JobRecord::pending(id.into(), "s1".into(), spec.clone(), 1, vec![]);
             let new_session = (id == "0123456789ab").then_some(&session);
             store.insert_job(&record, new_session).unwrap().unwrap();
             store

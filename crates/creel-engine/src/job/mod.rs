@@ -355,6 +355,42 @@ pub struct JobRecord {
 pub const WEBHOOK_MAX_ATTEMPTS: u32 = 6;
 
 impl JobRecord {
+    /// A job just accepted: pending, nothing run, nothing captured yet.
+    pub fn pending(
+        id: String,
+        session_id: String,
+        spec: JobSpec,
+        created_at_ms: i64,
+        warnings: Vec<String>,
+    ) -> JobRecord {
+        JobRecord {
+            id,
+            session_id,
+            state: JobState::Pending,
+            error: None,
+            exit_code: None,
+            created_at_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+            container_id: None,
+            spec,
+            output_size: 0,
+            log_offset: 0,
+            first_output_at_ms: None,
+            last_output_at_ms: None,
+            claude_session_id: None,
+            num_turns: None,
+            cost_usd: None,
+            result: None,
+            retry: None,
+            metrics: None,
+            warnings,
+            webhook_delivered_at_ms: None,
+            webhook_attempts: 0,
+            egress_denied: Default::default(),
+        }
+    }
+
     /// Whether a final job still owes its completion webhook.
     pub fn webhook_pending(&self) -> bool {
         self.state.is_final()

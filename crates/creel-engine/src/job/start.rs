@@ -285,32 +285,7 @@ impl Engine {
         }
 
         // 5. Record (the busy check again, atomically) and launch.
-        let record = JobRecord {
-            id: job_id.clone(),
-            session_id: session_id.clone(),
-            state: JobState::Pending,
-            error: None,
-            exit_code: None,
-            created_at_ms: now,
-            started_at_ms: None,
-            finished_at_ms: None,
-            container_id: None,
-            spec,
-            output_size: 0,
-            log_offset: 0,
-            first_output_at_ms: None,
-            last_output_at_ms: None,
-            claude_session_id: None,
-            num_turns: None,
-            cost_usd: None,
-            result: None,
-            retry: None,
-            metrics: None,
-            warnings,
-            webhook_delivered_at_ms: None,
-            webhook_attempts: 0,
-            egress_denied: Default::default(),
-        };
+        let record = JobRecord::pending(job_id.clone(), session_id.clone(), spec, now, warnings);
         let new_session = existing.is_none().then(|| SessionRecord {
             id: session_id.clone(),
             created_at_ms: now,
