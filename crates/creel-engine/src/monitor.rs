@@ -537,16 +537,6 @@ impl Monitor {
                             });
                         }
                     }
-                    stderr_seen = stderr_seen.saturating_add(decoded.stderr.len() as u64);
-                    if limit > 0 && stderr_seen > limit && kill.is_none() {
-                        kill = Some(KillReason {
-                            kind: ErrorKind::OutputLimit,
-                            message: format!(
-                                "stderr reached max_output_size ({limit} bytes); kept the first {} bytes",
-                                stderr_kept.min(STDERR_KEEP)
-                            ),
-                        });
-                    }
                     if !stdout.is_empty() {
                         out.write_all(stdout)
                             .map_err(|e| Error::io("cannot write", &out_path, e))?;
@@ -563,6 +553,16 @@ impl Monitor {
                             stderr_kept += keep.len() as u64;
                         }
                         keep_tail(&mut stderr_tail, &decoded.stderr, STDERR_TAIL);
+                    }
+                    // (After the write, so that the message counts what was really kept.)
+                    stderr_seen = stderr_seen.saturating_add(decoded.stderr.len() as u64);
+                    if limit > 0 && stderr_seen > limit && kill.is_none() {
+                        kill = Some(KillReason {
+                            kind: ErrorKind::OutputLimit,
+                            message: format!(
+                                "stderr reached max_output_size ({limit} bytes); kept the first {stderr_kept} bytes"
+                            ),
+                        });
                     }
                     // The checkpoint only ever covers whole records.
                     progress.log_offset += consumed as u64;
