@@ -286,17 +286,8 @@ fn a_dead_proxy_fails_closed_and_recovery_restores_it() {
         let s = env.json(&["status", &job, "--json"]);
         (s["outputSize"].as_u64().unwrap_or(0) > 0).then_some(())
     });
-    let pid = eventually(Duration::from_secs(20), "monitor", || {
-        crate::util::monitor_pid(&job)
-    });
     // The monitor (and its proxy) dies; nothing reconciles for a while: no way out.
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::util::kill_monitor(&env, &job);
     std::thread::sleep(Duration::from_secs(5));
     // A front end notices; the new monitor binds the proxy again.
     let s = env.wait(&job);
@@ -637,15 +628,7 @@ fn a_proxy_that_cannot_start_fails_the_job_closed() {
         let s = env.json(&["status", &job, "--json"]);
         (s["outputSize"].as_u64().unwrap_or(0) > 0).then_some(())
     });
-    let pid = crate::util::monitor_pid(&job).expect("monitor");
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    crate::util::wait_monitor_exit(&env, &job);
+    crate::util::kill_monitor(&env, &job);
     std::fs::remove_file(env.home.join("jobs").join(&job).join("api-key")).unwrap();
     let s = env.wait(&job);
     assert_eq!(s["status"], "failed", "{s}");

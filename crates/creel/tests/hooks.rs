@@ -108,28 +108,10 @@ fn webhooks_are_retried_until_delivered_and_survive_a_monitor_kill() {
         "the first delivery attempt",
         || (!rx.requests().is_empty()).then_some(()),
     );
-    let pid = eventually(Duration::from_secs(5), "the delivering monitor", || {
-        crate::util::monitor_pid(&job)
-    });
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::util::kill_monitor(&env, &job);
     let sent_before_kill = rx.requests().len();
     assert!(sent_before_kill < 4, "the kill came after the delivery");
     // The next front end notices the job still owes its webhook.
-    eventually(
-        Duration::from_secs(10),
-        "the dead monitor's lock free",
-        || {
-            let lock = env.home.join("jobs").join(&job).join("monitor.lock");
-            let f = std::fs::OpenOptions::new().write(true).open(lock).ok()?;
-            f.try_lock().ok()
-        },
-    );
     env.json(&["status", &job, "--json"]);
     eventually(Duration::from_secs(30), "delivery", || {
         (rx.requests().len() >= 4).then_some(())

@@ -1137,19 +1137,7 @@ async fn status_can_wait_for_the_end_with_progress_notifications() {
 async fn a_starting_server_reattaches_jobs_whose_monitor_died() {
     let env = TestEnv::new();
     let (job, _) = env.start("lines 2000\nsleep 4\nsay end", &[]);
-    let pid = crate::util::eventually(Duration::from_secs(20), "monitor", || {
-        crate::util::monitor_pid(&job)
-    });
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    // Gone means its lock is free (a killed process shows in pgrep a while longer, and holds
-    // the lock until its last thread is torn down).
-    crate::util::wait_monitor_exit(&env, &job);
+    let pid = crate::util::kill_monitor(&env, &job);
     // Only the MCP server runs now, and no tool is called: its housekeeping re-attaches.
     let client = stdio_client(&env).await;
     let new_pid = crate::util::eventually(Duration::from_secs(20), "a new monitor", || {

@@ -453,3 +453,15 @@ pub fn skip_unless_ci(what: &str) {
     assert!(!in_ci(), "CI must run this test, but {what}");
     eprintln!("skipping: {what}");
 }
+
+/// SIGKILLs a job's monitor (asserting the kill worked) and waits until it is really gone (its
+/// lock free: a killed monitor holds it until its last thread is torn down). Returns its pid.
+pub fn kill_monitor(env: &TestEnv, job: &str) -> String {
+    let pid = eventually(Duration::from_secs(20), "the job's monitor", || {
+        monitor_pid(job)
+    });
+    let killed = Command::new("kill").args(["-9", &pid]).status().unwrap();
+    assert!(killed.success(), "kill -9 {pid} failed");
+    wait_monitor_exit(env, job);
+    pid
+}
