@@ -83,11 +83,13 @@ pub(crate) fn tail_of_file(path: &Path, max: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// Opens a file without following a symlink in its last component.
+/// Opens a regular file without following a symlink in its last component. Anything else
+/// there (a directory, a FIFO, a device) is an error, and never blocks the open: `O_NONBLOCK`
+/// (which changes nothing for a regular file) keeps a FIFO from waiting for a writer.
 pub(crate) fn open_nofollow(path: &Path, write: bool) -> Result<File> {
     let mut o = std::fs::OpenOptions::new();
     o.read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
     if write {
         o.write(true).create(true).mode(0o600);
     }

@@ -34,21 +34,17 @@ pub fn copy_credentials_back(
     host_file: &Path,
 ) -> Result<()> {
     use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::MetadataExt;
     let inner = claude_config_dir.join(CREDENTIALS_FILE);
     // The session's copy is the agent's to write: never follow a link it made, and read what
     // was checked (the open file), not the name again.
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&inner)
-    else {
+    let Ok(file) = crate::files::open_nofollow(&inner, false) else {
         return Ok(());
     };
     let Ok(inner_meta) = file.metadata() else {
         return Ok(());
     };
-    if !inner_meta.is_file() || inner_meta.len() > MAX_CREDENTIALS {
+    if inner_meta.len() > MAX_CREDENTIALS {
         return Ok(());
     }
     let mut data = Vec::new();
