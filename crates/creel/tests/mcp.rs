@@ -272,7 +272,7 @@ async fn status_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stdio_drives_every_tool_against_a_real_job() {
+async fn tools_are_listed_with_schemas_and_safety_hints() {
     let env = TestEnv::new();
     let client = stdio_client(&env).await;
 
@@ -321,7 +321,7 @@ async fn stdio_drives_every_tool_against_a_real_job() {
         .find(|t| t.name == "claude_code_start")
         .unwrap();
     let props = start.input_schema.get("properties").unwrap();
-    for p in ["prompt", "session_id", "model", "max_turns"] {
+    for p in ["prompt", "session_id", "workspace", "model", "max_turns"] {
         assert!(props.get(p).is_some(), "claude_code_start lacks {p}");
     }
     assert_eq!(
@@ -340,6 +340,29 @@ async fn stdio_drives_every_tool_against_a_real_job() {
             .get("format")
             .is_some()
     );
+
+    // Each optional argument has one plain type: no `["string","null"]`, which some clients
+    // cannot read.
+    for t in &tools {
+        let schema = Value::Object(t.input_schema.as_ref().clone()).to_string();
+        assert!(!schema.contains("null"), "{}: {schema}", t.name);
+    }
+    let cleanup = tools
+        .iter()
+        .find(|t| t.name == "claude_code_cleanup")
+        .unwrap();
+    assert!(
+        cleanup.input_schema["properties"]
+            .get("idle_seconds")
+            .is_some()
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_started_followed_and_read_through_the_tools_and_resources() {
+    let env = TestEnv::new();
+    let client = stdio_client(&env).await;
 
     // Start: returns at once, pending.
     let begun = Instant::now();
@@ -490,6 +513,14 @@ async fn stdio_drives_every_tool_against_a_real_job() {
             .contains("hello from mcp")
     );
 
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_tool_error_with_a_hint_and_lenient_input_is_accepted() {
+    let env = TestEnv::new();
+    let client = stdio_client(&env).await;
+
     // Bad input: tool errors with the engine's message and a hint, never protocol errors.
     let e = tool_error(
         &call(
@@ -529,6 +560,66 @@ async fn stdio_drives_every_tool_against_a_real_job() {
     );
     assert!(e.starts_with("error: unknown job"), "{e}");
 
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_start",
+            json!({"prompt": "say x", "workspace": "relative/dir"}),
+        )
+        .await,
+    );
+    assert!(
+        e.starts_with("error: workspace `relative/dir` is not an absolute path"),
+        "{e}"
+    );
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_status",
+            json!({"job_id": "no-such-job", "wait_seconds": "soon"}),
+        )
+        .await,
+    );
+    assert!(e.contains("`soon` is not a valid value"), "{e}");
+    // What older clients send: numbers as strings, and null for "not given".
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_status",
+            json!({"job_id": "no-such-job", "wait_seconds": "1", "session_id": null}),
+        )
+        .await,
+    );
+    assert!(e.starts_with("error: unknown job"), "{e}");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_cleanup_with_a_chosen_workspace_and_idle_threshold() {
+    let env = TestEnv::new();
+    let client = stdio_client(&env).await;
+    // A workspace of the caller's choosing, as `--workspace` gives the CLI.
+    let user_ws = env.dir.path().join("agent-ws");
+    std::fs::create_dir(&user_ws).unwrap();
+    std::os::unix::fs::chown(&user_ws, Some(1000), Some(1000)).unwrap();
+    let started = ok(&call(
+        &client,
+        "claude_code_start",
+        json!({"prompt": "write made.txt by mcp", "workspace": user_ws, "max_turns": "5"}),
+    )
+    .await);
+    let job = started["jobId"].as_str().unwrap().to_string();
+    let session = started["sessionId"].as_str().unwrap().to_string();
+    let s = status_until(&client, &job, "completion", |s| {
+        s["status"] != "pending" && s["status"] != "running"
+    })
+    .await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(
+        std::fs::read_to_string(user_ws.join("made.txt")).unwrap(),
+        "by mcp\n"
+    );
+
     // Sessions lists the session; cleanup (session_idle_timeout = 0 here) removes it.
     let list = ok(&call(&client, "claude_code_sessions", json!({})).await);
     let entry = list["sessions"]
@@ -542,7 +633,27 @@ async fn stdio_drives_every_tool_against_a_real_job() {
     for key in ["createdAt", "lastActivity", "claudeSessionId", "workspace"] {
         assert!(entry.get(key).is_some(), "session lacks {key}: {entry}");
     }
-    let cleaned = ok(&call(&client, "claude_code_cleanup", json!({})).await);
+    assert_eq!(
+        std::path::Path::new(entry["workspace"].as_str().unwrap()),
+        user_ws.canonicalize().unwrap()
+    );
+    // Not idle for an hour yet: kept.
+    let kept = ok(&call(
+        &client,
+        "claude_code_cleanup",
+        json!({"idle_seconds": 3600}),
+    )
+    .await);
+    assert!(
+        kept["removedSessions"].as_array().unwrap().is_empty(),
+        "{kept}"
+    );
+    let cleaned = ok(&call(
+        &client,
+        "claude_code_cleanup",
+        json!({"delete_workspaces": "true"}),
+    )
+    .await);
     for key in ["removedSessions", "skippedActive", "deletedWorkspaces"] {
         assert!(cleaned[key].is_array(), "cleanup lacks {key}: {cleaned}");
     }
@@ -553,7 +664,9 @@ async fn stdio_drives_every_tool_against_a_real_job() {
             .contains(&json!(session)),
         "{cleaned}"
     );
+    // A workspace creel did not create is never deleted.
     assert!(cleaned["deletedWorkspaces"].as_array().unwrap().is_empty());
+    assert!(user_ws.join("made.txt").exists());
     let e = tool_error(&call(&client, "claude_code_status", json!({"job_id": job})).await);
     assert!(
         e.starts_with("error: unknown job"),

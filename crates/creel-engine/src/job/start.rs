@@ -30,6 +30,34 @@ pub fn transcript_path(claude_config_dir: &Path, conversation: &str) -> PathBuf 
         .join(format!("{conversation}.jsonl"))
 }
 
+impl StartRequest {
+    /// Checks what the request itself says (prompt, session id, model, turns), before anything
+    /// else is looked at: what any face can refuse without a store or a container engine.
+    pub fn check(&self) -> Result<()> {
+        if self.prompt.trim().is_empty() {
+            return Err(Error::InvalidRequest("the prompt is empty".into()));
+        }
+        if self.prompt.len() > MAX_PROMPT {
+            return Err(Error::InvalidRequest(format!(
+                "the prompt is {} bytes; the limit is {MAX_PROMPT}",
+                self.prompt.len()
+            )));
+        }
+        if let Some(id) = &self.session_id {
+            validate_session_id(id)?;
+        }
+        if let Some(m) = &self.model {
+            validate_model(m).map_err(|m| Error::InvalidRequest(format!("invalid model: {m}")))?;
+        }
+        if self.max_turns == Some(0) {
+            return Err(Error::InvalidRequest(
+                "--max-turns must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Engine {
     /// Starts a job: validates the request, records it, launches its monitor and returns at
     /// once with the job pending.
@@ -44,26 +72,10 @@ impl Engine {
     /// ```
     pub fn start(&self, req: StartRequest) -> Result<StartResponse> {
         // 1. Input.
-        if req.prompt.trim().is_empty() {
-            return Err(Error::InvalidRequest("the prompt is empty".into()));
-        }
-        if req.prompt.len() > MAX_PROMPT {
-            return Err(Error::InvalidRequest(format!(
-                "the prompt is {} bytes; the limit is {MAX_PROMPT}",
-                req.prompt.len()
-            )));
-        }
-        if let Some(id) = &req.session_id {
-            validate_session_id(id)?;
-        }
+        req.check()?;
         let model = req.model.clone().or_else(|| self.config.model.clone());
         if let Some(m) = &model {
             validate_model(m).map_err(|m| Error::InvalidRequest(format!("invalid model: {m}")))?;
-        }
-        if req.max_turns == Some(0) {
-            return Err(Error::InvalidRequest(
-                "--max-turns must be at least 1".into(),
-            ));
         }
         let existing = match &req.session_id {
             Some(id) => self.store().session(id)?,

@@ -3,9 +3,8 @@
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
+use super::params::CancelParams;
 use super::{CreelServer, check_session, finish, input_schema, output_schema, success};
 use crate::wire::StatusWire;
 
@@ -14,15 +13,6 @@ Cancel a Claude Code job: stops its container (Claude's unfinished work in the w
 and marks it cancelled. Returns the job's status afterwards. Safe to repeat: cancelling a job \
 that already ended changes nothing and returns its final status. The session stays usable: \
 start a new job in it with claude_code_start.";
-
-/// `claude_code_cancel` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct CancelParams {
-    /// The job id claude_code_start returned.
-    pub job_id: String,
-    /// If given, the job must belong to this session (a safety check); nothing is cancelled otherwise.
-    pub session_id: Option<String>,
-}
 
 #[tool_router(router = cancel_router, vis = "pub(super)")]
 impl CreelServer {

@@ -3,9 +3,8 @@
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
+use super::params::CleanupParams;
 use super::{CreelServer, finish, input_schema, output_schema, success};
 use crate::wire::CleanupWire;
 
@@ -16,13 +15,6 @@ with a pending or running job are never removed (listed in skippedActive). Works
 unless delete_workspaces is true, and even then only workspaces creel created itself are \
 deleted. The server also runs this cleanup (without deleting workspaces) on its own every 10 \
 minutes; call it only to free space now.";
-
-/// `claude_code_cleanup` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct CleanupParams {
-    /// Also delete the removed sessions' workspaces (only those creel created). Default false.
-    pub delete_workspaces: Option<bool>,
-}
 
 #[tool_router(router = cleanup_router, vis = "pub(super)")]
 impl CreelServer {
@@ -44,7 +36,8 @@ impl CreelServer {
         Parameters(p): Parameters<CleanupParams>,
     ) -> CallToolResult {
         let delete = p.delete_workspaces.unwrap_or(false);
-        finish(self.blocking(move |e| e.cleanup(e.config().session_idle_timeout, delete)).await.map(|r| {
+        let idle = p.idle_seconds;
+        finish(self.blocking(move |e| e.cleanup(idle.unwrap_or(e.config().session_idle_timeout), delete)).await.map(|r| {
             let w = CleanupWire::from(&r);
             let summary = format!(
                 "Removed {} idle session(s), deleted {} workspace(s), kept {} session(s) with a live job.",

@@ -14,6 +14,7 @@ mod cancel;
 mod cleanup;
 mod http;
 mod output;
+mod params;
 mod resources;
 mod sessions;
 mod start;
@@ -331,7 +332,48 @@ pub(crate) fn input_schema<T: schemars::JsonSchema + 'static>() -> Arc<rmcp::mod
         .as_ref()
         .clone();
     strip_formats(&mut schema);
+    drop_null_types(&mut schema);
     Arc::new(schema)
+}
+
+/// Gives each optional argument its one real type: schemars writes `Option<T>` as
+/// `"type": [T, "null"]` or as `anyOf` with `{"type": "null"}`, which some clients cannot turn
+/// into a form or a tool definition (MCP Inspector warns about it). Leaving the argument out
+/// already says "none"; `null` is still accepted.
+fn drop_null_types(schema: &mut rmcp::model::JsonObject) {
+    let Some(serde_json::Value::Object(properties)) = schema.get_mut("properties") else {
+        return;
+    };
+    for property in properties.values_mut() {
+        let serde_json::Value::Object(p) = property else {
+            continue;
+        };
+        if p.get("default").is_some_and(|d| d.is_null()) {
+            p.remove("default");
+        }
+        if let Some(serde_json::Value::Array(types)) = p.get("type") {
+            let rest: Vec<_> = types.iter().filter(|t| *t != "null").cloned().collect();
+            if let [one] = rest.as_slice() {
+                p.insert("type".into(), one.clone());
+            }
+        }
+        for key in ["anyOf", "oneOf"] {
+            let Some(serde_json::Value::Array(options)) = p.get(key) else {
+                continue;
+            };
+            let rest: Vec<_> = options
+                .iter()
+                .filter(|o| o.get("type").is_none_or(|t| t != "null"))
+                .cloned()
+                .collect();
+            if let [serde_json::Value::Object(one)] = rest.as_slice() {
+                p.remove(key);
+                for (k, v) in one {
+                    p.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
 }
 
 /// Removes `format` keywords whose value JSON Schema does not define.
@@ -459,8 +501,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\"outputSize\""));
-        let s = serde_json::Value::Object(input_schema::<output::OutputParams>().as_ref().clone());
+        let s = serde_json::Value::Object(input_schema::<params::OutputParams>().as_ref().clone());
         assert!(!s.to_string().contains("uint64"), "{s}");
         assert_eq!(s["required"], serde_json::json!(["job_id"]));
+    }
+
+    #[test]
+    fn input_schemas_give_each_argument_one_type() {
+        let all = [
+            input_schema::<params::StartParams>(),
+            input_schema::<params::StatusParams>(),
+            input_schema::<params::OutputParams>(),
+            input_schema::<params::CancelParams>(),
+            input_schema::<params::CleanupParams>(),
+        ];
+        for schema in all {
+            let s = serde_json::Value::Object(schema.as_ref().clone());
+            assert!(!s.to_string().contains("null"), "{s}");
+            for (name, p) in s["properties"].as_object().unwrap() {
+                assert!(
+                    p["type"].is_string() || p["$ref"].is_string(),
+                    "{name}: {p}"
+                );
+            }
+        }
+        let s = serde_json::Value::Object(input_schema::<params::StatusParams>().as_ref().clone());
+        assert_eq!(s["properties"]["wait_seconds"]["type"], "number");
     }
 }

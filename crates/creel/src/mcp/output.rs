@@ -1,17 +1,12 @@
 //! `claude_code_output`: a page of a job's output, raw stream-json or a rendered transcript.
 
-use creel_engine::{OutputFormat, OutputRequest};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
+use super::params::OutputParams;
 use super::{CreelServer, check_session, finish, input_schema, output_schema, success};
 use crate::wire::OutputWire;
-
-/// Bytes per page unless `limit` says otherwise.
-pub(super) const DEFAULT_LIMIT: u64 = 64 * 1024;
 
 const DESCRIPTION: &str = "\
 Read a page of a Claude Code job's output (works while it runs and after it ends). \
@@ -21,32 +16,6 @@ Claude's stream-json events, one JSON object per line. Offsets are byte offsets 
 format. Page through with offset = the previous nextOffset while hasMore is true; a running job \
 may add more later (hasMore false only means nothing more yet). To see just the end, use \
 claude_code_status's tailOutput, or an offset near totalSize.";
-
-/// Output formats.
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Claude's stream-json, byte for byte.
-    #[default]
-    Raw,
-    /// A rendered transcript for reading.
-    Text,
-}
-
-/// `claude_code_output` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct OutputParams {
-    /// The job id claude_code_start returned.
-    pub job_id: String,
-    /// If given, the job must belong to this session (a safety check).
-    pub session_id: Option<String>,
-    /// Byte offset to start at: 0 (default) or a previous page's nextOffset.
-    pub offset: Option<u64>,
-    /// Maximum bytes in this page (default 65536).
-    pub limit: Option<u64>,
-    /// "raw" (default): Claude's stream-json; "text": a readable transcript.
-    pub format: Option<Format>,
-}
 
 #[tool_router(router = output_router, vis = "pub(super)")]
 impl CreelServer {
@@ -64,14 +33,7 @@ impl CreelServer {
         )
     )]
     async fn claude_code_output(&self, Parameters(p): Parameters<OutputParams>) -> CallToolResult {
-        let req = OutputRequest {
-            offset: p.offset.unwrap_or(0),
-            limit: p.limit.unwrap_or(DEFAULT_LIMIT),
-            format: match p.format.unwrap_or_default() {
-                Format::Raw => OutputFormat::Raw,
-                Format::Text => OutputFormat::Text,
-            },
-        };
+        let req = p.request();
         let job_id = p.job_id;
         let session_id = p.session_id;
         finish(

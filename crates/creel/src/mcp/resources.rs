@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use creel_engine::{JobState, OutputFormat, OutputRequest};
+use creel_engine::{JobState, OutputRequest};
 use rmcp::model::{
     ListResourceTemplatesResult, ReadResourceRequestParams, ReadResourceResponse,
     ReadResourceResult, ResourceContents, ResourceTemplate, ResourceUpdatedNotificationParam,
@@ -19,11 +19,10 @@ use rmcp::service::{Peer, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer};
 
 use super::CreelServer;
+use super::params::resource;
 
 /// How often a watcher looks at its jobs.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
-
-const PREFIX: &str = "creel://jobs/";
 
 /// The two templates.
 pub(super) fn templates() -> ListResourceTemplatesResult {
@@ -43,27 +42,13 @@ pub(super) fn templates() -> ListResourceTemplatesResult {
     ])
 }
 
-/// `(job id, format, mime type)` of a resource URI.
-fn parse(uri: &str) -> Option<(&str, OutputFormat, &'static str)> {
-    let rest = uri.strip_prefix(PREFIX)?;
-    let (job, kind) = rest.split_once('/')?;
-    if job.is_empty() {
-        return None;
-    }
-    match kind {
-        "output" => Some((job, OutputFormat::Raw, "application/x-ndjson")),
-        "transcript" => Some((job, OutputFormat::Text, "text/plain")),
-        _ => None,
-    }
-}
-
 /// Reads one resource.
 pub(super) async fn read(
     server: &CreelServer,
     request: ReadResourceRequestParams,
 ) -> Result<ReadResourceResponse, ErrorData> {
     let uri = request.uri;
-    let Some((job, format, mime)) = parse(&uri) else {
+    let Some((job, format, mime)) = resource(&uri) else {
         return Err(ErrorData::resource_not_found(
             format!(
                 "no such resource `{uri}`: creel serves creel://jobs/{{job_id}}/output and …/transcript"
@@ -101,7 +86,7 @@ where
         tick.tick().await;
         let mut all_final = true;
         for uri in uris {
-            let Some((job, _, _)) = parse(uri) else {
+            let Some((job, _, _)) = resource(uri) else {
                 continue;
             };
             let job = job.to_string();
@@ -126,7 +111,7 @@ where
 impl CreelServer {
     /// `resources/subscribe`: starts a watcher for `uri` on this connection.
     pub(super) fn subscribe(&self, uri: String, peer: Peer<RoleServer>) -> Result<(), ErrorData> {
-        if parse(&uri).is_none() {
+        if resource(&uri).is_none() {
             return Err(ErrorData::resource_not_found(
                 format!("no such resource `{uri}`"),
                 None,
@@ -170,7 +155,7 @@ impl CreelServer {
             .clone()
             .unwrap_or_default()
             .into_iter()
-            .filter(|u| parse(u).is_some())
+            .filter(|u| resource(u).is_some())
             .collect();
         let sink = context.sink();
         tokio::select! {
@@ -185,19 +170,20 @@ impl CreelServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use creel_engine::OutputFormat;
 
     #[test]
     fn uris() {
         assert!(matches!(
-            parse("creel://jobs/j-1/output"),
+            resource("creel://jobs/j-1/output"),
             Some(("j-1", OutputFormat::Raw, _))
         ));
         assert!(matches!(
-            parse("creel://jobs/j-1/transcript"),
+            resource("creel://jobs/j-1/transcript"),
             Some(("j-1", OutputFormat::Text, _))
         ));
-        assert!(parse("creel://jobs//output").is_none());
-        assert!(parse("creel://jobs/j-1/other").is_none());
-        assert!(parse("file:///etc/passwd").is_none());
+        assert!(resource("creel://jobs//output").is_none());
+        assert!(resource("creel://jobs/j-1/other").is_none());
+        assert!(resource("file:///etc/passwd").is_none());
     }
 }

@@ -1,12 +1,10 @@
 //! `claude_code_start`: start a job in the background.
 
-use creel_engine::StartRequest;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
+use super::params::StartParams;
 use super::{CreelServer, finish, input_schema, output_schema, success};
 use crate::wire::StartWire;
 
@@ -20,20 +18,6 @@ status is completed, failed or cancelled, and read the work with claude_code_out
 Without session_id a new session with an empty workspace is created; pass a previous sessionId to \
 continue that conversation (Claude remembers it) in the same workspace. A session runs one job \
 at a time: starting another while one is pending or running fails and names the active job.";
-
-/// `claude_code_start` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct StartParams {
-    /// The task for Claude Code, in plain language, with everything it needs to know: it cannot see this conversation.
-    pub prompt: String,
-    /// Continue this session (conversation and workspace); omit to start a new one. Session ids are 1-128 letters, digits, `.`, `_` or `-`, starting with a letter or digit; an unknown id creates a session with that name.
-    pub session_id: Option<String>,
-    /// Claude model for this job (e.g. `sonnet`, `opus` or a full model name); default: the server's configuration.
-    pub model: Option<String>,
-    /// Stop after this many agentic turns (at least 1); default: no limit.
-    #[schemars(range(min = 1))]
-    pub max_turns: Option<u32>,
-}
 
 #[tool_router(router = start_router, vis = "pub(super)")]
 impl CreelServer {
@@ -51,12 +35,10 @@ impl CreelServer {
         )
     )]
     async fn claude_code_start(&self, Parameters(p): Parameters<StartParams>) -> CallToolResult {
-        let req = StartRequest {
-            prompt: p.prompt,
-            session_id: p.session_id,
-            workspace: None,
-            model: p.model,
-            max_turns: p.max_turns,
+        let req = p.request();
+        let req = match req {
+            Ok(req) => req,
+            Err(e) => return super::ToolError::from(e).into_result(),
         };
         finish(self.blocking(move |e| e.start(req)).await.map(|r| {
             let w = StartWire::from(&r);

@@ -4,9 +4,8 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ProgressNotificationParam, RequestMetaObject};
 use rmcp::service::Peer;
 use rmcp::{RoleServer, tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
+use super::params::StatusParams;
 use super::{CreelServer, finish, input_schema, output_schema, success};
 use crate::wire::StatusWire;
 
@@ -19,20 +18,6 @@ resource metrics, and when finished Claude's final `result` text, numTurns and c
 only reads stored state. For the full transcript use claude_code_output. Instead of polling, pass \
 wait_seconds to wait (up to 600 s) for the job to end; progress notifications report it meanwhile \
 when the request carries a progress token.";
-
-/// `claude_code_status` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct StatusParams {
-    /// The job id claude_code_start returned.
-    pub job_id: String,
-    /// If given, the job must belong to this session (a safety check).
-    pub session_id: Option<String>,
-    /// Wait up to this many seconds (max 600) for the job to end before answering.
-    pub wait_seconds: Option<f64>,
-}
-
-/// The longest a status call waits.
-const MAX_WAIT_SECONDS: f64 = 600.0;
 
 #[tool_router(router = status_router, vis = "pub(super)")]
 impl CreelServer {
@@ -55,10 +40,7 @@ impl CreelServer {
         meta: RequestMetaObject,
         client: Peer<RoleServer>,
     ) -> CallToolResult {
-        let wait = p
-            .wait_seconds
-            .filter(|w| w.is_finite() && *w > 0.0)
-            .map(|w| w.min(MAX_WAIT_SECONDS));
+        let wait = p.wait();
         let token = meta.get_progress_token();
         let started = std::time::Instant::now();
         let mut last_size = None;
