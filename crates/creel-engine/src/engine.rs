@@ -17,6 +17,7 @@ use crate::job::{JobRecord, JobSpec, now_ms};
 use crate::runtime::{CliRuntime, ContainerRuntime, RuntimeError};
 use crate::session::SessionSummary;
 use crate::store::Store;
+use crate::watch::JobWatch;
 
 /// How old a job directory without a job record must be before `cleanup` removes it (a
 /// `start` in progress writes the files a moment before the record).
@@ -376,20 +377,46 @@ impl Engine {
     /// Waits until the job is final or `timeout` expires, reconciling a dead monitor.
     pub fn wait(&self, job_id: &str, timeout: Option<Duration>) -> Result<WaitOutcome> {
         let started = Instant::now();
-        let mut delay = Duration::from_millis(20);
+        let mut watch = self.watch_job(job_id)?;
         loop {
             let status = self.status(job_id)?;
             if status.record.state.is_final() {
                 return Ok(WaitOutcome::Finished(status));
             }
-            if let Some(t) = timeout
-                && started.elapsed() >= t
-            {
-                return Ok(WaitOutcome::TimedOut(status));
-            }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(200));
+            let left = match timeout {
+                Some(t) if started.elapsed() >= t => return Ok(WaitOutcome::TimedOut(status)),
+                Some(t) => t.saturating_sub(started.elapsed()),
+                None => JobWatch::RECHECK,
+            };
+            watch.wait(left);
         }
+    }
+
+    /// A watch on job `job_id`: how every face waits for a job to write output or change
+    /// state (see [`JobWatch`]). Take it before reading the job, so that nothing written
+    /// between the read and the wait is missed.
+    pub fn watch_job(&self, job_id: &str) -> Result<JobWatch> {
+        if self.store().job(job_id)?.is_none() {
+            return Err(Error::UnknownJob(job_id.to_string()));
+        }
+        Ok(JobWatch::new(&job_dir(&self.home, job_id)))
+    }
+
+    /// One watch on several jobs (unknown ones are left out): wakes when any of them changes.
+    pub fn watch_jobs(&self, job_ids: &[&str]) -> Result<JobWatch> {
+        let mut watch: Option<JobWatch> = None;
+        for id in job_ids {
+            if self.store().job(id)?.is_none() {
+                continue;
+            }
+            let dir = job_dir(&self.home, id);
+            match &mut watch {
+                Some(w) => w.add(&dir),
+                None => watch = Some(JobWatch::new(&dir)),
+            }
+        }
+        // Nothing to watch: a watch that only ever times out.
+        Ok(watch.unwrap_or_else(|| JobWatch::new(&self.home.join("jobs"))))
     }
 
     /// The host profile for new jobs.

@@ -53,6 +53,7 @@ pub use error::{Error, ErrorCategory, Result};
 pub use job::start::MAX_PROMPT as MAX_PROMPT_BYTES;
 pub use job::{ErrorKind, JobRecord, JobState};
 pub use session::SessionSummary;
+pub use watch::JobWatch;
 
 /// Internals the benchmark suite (`crates/creel/benches`) builds on: the container command line,
 /// job specs and the store, so that bare `podman` runs the same container creel does, and the

@@ -2,13 +2,18 @@
 //! (an eventfd), or a timeout passes; and how it waits for conmon to finish (a pidfd, and an
 //! inotify watch for its exit file). No polling loop, no helper process.
 //!
+//! And how everyone else waits for a job ([`JobWatch`]): `run`, `output --follow`,
+//! [`crate::Engine::wait`] and the MCP server's waits and resource updates all sleep on an
+//! inotify watch of the job's directory, where the monitor writes the output and closes its
+//! lock when it ends.
+//!
 //! Everything here degrades instead of failing: without inotify the monitor falls back to a
 //! short timed poll, and without a pidfd to `podman wait`.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::fs::inotify;
@@ -115,6 +120,104 @@ impl Default for Wakeups {
     }
 }
 
+/// Wakes a face when a job may have changed: its output grew, its monitor created a file or
+/// ended (it closes its lock as it exits, after writing the final state). Not every change
+/// shows in the job's directory (a state written by another process), so a wait also ends after
+/// at most [`JobWatch::RECHECK`]: callers read the job again after each wake-up and decide.
+///
+/// A burst of writes does not become a burst of reads: a wait that begins within
+/// [`JobWatch::COALESCE`] of the previous wake-up first lets that much time pass.
+pub struct JobWatch {
+    inotify: Option<OwnedFd>,
+    woke: Option<Instant>,
+}
+
+impl JobWatch {
+    /// The longest a wait lasts before the caller looks again.
+    pub const RECHECK: Duration = Duration::from_secs(1);
+    /// The shortest time between two wake-ups.
+    pub const COALESCE: Duration = Duration::from_millis(25);
+    /// Without inotify: how often to look.
+    const POLL: Duration = Duration::from_millis(100);
+
+    /// Watches `job_dir`. Never fails: without inotify (or the directory) waits become short
+    /// timed polls.
+    pub(crate) fn new(job_dir: &Path) -> JobWatch {
+        let mut watch = JobWatch {
+            inotify: inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+                .ok(),
+            woke: None,
+        };
+        watch.add(job_dir);
+        watch
+    }
+
+    /// Watches another job's directory too.
+    pub(crate) fn add(&mut self, job_dir: &Path) {
+        let flags = inotify::WatchFlags::MODIFY
+            | inotify::WatchFlags::CREATE
+            | inotify::WatchFlags::CLOSE_WRITE
+            | inotify::WatchFlags::MOVED_TO
+            | inotify::WatchFlags::DELETE_SELF;
+        let added = self
+            .inotify
+            .as_ref()
+            .is_some_and(|fd| inotify::add_watch(fd, job_dir, flags).is_ok());
+        if !added {
+            // One directory that cannot be watched makes the whole watch a poll.
+            tracing::debug!(
+                "cannot watch {} with inotify: polling it",
+                job_dir.display()
+            );
+            self.inotify = None;
+        }
+    }
+
+    /// Blocks until the job's directory changes (at once if it changed since the last wait) or
+    /// `timeout` passes, but never longer than [`JobWatch::RECHECK`]. Returns whether a change
+    /// woke it.
+    pub fn wait(&mut self, timeout: Duration) -> bool {
+        let timeout = timeout.min(Self::RECHECK);
+        let started = Instant::now();
+        if let Some(woke) = self.woke {
+            let pause = Self::COALESCE.saturating_sub(woke.elapsed()).min(timeout);
+            std::thread::sleep(pause);
+        }
+        let Some(fd) = &self.inotify else {
+            std::thread::sleep(timeout.saturating_sub(started.elapsed()).min(Self::POLL));
+            return false;
+        };
+        let left = timeout.saturating_sub(started.elapsed());
+        let ts = Timespec {
+            tv_sec: left.as_secs() as _,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        // An interrupted poll is an early wake-up, which every caller tolerates.
+        let _ = rustix::event::poll(&mut fds, Some(&ts));
+        let changed = !fds[0].revents().is_empty();
+        self.clear();
+        if changed {
+            self.woke = Some(Instant::now());
+        }
+        changed
+    }
+
+    /// The descriptor that becomes readable on a change, for async callers (who then call
+    /// [`JobWatch::clear`]); `None` when there is none and they must poll.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inotify.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Forgets the changes seen so far.
+    pub fn clear(&self) {
+        if let Some(fd) = &self.inotify {
+            let mut buf = [0u8; 4096];
+            while matches!(rustix::io::read(fd, &mut buf), Ok(n) if n > 0) {}
+        }
+    }
+}
+
 /// A process whose exit can be waited for without polling (a pidfd), checked to be the one
 /// meant: a pid read from a file may have been reused since.
 pub struct Process {
@@ -217,6 +320,57 @@ mod tests {
         let t = Instant::now();
         w.sleep(Duration::from_millis(200));
         assert!(t.elapsed() >= Duration::from_millis(190));
+    }
+
+    #[test]
+    fn a_job_watch_wakes_on_output_on_a_closed_lock_and_otherwise_within_its_recheck() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = std::fs::File::create(dir.path().join("monitor.lock")).unwrap();
+        let mut w = JobWatch::new(dir.path());
+        assert!(w.fd().is_some());
+        // Nothing happens: the wait ends at its timeout, or at RECHECK for a longer one.
+        let t = Instant::now();
+        assert!(!w.wait(Duration::from_millis(100)));
+        assert!(t.elapsed() >= Duration::from_millis(90));
+        let t = Instant::now();
+        assert!(!w.wait(Duration::from_secs(3600)));
+        assert!(t.elapsed() >= JobWatch::RECHECK - Duration::from_millis(10));
+        assert!(t.elapsed() < Duration::from_secs(30));
+        // Output written before the wait is not lost.
+        std::fs::write(dir.path().join("output.jsonl"), "{}\n").unwrap();
+        let t = Instant::now();
+        assert!(w.wait(Duration::from_secs(20)));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // The monitor ending: its lock (opened for writing) is closed.
+        let d = dir.path().to_path_buf();
+        let ender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(lock);
+            drop(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("monitor.lock")),
+            );
+        });
+        let t = Instant::now();
+        assert!(w.wait(Duration::from_secs(20)));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        ender.join().unwrap();
+        // A storm of writes is seen as a few wake-ups, each at least COALESCE apart.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("output.jsonl"))
+            .unwrap();
+        f.write_all(b"{}\n").unwrap();
+        assert!(w.wait(Duration::from_secs(20)));
+        f.write_all(b"{}\n").unwrap();
+        let t = Instant::now();
+        assert!(w.wait(Duration::from_secs(20)));
+        assert!(t.elapsed() >= JobWatch::COALESCE - Duration::from_millis(5));
+        // Without a directory to watch it polls, and still returns.
+        let mut gone = JobWatch::new(&dir.path().join("no-such-dir"));
+        assert!(gone.fd().is_none());
+        assert!(!gone.wait(Duration::from_secs(5)));
     }
 
     #[test]

@@ -1,9 +1,7 @@
 //! `creel output`.
 
-use std::time::Duration;
-
 use anyhow::Context;
-use creel_engine::{Engine, OutputFormat, OutputRequest};
+use creel_engine::{Engine, JobWatch, OutputFormat, OutputRequest};
 
 use super::ExitStatus;
 use crate::{printer, wire};
@@ -99,6 +97,10 @@ pub fn run(engine: &Engine, args: OutputArgs) -> anyhow::Result<ExitStatus> {
             }
         }
     }
+    // Taken before the first read, so that no output between a read and the wait is missed.
+    let mut watch = engine
+        .watch_job(&args.job)
+        .with_context(|| format!("cannot follow job {}", args.job))?;
     let mut offset = args.offset;
     let mut remaining = args.limit;
     loop {
@@ -130,6 +132,6 @@ pub fn run(engine: &Engine, args: OutputArgs) -> anyhow::Result<ExitStatus> {
             }
             continue;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        watch.wait(JobWatch::RECHECK);
     }
 }

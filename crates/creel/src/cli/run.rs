@@ -1,10 +1,8 @@
 //! `creel run`: start and follow, rendered for people (or raw with --json).
 
-use std::time::Duration;
-
 use anyhow::Context;
 use creel_engine::stream::{Line, LineSplitter, Renderer};
-use creel_engine::{Engine, JobState, OutputFormat, OutputRequest};
+use creel_engine::{Engine, JobState, JobWatch, OutputFormat, OutputRequest};
 
 use super::ExitStatus;
 use super::start::StartArgs;
@@ -19,6 +17,8 @@ pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
         "creel: job {job} in session {} (ctrl-c stops following, not the job: creel cancel {job})",
         started.session_id
     );
+    // Taken before the first read, so that no output between a read and the wait is missed.
+    let mut watch = engine.watch_job(&job)?;
     let mut offset = 0u64;
     let mut renderer = Renderer::new();
     let mut splitter = LineSplitter::new(64 << 20);
@@ -79,6 +79,6 @@ pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        watch.wait(JobWatch::RECHECK);
     }
 }

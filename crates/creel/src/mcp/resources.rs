@@ -4,13 +4,17 @@
 //!
 //! Subscriptions: a subscribed client gets `notifications/resources/updated` when the job
 //! writes output or changes state, through `resources/subscribe` (protocol versions up to
-//! 2025-11-25) or `subscriptions/listen` (2026-07-28). A watcher polls the job's stored status
-//! once a second (a cheap read) and ends once the job is final.
+//! 2025-11-25) or `subscriptions/listen` (2026-07-28). A watcher sleeps on the engine's job watch
+//! (inotify on the jobs' directories, with a look at least once a second), reads the stored
+//! status after each wake-up, and ends once every job it watches is final. A `listen` watches
+//! at most [`MAX_LISTENED`] resources.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use creel_engine::{JobState, OutputRequest};
+/// The most resources one `subscriptions/listen` watches (the rest are ignored).
+const MAX_LISTENED: usize = 256;
+
+use creel_engine::{JobState, JobWatch, OutputRequest};
 use rmcp::model::{
     ListResourceTemplatesResult, ReadResourceRequestParams, ReadResourceResponse,
     ReadResourceResult, ResourceContents, ResourceTemplate, ResourceUpdatedNotificationParam,
@@ -18,11 +22,8 @@ use rmcp::model::{
 use rmcp::service::{Peer, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer};
 
-use super::CreelServer;
 use super::params::resource;
-
-/// How often a watcher looks at its jobs.
-const WATCH_EVERY: Duration = Duration::from_secs(1);
+use super::{CreelServer, JobChanges};
 
 /// The two templates.
 pub(super) fn templates() -> ListResourceTemplatesResult {
@@ -80,10 +81,20 @@ where
     Fut: Future<Output = bool>,
 {
     let mut seen: HashMap<&str, (u64, JobState)> = HashMap::new();
-    let mut tick = tokio::time::interval(WATCH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let jobs: Vec<String> = uris
+        .iter()
+        .filter_map(|u| resource(u).map(|(job, _, _)| job.to_string()))
+        .collect();
+    // Taken before the first look, so that nothing between a look and the wait is missed.
+    let Ok(mut changes) = JobChanges::of(server, jobs).await else {
+        return;
+    };
+    let mut first = true;
     loop {
-        tick.tick().await;
+        if !first {
+            changes.wait(JobWatch::RECHECK).await;
+        }
+        first = false;
         let mut all_final = true;
         for uri in uris {
             let Some((job, _, _)) = resource(uri) else {
@@ -156,6 +167,7 @@ impl CreelServer {
             .unwrap_or_default()
             .into_iter()
             .filter(|u| resource(u).is_some())
+            .take(MAX_LISTENED)
             .collect();
         let sink = context.sink();
         tokio::select! {

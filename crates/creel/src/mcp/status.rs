@@ -1,5 +1,6 @@
 //! `claude_code_status`: a job's state, error, activity and the tail of its output.
 
+use creel_engine::JobWatch;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ProgressNotificationParam, RequestMetaObject};
 use rmcp::service::Peer;
@@ -44,6 +45,13 @@ impl CreelServer {
         let token = meta.get_progress_token();
         let started = std::time::Instant::now();
         let mut last_size = None;
+        // Taken before the first read, so that no change between a read and the wait is missed.
+        let mut changes = match wait {
+            Some(_) => super::JobChanges::of(self, vec![p.job_id.clone()])
+                .await
+                .ok(),
+            None => None,
+        };
         loop {
             let status = self
                 .job_in_session(p.job_id.clone(), p.session_id.clone())
@@ -80,7 +88,13 @@ impl CreelServer {
                     )
                     .await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let left = std::time::Duration::from_secs_f64(
+                (wait.unwrap_or(0.0) - started.elapsed().as_secs_f64()).max(0.0),
+            );
+            match &mut changes {
+                Some(c) => c.wait(left).await,
+                None => tokio::time::sleep(left.min(JobWatch::RECHECK)).await,
+            }
         }
     }
 }
