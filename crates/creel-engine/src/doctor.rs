@@ -2,6 +2,7 @@
 
 use crate::engine::Engine;
 use crate::host::{CgroupLayout, HostProfile};
+use crate::remedy::Remedy;
 
 impl Engine {
     /// Host checks: runtime, OCI runtime, cgroups, rlimits, rootless limits, networking,
@@ -20,8 +21,10 @@ pub struct DoctorFinding {
     pub level: DoctorLevel,
     /// What was found.
     pub message: String,
-    /// What to do, if anything.
+    /// What to do, if anything, in words.
     pub hint: Option<String>,
+    /// What to do, as data, for the face to phrase (when `hint` is `None`).
+    pub remedy: Option<Remedy>,
 }
 
 /// A doctor verdict.
@@ -35,42 +38,56 @@ pub enum DoctorLevel {
     Error,
 }
 
-pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
-    let mut out = Vec::new();
-    let mut add = |check: &str, level, message: String, hint: Option<&str>| {
-        out.push(DoctorFinding {
+/// The findings so far.
+struct Findings(Vec<DoctorFinding>);
+
+impl Findings {
+    /// A finding with advice in words.
+    fn add(&mut self, check: &str, level: DoctorLevel, message: String, hint: Option<&str>) {
+        self.0.push(DoctorFinding {
             check: check.into(),
             level,
             message,
             hint: hint.map(String::from),
+            remedy: None,
         });
-    };
+    }
+
+    /// A finding with a remedy for the face to phrase.
+    fn advise(&mut self, check: &str, level: DoctorLevel, message: String, remedy: Option<Remedy>) {
+        self.0.push(DoctorFinding {
+            check: check.into(),
+            level,
+            message,
+            hint: None,
+            remedy,
+        });
+    }
+}
+
+pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
+    let mut f = Findings(Vec::new());
     let config = engine.config();
     let runtime = engine.configured_runtime();
     match &runtime {
         Ok(rt) => match rt.version() {
-            Ok(v) => add(
+            Ok(v) => f.add(
                 "runtime",
                 DoctorLevel::Ok,
                 format!("{} {v} at `{}`", rt.kind(), rt.binary().display()),
                 None,
             ),
-            Err(e) => add(
+            Err(e) => f.add(
                 "runtime",
                 DoctorLevel::Error,
                 format!("{} does not answer: {e}", rt.kind()),
                 Some("check the runtime with `podman info` / `docker info`"),
             ),
         },
-        Err(e) => add(
-            "runtime",
-            DoctorLevel::Error,
-            e.to_string(),
-            e.hint().as_deref(),
-        ),
+        Err(e) => f.advise("runtime", DoctorLevel::Error, e.to_string(), e.remedy()),
     }
     let host = HostProfile::detect(config, config.runtime);
-    add(
+    f.add(
         "mode",
         DoctorLevel::Ok,
         if host.rootless {
@@ -88,7 +105,7 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
         },
         None,
     );
-    add(
+    f.add(
         "cgroups",
         DoctorLevel::Ok,
         host.cgroup.as_str().to_string(),
@@ -102,7 +119,7 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
     } else {
         DoctorLevel::Ok
     };
-    add(
+    f.add(
         "oci runtime",
         oci_level,
         format!(
@@ -118,7 +135,7 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
         .map(|(n, v)| format!("{n}={v}"))
         .collect::<Vec<_>>()
         .join(", ");
-    add(
+    f.add(
         "rlimits",
         DoctorLevel::Ok,
         format!(
@@ -129,13 +146,13 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
         None,
     );
     match host.limits_warning() {
-        Some(w) => add(
+        Some(w) => f.add(
             "resource limits",
             DoctorLevel::Warn,
             w,
             Some("run creel as root, or use a cgroup v2 host, to enforce memory/CPU/pids limits"),
         ),
-        None => add(
+        None => f.add(
             "resource limits",
             DoctorLevel::Ok,
             format!(
@@ -147,14 +164,14 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
     }
     if host.rootless && config.network == crate::config::NetworkMode::Bridge {
         if host.tun_usable {
-            add(
+            f.add(
                 "network",
                 DoctorLevel::Ok,
                 "rootless bridge networking via slirp4netns (/dev/net/tun usable)".into(),
                 None,
             );
         } else {
-            add(
+            f.add(
                 "network",
                 DoctorLevel::Error,
                 "rootless networking (slirp4netns) needs /dev/net/tun, which this user cannot open; jobs with network = \"bridge\" are refused".into(),
@@ -164,7 +181,7 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
     } else if config.network == crate::config::NetworkMode::Allowlist {
         let mut hosts = vec![crate::egress::ANTHROPIC_API_HOST.to_string()];
         hosts.extend(config.egress_allow.iter().cloned());
-        add(
+        f.add(
             "network",
             DoctorLevel::Ok,
             format!(
@@ -174,7 +191,7 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
             None,
         );
     } else {
-        add(
+        f.add(
             "network",
             DoctorLevel::Ok,
             format!("network = \"{}\"", config.network.as_str()),
@@ -183,22 +200,22 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
     }
     if let Ok(rt) = &runtime {
         match rt.image_exists(&config.image) {
-            Ok(true) => add(
+            Ok(true) => f.add(
                 "image",
                 DoctorLevel::Ok,
                 format!("`{}` present", config.image),
                 None,
             ),
-            Ok(false) => {
-                let hint = crate::error::image_hint(&config.image, &rt.kind().to_string());
-                add(
-                    "image",
-                    DoctorLevel::Error,
-                    format!("`{}` not found", config.image),
-                    Some(&hint),
-                )
-            }
-            Err(e) => add("image", DoctorLevel::Error, e.to_string(), None),
+            Ok(false) => f.advise(
+                "image",
+                DoctorLevel::Error,
+                format!("`{}` not found", config.image),
+                Some(Remedy::BuildImage {
+                    image: config.image.clone(),
+                    docker: rt.kind() == crate::config::RuntimeKind::Docker,
+                }),
+            ),
+            Err(e) => f.add("image", DoctorLevel::Error, e.to_string(), None),
         }
     }
     // Where Claude's API requests go: the configured upstream, else Anthropic's API.
@@ -211,7 +228,7 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
             .iter()
             .any(|p| u.starts_with(p))
     });
-    add(
+    f.add(
         "api",
         DoctorLevel::Ok,
         match &upstream {
@@ -230,14 +247,14 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
     let key = engine.api_key.is_some() || config.api_key_file.is_some();
     let creds = engine.credentials_file().filter(|c| c.is_file());
     match (key, creds) {
-        (true, _) => add("login", DoctorLevel::Ok, "API key".into(), None),
-        (false, Some(c)) => add(
+        (true, _) => f.add("login", DoctorLevel::Ok, "API key".into(), None),
+        (false, Some(c)) => f.add(
             "login",
             DoctorLevel::Ok,
             format!("OAuth credentials `{}`", c.display()),
             None,
         ),
-        (false, None) if local_upstream => add(
+        (false, None) if local_upstream => f.add(
             "login",
             DoctorLevel::Error,
             "no API key and no OAuth credentials".into(),
@@ -245,20 +262,20 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
                 "a local stand-in such as `creel fake-model` takes any key: export ANTHROPIC_API_KEY=stand-in",
             ),
         ),
-        (false, None) => add(
+        (false, None) => f.add(
             "login",
             DoctorLevel::Error,
             "no API key and no OAuth credentials".into(),
             Some("export ANTHROPIC_API_KEY=..., or log in with `claude` on this host"),
         ),
     }
-    add(
+    f.add(
         "store",
         DoctorLevel::Ok,
         format!("`{}`", engine.home().join("creel.db").display()),
         None,
     );
-    out
+    f.0
 }
 
 fn fmt_limit(v: u64) -> String {

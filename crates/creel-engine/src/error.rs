@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::remedy::Remedy;
+
 /// Whether an error is the caller's fault or the environment's (exit codes 2 and 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCategory {
@@ -122,21 +124,18 @@ impl Error {
     }
 
     /// A suggestion for the user, where one helps.
-    pub fn hint(&self) -> Option<String> {
+    pub fn remedy(&self) -> Option<Remedy> {
         match self {
-            Error::InvalidSessionId { .. } => Some(
-                "session ids are 1-128 characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit".into(),
-            ),
-            Error::UnknownJob(_) => Some("`creel sessions` lists sessions and their active jobs".into()),
-            Error::SessionBusy { job, .. } => Some(format!(
-                "wait for it with `creel wait {job}` or stop it with `creel cancel {job}`"
-            )),
-            Error::ImageMissing { image, runtime } => Some(image_hint(image, runtime)),
-            Error::NoLogin { .. } => Some(
-                "export ANTHROPIC_API_KEY=... or run `claude login` on this host (Claude Pro/Max)".into(),
-            ),
-            Error::Runtime(e) => e.hint(),
-            Error::Image(e) => e.hint(),
+            Error::InvalidSessionId { .. } => Some(Remedy::SessionIdFormat),
+            Error::UnknownJob(_) => Some(Remedy::FindJob),
+            Error::SessionBusy { job, .. } => Some(Remedy::WaitOrCancel { job: job.clone() }),
+            Error::ImageMissing { image, runtime } => Some(Remedy::BuildImage {
+                image: image.clone(),
+                docker: runtime == "docker",
+            }),
+            Error::NoLogin { .. } => Some(Remedy::Login),
+            Error::Runtime(e) => e.remedy(),
+            Error::Image(e) => e.remedy(),
             _ => None,
         }
     }
@@ -257,29 +256,26 @@ pub enum ImageError {
 
 impl ImageError {
     /// A suggestion for the user.
-    pub fn hint(&self) -> Option<String> {
+    pub fn remedy(&self) -> Option<Remedy> {
         match self {
-            ImageError::ToolMissing { tool: "podman", .. } => {
-                Some("apt-get install podman runc uidmap slirp4netns".into())
-            }
-            ImageError::ToolMissing { tool: "npm", .. } => Some(
-                "install Node.js and npm (Debian: `apt-get install npm`), or put a cached binary in the cache dir".into(),
-            ),
-            ImageError::ToolMissing { tool, .. } => Some(format!("apt-get install {tool}")),
-            ImageError::NeedsRoot { .. } => Some(
-                "run `creel image build --offline` once as root (the Debian rootfs is then cached), or build online".into(),
-            ),
-            ImageError::Failed { online: true, tail, .. }
-                if tail.contains("registry") || tail.contains("no such host") || tail.contains("pull") =>
+            ImageError::ToolMissing { tool, .. } => Some(Remedy::InstallTool {
+                tool: tool.to_string(),
+            }),
+            ImageError::NeedsRoot { .. } => Some(Remedy::BuildOfflineAsRoot),
+            ImageError::Failed {
+                online: true, tail, ..
+            } if tail.contains("registry")
+                || tail.contains("no such host")
+                || tail.contains("pull") =>
             {
-                Some("no container registry reachable? `creel image build --offline` needs none".into())
+                Some(Remedy::BuildOffline)
             }
-            ImageError::Failed { command, .. } if command.starts_with("debootstrap") => Some(
-                "debootstrap needs the Debian archive (`--mirror URL` picks another); once it succeeds the rootfs is cached".into(),
-            ),
-            ImageError::Failed { command, .. } if command.starts_with("npm") => Some(
-                "npm needs the npm registry (`npm config get registry`); once it succeeds the binary is cached".into(),
-            ),
+            ImageError::Failed { command, .. } if command.starts_with("debootstrap") => {
+                Some(Remedy::DebianMirror)
+            }
+            ImageError::Failed { command, .. } if command.starts_with("npm") => {
+                Some(Remedy::NpmRegistry)
+            }
             _ => None,
         }
     }
@@ -294,18 +290,5 @@ impl ImageError {
             path: path.into(),
             source,
         }
-    }
-}
-
-/// How to get a missing image: `creel image build` makes it with Podman, so a Docker user also
-/// copies it over.
-pub(crate) fn image_hint(image: &str, runtime: &str) -> String {
-    if runtime == "docker" {
-        format!(
-            "build it with Podman and load it into Docker: `creel image build && podman save {image} | docker load` \
-             (Podman only builds; jobs run on Docker), or choose another with `image` in the config"
-        )
-    } else {
-        "build it with `creel image build`, or choose another with `image` in the config".into()
     }
 }

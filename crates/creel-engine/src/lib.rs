@@ -35,6 +35,7 @@ pub(crate) mod logfile;
 pub(crate) mod login;
 pub mod monitor;
 pub(crate) mod netns;
+mod remedy;
 pub(crate) mod runtime;
 pub(crate) mod session;
 pub(crate) mod store;
@@ -52,6 +53,7 @@ pub use engine::{Engine, EngineOptions, MonitorLauncher};
 pub use error::{Error, ErrorCategory, Result};
 pub use job::start::MAX_PROMPT as MAX_PROMPT_BYTES;
 pub use job::{ErrorKind, JobRecord, JobState};
+pub use remedy::Remedy;
 pub use session::SessionSummary;
 pub use watch::JobWatch;
 

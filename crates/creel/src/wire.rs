@@ -307,7 +307,10 @@ impl From<&DoctorFinding> for DoctorWire {
             }
             .into(),
             message: f.message.clone(),
-            hint: f.hint.clone(),
+            hint: f
+                .hint
+                .clone()
+                .or_else(|| f.remedy.as_ref().map(crate::cli::remedy::phrase)),
         }
     }
 }

@@ -106,7 +106,7 @@ fn bad_start_requests_are_refused() {
         &env,
         &["start", "say hi", "--max-turns", "0"],
         2,
-        "max-turns",
+        "max turns",
     );
     // `--model --evil` is refused by clap before creel's own check could run; `--model=--evil`
     // reaches it, and it is creel's message that must name the model.

@@ -51,7 +51,7 @@ impl StartRequest {
         }
         if self.max_turns == Some(0) {
             return Err(Error::InvalidRequest(
-                "--max-turns must be at least 1".into(),
+                "the turn limit (max turns) must be at least 1".into(),
             ));
         }
         Ok(())
@@ -83,7 +83,7 @@ impl Engine {
         };
         if let (Some(s), Some(_)) = (&existing, &req.workspace) {
             return Err(Error::InvalidRequest(format!(
-                "session `{}` already exists with workspace `{}`; --workspace is only for a new session",
+                "session `{}` already exists with workspace `{}`; a workspace is only for a new session",
                 s.id,
                 s.workspace.display()
             )));

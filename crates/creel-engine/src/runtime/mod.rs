@@ -63,20 +63,22 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            RuntimeError::Missing { bin } if bin.contains("podman") => Some(
-                "install Podman (`apt-get install podman runc uidmap slirp4netns`), or pick Docker with `--runtime docker`; `creel doctor` checks the host".into(),
-            ),
-            RuntimeError::Missing { .. } => Some("install it, or pick another with `--runtime`; `creel doctor` checks the host".into()),
-            RuntimeError::Failed { stderr, .. } if stderr.contains("crun") && stderr.contains("cgroup") => Some(
-                "this host's hybrid cgroup layout needs runc: set `oci_runtime = \"runc\"` (`creel doctor` explains)".into(),
-            ),
-            RuntimeError::Failed { stderr, .. } if stderr.contains("rlimit") => Some(
-                "the host's hard rlimits are lower than the container asks for; `creel doctor` shows the limits creel uses".into(),
-            ),
-            _ => Some("`creel doctor` checks the container runtime on this host".into()),
-        }
+    pub fn remedy(&self) -> Option<crate::Remedy> {
+        use crate::Remedy;
+        Some(match self {
+            RuntimeError::Missing { bin } => Remedy::InstallRuntime {
+                podman: bin.contains("podman"),
+            },
+            RuntimeError::Failed { stderr, .. }
+                if stderr.contains("crun") && stderr.contains("cgroup") =>
+            {
+                Remedy::UseRunc
+            }
+            RuntimeError::Failed { stderr, .. } if stderr.contains("rlimit") => {
+                Remedy::RaiseRlimits
+            }
+            _ => Remedy::CheckHost,
+        })
     }
 }
 

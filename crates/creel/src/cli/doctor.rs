@@ -37,6 +37,7 @@ pub fn run(
                 None => "defaults, with CREEL_* variables over them".into(),
             },
             hint: None,
+            remedy: None,
         },
     );
     let failed = findings.iter().any(|f| f.level == DoctorLevel::Error);
@@ -52,7 +53,11 @@ pub fn run(
                 DoctorLevel::Error => "ERROR",
             };
             out.push_str(&format!("{tag} {:<16} {}\n", f.check, f.message));
-            if let Some(h) = &f.hint {
+            let hint = f
+                .hint
+                .clone()
+                .or_else(|| f.remedy.as_ref().map(super::remedy::phrase));
+            if let Some(h) = hint {
                 out.push_str(&format!("      {:<16} hint: {h}\n", ""));
             }
         }

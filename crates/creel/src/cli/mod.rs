@@ -6,6 +6,7 @@ mod doctor;
 mod image;
 mod monitor;
 mod output;
+pub(crate) mod remedy;
 mod run;
 mod sessions;
 mod start;
@@ -238,8 +239,8 @@ pub fn report_error(err: &anyhow::Error) -> ExitStatus {
     for cause in err.chain().skip(1) {
         eprintln!("  Caused by: {cause}");
     }
-    if let Some(h) = engine_err.and_then(|e| e.hint()) {
-        eprintln!("\nhint: {h}");
+    if let Some(r) = engine_err.and_then(|e| e.remedy()) {
+        eprintln!("\nhint: {}", remedy::phrase(&r));
     }
     status
 }

@@ -334,16 +334,7 @@ impl ToolError {
 
 impl From<creel_engine::Error> for ToolError {
     fn from(e: creel_engine::Error) -> ToolError {
-        // The CLI's hints name CLI commands; point a model at the tools instead.
-        let hint = match &e {
-            creel_engine::Error::UnknownJob(_) => {
-                Some("claude_code_sessions lists sessions and their active jobs".to_string())
-            }
-            creel_engine::Error::SessionBusy { job, .. } => Some(format!(
-                "poll claude_code_status with job_id `{job}` until it ends, or stop it with claude_code_cancel"
-            )),
-            _ => e.hint(),
-        };
+        let hint = e.remedy().map(|r| phrase(&r));
         // One line with every cause, as the CLI prints them one per line.
         let mut message = e.to_string();
         let mut source = std::error::Error::source(&e);
@@ -352,6 +343,40 @@ impl From<creel_engine::Error> for ToolError {
             source = s.source();
         }
         ToolError { message, hint }
+    }
+}
+
+/// The engine's remedies in a model's words: the tools to call, and what only the operator of
+/// the server's host can do.
+fn phrase(r: &creel_engine::Remedy) -> String {
+    use creel_engine::Remedy;
+    let operator = |what: &str| format!("this needs the operator of the MCP server's host: {what}");
+    match r {
+        Remedy::SessionIdFormat => "session ids are 1-128 characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit".into(),
+        Remedy::FindJob => "claude_code_sessions lists sessions and their active jobs".into(),
+        Remedy::WaitOrCancel { job } => format!(
+            "poll claude_code_status with job_id `{job}` until it ends, or stop it with claude_code_cancel"
+        ),
+        Remedy::BuildImage { image, docker: true } => operator(&format!(
+            "build the sandbox image with `creel image build && podman save {image} | docker load`"
+        )),
+        Remedy::BuildImage { docker: false, .. } => {
+            operator("build the sandbox image with `creel image build`")
+        }
+        Remedy::Login => operator(
+            "set ANTHROPIC_API_KEY (or api_key_file in creel's config) in the server's environment, or run `claude login` there",
+        ),
+        Remedy::InstallRuntime { .. } => {
+            operator("install Podman or Docker where the server runs; `creel doctor` checks the host")
+        }
+        Remedy::UseRunc => operator("set `oci_runtime = \"runc\"` in creel's config (`creel doctor` explains)"),
+        Remedy::RaiseRlimits | Remedy::CheckHost => {
+            operator("`creel doctor` checks the container runtime on the server's host")
+        }
+        Remedy::InstallTool { tool } => operator(&format!("install `{tool}`")),
+        Remedy::BuildOfflineAsRoot | Remedy::BuildOffline | Remedy::DebianMirror | Remedy::NpmRegistry => {
+            operator("build the sandbox image with `creel image build --offline`")
+        }
     }
 }
 
@@ -567,6 +592,26 @@ mod tests {
         let s = serde_json::Value::Object(input_schema::<params::OutputParams>().as_ref().clone());
         assert!(!s.to_string().contains("uint64"), "{s}");
         assert_eq!(s["required"], serde_json::json!(["job_id"]));
+    }
+
+    #[test]
+    fn remedies_name_tools_for_what_a_model_can_do_and_the_operator_for_the_rest() {
+        use creel_engine::Remedy;
+        for (r, tool) in [
+            (Remedy::FindJob, "claude_code_sessions"),
+            (
+                Remedy::WaitOrCancel { job: "j".into() },
+                "claude_code_cancel",
+            ),
+        ] {
+            let text = phrase(&r);
+            assert!(text.contains(tool) && !text.contains("creel "), "{text}");
+        }
+        let text = phrase(&Remedy::BuildImage {
+            image: "i".into(),
+            docker: false,
+        });
+        assert!(text.starts_with("this needs the operator"), "{text}");
     }
 
     #[test]
