@@ -31,6 +31,9 @@ pub const LABEL_SESSION: &str = "io.creel.session";
 /// The state root label.
 pub const LABEL_HOME: &str = "io.creel.home";
 
+/// The file in the job's directory the runtime logs the container's output to (Podman writes
+/// it where it is told; Docker keeps its own, which `inspect` names).
+pub const CONTAINER_LOG: &str = "container.log";
 /// Podman only: the file in the job's directory (beside the log) that receives conmon's pid,
 /// which the monitor waits on instead of running `podman wait`.
 pub const CONMON_PIDFILE: &str = "conmon.pid";

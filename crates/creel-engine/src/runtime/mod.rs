@@ -134,6 +134,35 @@ pub trait ContainerRuntime: Send + Sync {
     ) -> Result<Vec<String>, RuntimeError>;
     /// The format of the log file the runtime writes for creel's containers.
     fn log_format(&self) -> LogFormat;
+    /// The file the runtime logs container `id`'s output to (started for the job whose
+    /// directory is `job_dir`).
+    fn log_path(&self, job_dir: &Path, id: &str) -> Result<PathBuf, RuntimeError>;
+    /// Blocks until container `id` has ended, and says how that was learnt. The default asks
+    /// the runtime ([`ContainerRuntime::wait`]).
+    fn wait_exit(&self, job_dir: &Path, id: &str) -> Exit {
+        let _ = job_dir;
+        Exit::Waited(self.wait(id))
+    }
+    /// The host pid of container `id`'s first process while it runs. The default asks the
+    /// runtime (`inspect`).
+    fn container_pid(&self, job_dir: &Path, id: &str) -> Option<i64> {
+        let _ = job_dir;
+        self.inspect(id)
+            .ok()
+            .flatten()
+            .filter(|i| i.running && i.pid > 0)
+            .map(|i| i.pid)
+    }
+}
+
+/// How the monitor learnt that a container ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// conmon recorded its exit (with the code, when its exit file could be read), or exited.
+    /// Either way the container's last output is in the log.
+    Conmon(Option<i64>),
+    /// `wait` returned.
+    Waited(Result<i64, RuntimeError>),
 }
 
 /// [`ContainerRuntime`] through the podman or docker CLI.
@@ -393,6 +422,37 @@ impl ContainerRuntime for CliRuntime {
             RuntimeKind::Podman => LogFormat::K8sFile,
             RuntimeKind::Docker => LogFormat::DockerJson,
         }
+    }
+
+    fn log_path(&self, job_dir: &Path, id: &str) -> Result<PathBuf, RuntimeError> {
+        // Podman writes where `argv.rs` told it to; Docker chooses, and `inspect` says where.
+        Ok(match self.kind {
+            RuntimeKind::Podman => None,
+            RuntimeKind::Docker => self.inspect(id)?.and_then(|i| i.log_path),
+        }
+        .unwrap_or_else(|| job_dir.join(argv::CONTAINER_LOG)))
+    }
+
+    fn wait_exit(&self, job_dir: &Path, id: &str) -> Exit {
+        // `podman wait` is the fallback: Docker, a container started before creel wrote
+        // conmon.pid, no pidfd support.
+        if self.kind == RuntimeKind::Podman
+            && let Some(exit) = podman::wait_conmon(job_dir, id)
+        {
+            return exit;
+        }
+        Exit::Waited(self.wait(id))
+    }
+
+    fn container_pid(&self, job_dir: &Path, id: &str) -> Option<i64> {
+        // Podman's `--pidfile`, else `inspect`.
+        crate::files::read_pid_file(&job_dir.join(argv::CONTAINER_PIDFILE)).or_else(|| {
+            self.inspect(id)
+                .ok()
+                .flatten()
+                .filter(|i| i.running && i.pid > 0)
+                .map(|i| i.pid)
+        })
     }
 }
 

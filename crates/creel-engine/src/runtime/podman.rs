@@ -31,6 +31,22 @@ pub(crate) fn podman_image_index(bin: &Path) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// Waits for the end of container `cid` through its conmon (pid in the job's `conmon.pid`).
+/// conmon drains the container's output into the log, then writes the exit code to
+/// `<--exit-dir>/<cid>`, then runs podman's cleanup and waits for it (~100 ms) before it
+/// exits: the exit file is the earliest sign that everything is in the log, conmon's exit the
+/// fallback. `None` when there is no such conmon (or no pidfd support): then ask podman.
+pub(crate) fn wait_conmon(job_dir: &Path, cid: &str) -> Option<super::Exit> {
+    let pid = crate::files::read_pid_file(&job_dir.join(super::argv::CONMON_PIDFILE))?;
+    let conmon = crate::watch::Process::open(i32::try_from(pid).ok()?, cid)?;
+    let Some(exit_dir) = conmon_exit_dir(conmon.args()) else {
+        conmon.wait();
+        return Some(super::Exit::Conmon(None));
+    };
+    conmon.wait_for_file_or_exit(&exit_dir, cid);
+    Some(super::Exit::Conmon(conmon_exit_code(&exit_dir, cid)))
+}
+
 /// The directory conmon writes the container's exit file to (its `--exit-dir` argument).
 pub(crate) fn conmon_exit_dir<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;

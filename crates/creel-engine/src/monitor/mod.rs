@@ -1,0 +1,490 @@
+//! The per-job monitor: one small process per job (as conmon is per container) that owns the
+//! job from acceptance to its final state. It starts the container, copies the runtime's log
+//! into the job's clean output file by byte offset (never `logs -f`), enforces the startup and
+//! idle timeouts and the output limit, samples metrics, finalises the job exactly once and
+//! removes the container.
+//!
+//! **Crash safety:** the monitor holds the job's lock while alive. Progress is checkpointed as a
+//! pair (log bytes consumed, output bytes written) after the output is flushed; a new monitor
+//! truncates the output to the checkpoint and resumes from the log offset, so output is
+//! byte-exact whatever moment the previous monitor died at.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::engine::job_dir;
+use crate::error::{Error, Result};
+use crate::files::read_pid_file;
+use crate::job::{ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms};
+use crate::runtime::argv::PAUSE_PIDFILE;
+use crate::runtime::argv::{ContainerArgs, LABEL_JOB, LABEL_PAUSE, pause_args, run_args};
+use crate::runtime::{CliRuntime, ContainerRuntime};
+use crate::store::{Progress, Store};
+use crate::stream::{Line, StreamFacts};
+
+mod follow;
+mod verdict;
+
+use verdict::{KillReason, is_image_missing};
+
+/// How often the log is polled when nothing new arrived and inotify is not available.
+const POLL: Duration = Duration::from_millis(20);
+/// How often progress is checkpointed while output flows.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the job's state is re-read (to notice a cancel).
+const STATE_EVERY: Duration = Duration::from_millis(300);
+/// How often metrics are sampled.
+const STATS_EVERY: Duration = Duration::from_secs(2);
+/// How much of the container's stderr is kept in `stderr.log` (the rest is counted, and its
+/// last bytes kept in memory for the error message).
+const STDERR_KEEP: u64 = 1 << 20;
+/// With an output limit, consumed parts of the runtime's log are given back to the file
+/// system (hole-punched) once this much has been consumed since the last time.
+const PUNCH_EVERY: u64 = 1 << 20;
+/// Lines longer than this are kept as output but not parsed for facts.
+const MAX_PARSE_LINE: usize = 16 << 20;
+/// Grace between SIGTERM and SIGKILL when creel stops a container.
+const STOP_GRACE_SECS: u64 = 2;
+
+/// Runs the monitor for `job_id` under `home` until the job is final. `inherited_lock` is the
+/// job's lock handed over by the process that spawned us; without it the monitor takes the lock
+/// itself, and quietly returns if another monitor holds it.
+pub fn run(home: &Path, job_id: &str, inherited_lock: Option<File>) -> Result<()> {
+    let lock = match inherited_lock {
+        Some(f) => {
+            // The lock came in without close-on-exec; children (podman, conmon) must not hold
+            // it, or a dead monitor would look alive as long as the container runs.
+            if let Ok(flags) = rustix::io::fcntl_getfd(&f) {
+                let _ = rustix::io::fcntl_setfd(&f, flags | rustix::io::FdFlags::CLOEXEC);
+            }
+            f
+        }
+        None => match crate::engine::try_lock_job(home, job_id)? {
+            Some(f) => f,
+            None => return Ok(()),
+        },
+    };
+    let store = Store::open(&home.join("creel.db"))?;
+    let job = store
+        .job(job_id)?
+        .ok_or_else(|| Error::UnknownJob(job_id.to_string()))?;
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(CliRuntime::new(
+        job.spec.runtime,
+        Some(&job.spec.runtime_bin),
+    )?);
+    let denied = job.egress_denied.clone();
+    let mut m = Monitor {
+        home: home.to_path_buf(),
+        dir: job_dir(home, job_id),
+        store,
+        runtime,
+        job,
+        pause: None,
+        denied: Arc::new(Mutex::new(denied)),
+    };
+    let result = m.drive();
+    // Whatever happened, a final job announces itself (once).
+    let notified = m.notify();
+    drop(lock);
+    result.and(notified)
+}
+
+struct Monitor {
+    home: PathBuf,
+    dir: PathBuf,
+    store: Store,
+    runtime: Arc<dyn ContainerRuntime>,
+    job: JobRecord,
+    /// Allowlist mode: the container holding the job's network namespace.
+    pause: Option<String>,
+    /// Allowlist mode: refusals (a bounded summary).
+    denied: Arc<Mutex<crate::egress::Refusals>>,
+}
+
+impl Monitor {
+    fn drive(&mut self) -> Result<()> {
+        let result = self.drive_job();
+        // The namespace holder lives exactly as long as the job.
+        if self.job.spec.egress.is_some()
+            && let Ok(ids) =
+                self.runtime
+                    .containers_with_label(&self.home, LABEL_PAUSE, &self.job.id)
+            && self
+                .store
+                .job(&self.job.id)
+                .ok()
+                .flatten()
+                .is_some_and(|j| j.state.is_final())
+        {
+            for p in ids {
+                let _ = self.runtime.remove(&p);
+            }
+        }
+        result
+    }
+
+    fn drive_job(&mut self) -> Result<()> {
+        let id = self.job.id.clone();
+        let mut container = self.job.container_id.clone();
+        // A pending job goes straight to `run` (a container a dead monitor already made shows
+        // up there as a name conflict); only a running job without a recorded container needs
+        // the lookup by label.
+        if container.is_none() && self.job.state != JobState::Pending {
+            container = self
+                .runtime
+                .containers_with_label(&self.home, LABEL_JOB, &id)?
+                .into_iter()
+                .next();
+            if let Some(c) = &container {
+                self.store.set_container(&id, c)?;
+                if self.job.state == JobState::Pending {
+                    self.store.set_running(&id, c, now_ms())?;
+                }
+            }
+        }
+        if self.job.spec.egress.is_some()
+            && !self.job.state.is_final()
+            && let Err(e) = self.start_egress(container.as_deref())
+        {
+            // Fail closed: without its proxy the job has no way out, and it must not run on.
+            if let Some(c) = &container {
+                let _ = self.runtime.stop(c, 0);
+            }
+            // The namespace holder runs the job's image: a vanished image shows here first.
+            let kind = if is_image_missing(&e) {
+                ErrorKind::ImageMissing
+            } else {
+                ErrorKind::Runtime
+            };
+            self.finish(
+                Some(JobError {
+                    kind,
+                    message: format!("the egress proxy could not start: {e}"),
+                }),
+                None,
+            )?;
+            if let Some(c) = &container {
+                let _ = self.runtime.remove(c);
+            }
+            return Ok(());
+        }
+        let container = match container {
+            Some(c) => c,
+            None if self.job.state.can_run() => match self.start_container()? {
+                Some(c) => c,
+                None => return Ok(()),
+            },
+            None if self.job.state.is_final() => {
+                self.tidy_files();
+                return Ok(());
+            }
+            None => {
+                // Running, but the container is gone and was never recorded.
+                self.finish(
+                    Some(JobError {
+                        kind: ErrorKind::Runtime,
+                        message: "the job's container disappeared".into(),
+                    }),
+                    None,
+                )?;
+                return Ok(());
+            }
+        };
+        self.job = self
+            .store
+            .job(&id)?
+            .ok_or_else(|| Error::UnknownJob(id.clone()))?;
+        self.follow(&container)
+    }
+
+    /// Allowlist mode: makes sure the job's network namespace exists (a pause container with
+    /// no network), binds the proxy's socket inside it and serves the proxy from this process.
+    fn start_egress(&mut self, job_container: Option<&str>) -> std::result::Result<(), String> {
+        let id = self.job.id.clone();
+        let Some(spec) = self.job.spec.egress.clone() else {
+            return Ok(());
+        };
+        let find = || {
+            self.runtime
+                .containers_with_label(&self.home, LABEL_PAUSE, &id)
+                .map(|ids| ids.into_iter().next())
+                .map_err(|e| e.to_string())
+        };
+        // As for the job's container: a pending job goes straight to `run`, and a holder that
+        // a dead monitor already made shows up as a name conflict.
+        let fresh = self.job.state == JobState::Pending && job_container.is_none();
+        let existing = if fresh { None } else { find()? };
+        let pidfile = self.dir.join(PAUSE_PIDFILE);
+        let (pause, made) = match existing {
+            Some(p) => (p, false),
+            None => {
+                let _ = std::fs::remove_file(&pidfile);
+                let args = pause_args(
+                    &id,
+                    &self.job.session_id,
+                    &self.home,
+                    &self.dir,
+                    &self.job.spec,
+                );
+                match self.runtime.run(&args) {
+                    Ok((p, _)) => (p, true),
+                    Err(e) if e.to_string().contains("already in use") => {
+                        (find()?.ok_or_else(|| e.to_string())?, false)
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        // Any live process in the namespace will do: the holder (its pid straight from the
+        // file podman wrote when we just made it), or the job itself.
+        let mut pid = if made {
+            read_pid_file(&pidfile).unwrap_or(0)
+        } else {
+            0
+        };
+        for c in [Some(pause.as_str()), job_container].into_iter().flatten() {
+            if pid > 0 {
+                break;
+            }
+            if let Ok(Some(info)) = self.runtime.inspect(c)
+                && info.running
+                && info.pid > 0
+            {
+                pid = info.pid;
+            }
+        }
+        if pid <= 0 {
+            return Err("the network namespace holder is not running".into());
+        }
+        let listener = crate::netns::listen_in(pid as i32, crate::egress::PROXY_PORT)
+            .map_err(|e| e.to_string())?;
+        let key = if self.job.spec.key_via_proxy {
+            let path = self.dir.join("api-key");
+            Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the API key: {e}"))?
+                    .trim()
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        let api = match &spec.api_upstream {
+            Some(url) => Some(crate::egress::ApiUpstream::parse(url, key)?),
+            None => None,
+        };
+        let config = Arc::new(crate::egress::ProxyConfig {
+            policy: crate::egress::Policy::new(&spec.allow, &spec.resolve),
+            api,
+        });
+        let denied = self.denied.clone();
+        let job_id = id.clone();
+        let sink: crate::egress::DenialSink = Arc::new(move |d: &crate::egress::Denial| {
+            tracing::info!(job = %job_id, host = %d.host, "egress refused: {}", d.reason);
+            denied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(&d.host);
+        });
+        std::thread::spawn(move || crate::egress::serve(listener, config, sink));
+        self.pause = Some(pause);
+        Ok(())
+    }
+
+    /// Creates and starts the container. `None` if the job ended instead.
+    fn start_container(&mut self) -> Result<Option<String>> {
+        let id = self.job.id.clone();
+        let spec = self.job.spec.clone();
+        // No image check first: `run --pull never` reports a missing image itself (as
+        // `image_missing` below), and the check would cost a runtime call per job.
+        let log_path = self.dir.join(crate::runtime::argv::CONTAINER_LOG);
+        let prompt = self.dir.join("prompt");
+        let key = self.dir.join("api-key");
+        let args = run_args(&ContainerArgs {
+            job_id: &id,
+            session_id: &self.job.session_id,
+            home: &self.home,
+            spec: &spec,
+            log_path: &log_path,
+            prompt_path: &prompt,
+            api_key_path: (spec.api_key && !spec.key_via_proxy).then_some(key.as_path()),
+            network_container: self.pause.as_deref(),
+        });
+        match self.runtime.run(&args) {
+            Ok((cid, warnings)) => {
+                for w in warnings {
+                    self.store.add_warning(&id, &w)?;
+                }
+                if !self.store.set_running(&id, &cid, now_ms())? {
+                    // Cancelled while starting: stop it; the follow loop drains and removes it.
+                    self.store.set_container(&id, &cid)?;
+                    let _ = self.runtime.stop(&cid, 0);
+                }
+                Ok(Some(cid))
+            }
+            Err(e) if e.to_string().contains("already in use") => {
+                // A previous monitor started it and died before recording it: adopt it.
+                let Some(cid) = self
+                    .runtime
+                    .containers_with_label(&self.home, LABEL_JOB, &id)?
+                    .into_iter()
+                    .next()
+                else {
+                    return Err(e.into());
+                };
+                self.store.set_container(&id, &cid)?;
+                self.store.set_running(&id, &cid, now_ms())?;
+                Ok(Some(cid))
+            }
+            Err(e) => {
+                let kind = if is_image_missing(&e.to_string()) {
+                    ErrorKind::ImageMissing
+                } else {
+                    ErrorKind::Runtime
+                };
+                self.finish(
+                    Some(JobError {
+                        kind,
+                        message: e.to_string(),
+                    }),
+                    None,
+                )?;
+                // A container may exist half-made.
+                if let Ok(ids) = self
+                    .runtime
+                    .containers_with_label(&self.home, LABEL_JOB, &id)
+                {
+                    for c in ids {
+                        let _ = self.runtime.remove(&c);
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn checkpoint(
+        &mut self,
+        id: &str,
+        out: &mut File,
+        out_path: &Path,
+        progress: &mut Progress,
+        facts: &StreamFacts,
+        metrics: &Arc<Mutex<Option<Metrics>>>,
+    ) -> Result<()> {
+        out.flush()
+            .map_err(|e| Error::io("cannot write", out_path, e))?;
+        let _ = out.sync_data();
+        apply_facts(progress, facts);
+        progress.egress_denied = self
+            .denied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(m) = metrics.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            progress.metrics = Some(m);
+        }
+        self.store.set_progress(id, progress)?;
+        Ok(())
+    }
+
+    /// Records the final state (once; a cancelled job keeps `cancelled`) and tidies up.
+    fn finish(&mut self, error: Option<JobError>, exit_code: Option<i64>) -> Result<()> {
+        let id = self.job.id.clone();
+        let state = if error.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Completed
+        };
+        let applied = self
+            .store
+            .finish(&id, state, error.as_ref(), exit_code, now_ms())?;
+        if !applied && let Some(c) = exit_code {
+            self.store.set_exit_code(&id, c)?;
+        }
+        self.tidy_files();
+        Ok(())
+    }
+
+    fn tidy_files(&self) {
+        let _ = std::fs::remove_file(self.dir.join("api-key"));
+        if let Some(host_file) = &self.job.spec.credentials_file
+            && let Err(e) = crate::login::copy_credentials_back(
+                &self.home,
+                &self.job.spec.claude_config_dir,
+                host_file,
+            )
+        {
+            tracing::warn!(job = %self.job.id, "could not write refreshed OAuth credentials back: {e}");
+        }
+    }
+
+    /// Sends the completion webhook of a final job, retrying with backoff; records delivery.
+    fn notify(&mut self) -> Result<()> {
+        let id = self.job.id.clone();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let Some(job) = self.store.job(&id)? else {
+                return Ok(());
+            };
+            if !job.webhook_pending() {
+                return Ok(());
+            }
+            let Some(spec) = job.spec.webhook.clone() else {
+                return Ok(());
+            };
+            self.store.add_webhook_attempt(&id)?;
+            let attempt = job.webhook_attempts + 1;
+            let body = crate::webhook::body(&job);
+            match crate::webhook::post(&spec, &body, &id, crate::webhook::POST_TIMEOUT) {
+                crate::webhook::Delivery::Delivered => {
+                    self.store.end_webhook(&id, Some(now_ms()))?;
+                    return Ok(());
+                }
+                crate::webhook::Delivery::GiveUp(e) => {
+                    tracing::warn!(job = %id, attempt, "webhook refused, not retried: {e}");
+                    self.store.end_webhook(&id, None)?;
+                    return Ok(());
+                }
+                crate::webhook::Delivery::Retry(e) => {
+                    tracing::warn!(job = %id, attempt, "webhook not delivered: {e}");
+                    if attempt >= crate::job::WEBHOOK_MAX_ATTEMPTS {
+                        self.store.end_webhook(&id, None)?;
+                        return Ok(());
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                }
+            }
+        }
+    }
+}
+
+fn observe(facts: &mut StreamFacts, line: Line<'_>) {
+    if let Line::Complete(l) = line {
+        facts.observe(l);
+    }
+}
+
+fn apply_facts(p: &mut Progress, f: &StreamFacts) {
+    p.claude_session_id = f.claude_session_id.clone();
+    p.num_turns = f.num_turns;
+    p.cost_usd = f.cost_usd;
+    p.result = f.result.clone();
+    p.retry = f.retry.as_ref().map(|r| Retry {
+        attempt: r.attempt,
+        max_retries: r.max_retries,
+        error: match r.status {
+            Some(s) => format!("{} ({s})", r.error),
+            None => r.error.clone(),
+        },
+    });
+}
+
+fn first_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or_default();
+    crate::stream::cut_str(line, max).to_string()
+}

@@ -1,0 +1,277 @@
+//! The monitor's decisions, as plain functions of what it has seen: the output cap, the
+//! startup and idle timeouts, and the final verdict. The follow loop feeds them; they touch no
+//! file, process or clock of their own, so they are tested here without a container engine.
+
+use crate::job::{ErrorKind, JobError, JobSpec};
+use crate::stream::{ResultFailure, StreamFacts, failure_kind};
+
+/// Why creel itself stopped a container.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct KillReason {
+    pub(super) kind: ErrorKind,
+    pub(super) message: String,
+}
+
+/// Of `len` new bytes of Claude's output, how many the output limit lets through when
+/// `written` are already kept (`limit` 0: no limit), and the reason to stop the job once the
+/// limit is reached.
+pub(super) fn cap_output(limit: u64, written: u64, len: usize) -> (usize, Option<KillReason>) {
+    if limit == 0 || written.saturating_add(len as u64) <= limit {
+        return (len, None);
+    }
+    let room = limit.saturating_sub(written);
+    let keep = usize::try_from(room).unwrap_or(usize::MAX).min(len);
+    (
+        keep,
+        Some(KillReason {
+            kind: ErrorKind::OutputLimit,
+            message: format!(
+                "output reached max_output_size ({limit} bytes); kept up to the limit"
+            ),
+        }),
+    )
+}
+
+/// The reason to stop a job whose stderr went past the output limit: `seen` bytes of it so
+/// far, `kept` of them in `stderr.log`.
+pub(super) fn cap_stderr(limit: u64, seen: u64, kept: u64) -> Option<KillReason> {
+    (limit > 0 && seen > limit).then(|| KillReason {
+        kind: ErrorKind::OutputLimit,
+        message: format!(
+            "stderr reached max_output_size ({limit} bytes); kept the first {kept} bytes"
+        ),
+    })
+}
+
+/// The startup or idle timeout, if one has passed at `now_ms`: startup counts from
+/// `started_ms` until the first output, idle from the last output, and never while the
+/// container is `busy` (using CPU: thinking, or running a tool that prints nothing).
+pub(super) fn timeout(
+    spec: &JobSpec,
+    now_ms: i64,
+    started_ms: i64,
+    last_output_ms: Option<i64>,
+    busy: bool,
+) -> Option<KillReason> {
+    match last_output_ms {
+        None if spec.startup_timeout > 0
+            && now_ms.saturating_sub(started_ms) > secs_to_ms(spec.startup_timeout) =>
+        {
+            Some(KillReason {
+                kind: ErrorKind::StartupTimeout,
+                message: format!(
+                    "no output within startup_timeout ({} s)",
+                    spec.startup_timeout
+                ),
+            })
+        }
+        Some(last)
+            if spec.idle_timeout > 0
+                && !busy
+                && now_ms.saturating_sub(last) > secs_to_ms(spec.idle_timeout) =>
+        {
+            Some(KillReason {
+                kind: ErrorKind::IdleTimeout,
+                message: format!(
+                    "no output for idle_timeout ({} s) while the container was idle",
+                    spec.idle_timeout
+                ),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The final verdict, in order of precedence: what creel stopped it for, the runtime's OOM
+/// record (or a SIGKILL under an enforced memory limit that creel did not send), Claude's
+/// result event, the exit code.
+pub(super) fn decide(
+    spec: &crate::job::JobSpec,
+    kill: Option<KillReason>,
+    oom_flag: bool,
+    exit_code: Option<i64>,
+    facts: &StreamFacts,
+    stderr_tail: &str,
+) -> Option<JobError> {
+    if let Some(k) = kill {
+        return Some(JobError {
+            kind: k.kind,
+            message: k.message,
+        });
+    }
+    if oom_flag {
+        return Some(JobError {
+            kind: ErrorKind::Oom,
+            message: format!("killed for memory exhaustion (limit {})", spec.memory),
+        });
+    }
+    if let Some(f) = failure_kind(facts) {
+        let kind = match f {
+            ResultFailure::MaxTurns => ErrorKind::MaxTurns,
+            ResultFailure::Auth => ErrorKind::Auth,
+            ResultFailure::RateLimit => ErrorKind::RateLimit,
+            ResultFailure::ApiError => ErrorKind::ApiError,
+            ResultFailure::Other => ErrorKind::ExitNonzero,
+        };
+        let message = facts
+            .result
+            .clone()
+            .filter(|r| !r.is_empty())
+            .or_else(|| facts.errors.first().cloned())
+            .unwrap_or_else(|| {
+                format!(
+                    "Claude reported an error ({})",
+                    facts.result_subtype.as_deref().unwrap_or("?")
+                )
+            });
+        return Some(JobError {
+            kind,
+            message: super::first_line(&message, 500),
+        });
+    }
+    match exit_code {
+        Some(0) => None,
+        Some(c) => Some(JobError {
+            kind: ErrorKind::ExitNonzero,
+            message: if stderr_tail.trim().is_empty() {
+                format!("claude exited with code {c}")
+            } else {
+                format!("claude exited with code {c}: {}", stderr_tail.trim())
+            },
+        }),
+        None if facts.saw_result => None,
+        None => Some(JobError {
+            kind: ErrorKind::Runtime,
+            message: "the container's exit code could not be determined".into(),
+        }),
+    }
+}
+
+/// Whether a runtime's `run` failed for want of the image (podman's and docker's words).
+pub(super) fn is_image_missing(text: &str) -> bool {
+    text.contains("image not known")
+        || text.contains("No such image")
+        || text.contains("Unable to find image")
+}
+
+/// Seconds as milliseconds, saturating (a huge timeout means "never", not an overflow).
+pub(super) fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(startup: u64, idle: u64) -> JobSpec {
+        let mut s = crate::runtime::argv::tests::spec();
+        s.startup_timeout = startup;
+        s.idle_timeout = idle;
+        s
+    }
+
+    #[test]
+    fn the_output_cap_keeps_exactly_up_to_the_limit() {
+        assert_eq!(cap_output(0, u64::MAX - 1, 10), (10, None));
+        assert_eq!(cap_output(100, 90, 10), (10, None));
+        let (keep, kill) = cap_output(100, 90, 11);
+        assert_eq!(keep, 10);
+        assert_eq!(kill.unwrap().kind, ErrorKind::OutputLimit);
+        assert_eq!(cap_output(100, 100, 5).0, 0);
+        // Already past it (a limit lowered by hand): nothing more, never an underflow.
+        assert_eq!(cap_output(100, 150, 5).0, 0);
+        assert_eq!(cap_output(100, u64::MAX, usize::MAX).0, 0);
+        assert!(cap_stderr(0, u64::MAX, 1).is_none());
+        assert!(cap_stderr(100, 100, 100).is_none());
+        let k = cap_stderr(100, 101, 100).unwrap();
+        assert!(
+            k.message.contains("kept the first 100 bytes"),
+            "{}",
+            k.message
+        );
+    }
+
+    #[test]
+    fn startup_timeout_counts_until_the_first_output() {
+        let s = spec(2, 0);
+        assert!(timeout(&s, 2_000, 0, None, false).is_none());
+        let k = timeout(&s, 2_001, 0, None, true).unwrap();
+        assert_eq!(k.kind, ErrorKind::StartupTimeout);
+        // Once output came, startup no longer matters.
+        assert!(timeout(&s, 60_000, 0, Some(1), false).is_none());
+        // 0: none.
+        assert!(timeout(&spec(0, 0), i64::MAX, 0, None, false).is_none());
+    }
+
+    #[test]
+    fn idle_timeout_counts_from_the_last_output_and_spares_a_busy_container() {
+        let s = spec(0, 5);
+        assert!(timeout(&s, 5_000, 0, Some(0), false).is_none());
+        assert_eq!(
+            timeout(&s, 5_001, 0, Some(0), false).unwrap().kind,
+            ErrorKind::IdleTimeout
+        );
+        assert!(timeout(&s, 500_000, 0, Some(0), true).is_none());
+    }
+
+    #[test]
+    fn huge_timeouts_mean_never_not_an_overflow() {
+        let s = spec(u64::MAX, u64::MAX);
+        assert!(timeout(&s, i64::MAX, i64::MIN, None, false).is_none());
+        assert!(timeout(&s, i64::MAX, 0, Some(i64::MIN), false).is_none());
+        assert_eq!(secs_to_ms(u64::MAX), i64::MAX);
+    }
+
+    fn facts(lines: &[&str]) -> StreamFacts {
+        let mut f = StreamFacts::default();
+        for l in lines {
+            f.observe(l.as_bytes());
+        }
+        f
+    }
+
+    #[test]
+    fn the_verdict_puts_creels_own_reason_first_then_oom_then_claude_then_the_exit_code() {
+        let s = spec(0, 0);
+        let ok =
+            facts(&[r#"{"type":"result","subtype":"success","is_error":false,"result":"done"}"#]);
+        let kill = KillReason {
+            kind: ErrorKind::IdleTimeout,
+            message: "idle".into(),
+        };
+        assert_eq!(
+            decide(&s, Some(kill), true, Some(137), &ok, "")
+                .unwrap()
+                .kind,
+            ErrorKind::IdleTimeout
+        );
+        assert_eq!(
+            decide(&s, None, true, Some(0), &ok, "").unwrap().kind,
+            ErrorKind::Oom
+        );
+        assert_eq!(decide(&s, None, false, Some(0), &ok, ""), None);
+        let turns = facts(&[r#"{"type":"result","subtype":"error_max_turns","is_error":true}"#]);
+        assert_eq!(
+            decide(&s, None, false, Some(1), &turns, "").unwrap().kind,
+            ErrorKind::MaxTurns
+        );
+        let e = decide(&s, None, false, Some(3), &StreamFacts::default(), "boom\n").unwrap();
+        assert_eq!(e.kind, ErrorKind::ExitNonzero);
+        assert_eq!(e.message, "claude exited with code 3: boom");
+        // No exit code: fine after Claude's result, a runtime failure without one.
+        assert_eq!(decide(&s, None, false, None, &ok, ""), None);
+        assert_eq!(
+            decide(&s, None, false, None, &StreamFacts::default(), "")
+                .unwrap()
+                .kind,
+            ErrorKind::Runtime
+        );
+    }
+
+    #[test]
+    fn image_missing_is_recognised_in_both_runtimes_words() {
+        assert!(is_image_missing("Error: x: image not known"));
+        assert!(is_image_missing("Unable to find image 'x' locally"));
+        assert!(!is_image_missing("permission denied"));
+    }
+}
