@@ -26,6 +26,8 @@ use crate::store::{Progress, Store};
 use crate::stream::{Line, StreamFacts};
 
 mod follow;
+#[cfg(test)]
+mod tests;
 mod verdict;
 
 use verdict::{KillReason, is_image_missing};
@@ -75,10 +77,23 @@ pub fn run(home: &Path, job_id: &str, inherited_lock: Option<File>) -> Result<()
         job.spec.runtime,
         Some(&job.spec.runtime_bin),
     )?);
+    let result = drive_with(home, store, job, runtime);
+    drop(lock);
+    result
+}
+
+/// The monitor's work for `job` on `runtime`, once the job's lock is held.
+fn drive_with(
+    home: &Path,
+    store: Store,
+    job: JobRecord,
+    runtime: Arc<dyn ContainerRuntime>,
+) -> Result<()> {
+    let job_id = job.id.clone();
     let denied = job.egress_denied.clone();
     let mut m = Monitor {
         home: home.to_path_buf(),
-        dir: job_dir(home, job_id),
+        dir: job_dir(home, &job_id),
         store,
         runtime,
         job,
@@ -88,7 +103,6 @@ pub fn run(home: &Path, job_id: &str, inherited_lock: Option<File>) -> Result<()
     let result = m.drive();
     // Whatever happened, a final job announces itself (once).
     let notified = m.notify();
-    drop(lock);
     result.and(notified)
 }
 
