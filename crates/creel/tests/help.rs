@@ -3,7 +3,7 @@
 use crate::util::TestEnv;
 
 fn help(args: &[&str]) -> String {
-    let env = TestEnv::new();
+    let env = TestEnv::without_image("");
     // Without the per-test paths, which clap would show as `[env: CREEL_HOME=…]`.
     let out = env
         .cmd(args)

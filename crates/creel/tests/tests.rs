@@ -21,6 +21,8 @@ mod hooks;
 mod cleanup;
 // `--help` snapshots.
 mod help;
+// Error messages snapshotted whole: exit code, stdout, stderr (no container needed).
+mod messages;
 // Rootless Podman as an unprivileged user.
 mod rootless;
 // The MCP server (`creel mcp`) driven by rmcp's client over stdio and streamable HTTP.

@@ -53,6 +53,12 @@ impl TestEnv {
     /// Like `new`, with extra TOML lines in the config file.
     pub fn with_config(extra: &str) -> TestEnv {
         ensure_image();
+        Self::without_image(extra)
+    }
+
+    /// For tests that never start a container (the fast tier: help, messages): no test image
+    /// is built, and no container engine is needed.
+    pub fn without_image(extra: &str) -> TestEnv {
         let dir = tempfile::Builder::new()
             .prefix("creel-test-")
             .tempdir()
