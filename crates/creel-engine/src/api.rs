@@ -29,6 +29,8 @@ pub struct StartResponse {
     pub session_id: String,
     /// Its state (pending).
     pub state: crate::job::JobState,
+    /// The session's workspace on the host (where Claude's files appear).
+    pub workspace: PathBuf,
 }
 
 /// What the job is doing right now.
@@ -136,4 +138,26 @@ pub struct CleanupReport {
     pub skipped_active: Vec<String>,
     /// Workspaces deleted.
     pub deleted_workspaces: Vec<PathBuf>,
+}
+
+/// Which jobs [`crate::Engine::jobs`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct JobsRequest {
+    /// Only this session's.
+    pub session: Option<String>,
+    /// Only jobs in this state.
+    pub state: Option<crate::job::JobState>,
+    /// Only unfinished jobs (pending or running); overrides `state`.
+    pub active: bool,
+    /// At most this many, newest first (0: all).
+    pub limit: u64,
+}
+
+/// One job in a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSummary {
+    /// The stored record.
+    pub record: JobRecord,
+    /// The prompt's first line, shortened (empty when the prompt is gone).
+    pub prompt_head: String,
 }

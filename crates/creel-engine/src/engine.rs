@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::api::{CleanupReport, WaitOutcome};
+use crate::api::{CleanupReport, JobSummary, JobsRequest, WaitOutcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::files::create_private_dir_all;
@@ -268,6 +268,20 @@ impl Engine {
         Ok(self.store().sessions()?)
     }
 
+    /// Jobs, newest first, as `req` selects them, each with the first line of its prompt.
+    pub fn jobs(&self, req: &JobsRequest) -> Result<Vec<JobSummary>> {
+        let records =
+            self.store()
+                .recent_jobs(req.session.as_deref(), req.state, req.active, req.limit)?;
+        Ok(records
+            .into_iter()
+            .map(|record| JobSummary {
+                prompt_head: prompt_head(&job_dir(&self.home, &record.id).join("prompt")),
+                record,
+            })
+            .collect())
+    }
+
     /// Runs the automatic cleanup of sessions idle past `session_idle_timeout`, never
     /// deleting workspaces. Errors are logged, not returned.
     pub fn auto_cleanup(&self) {
@@ -422,6 +436,28 @@ impl Engine {
     /// The host profile for new jobs.
     pub fn host_profile(&self) -> HostProfile {
         HostProfile::detect(&self.config, self.config.runtime)
+    }
+}
+
+/// The first non-empty line of a prompt file, at most 100 characters ("…" when cut), read
+/// from at most its first 4 KiB; empty when it cannot be read.
+fn prompt_head(path: &Path) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if let Ok(f) = crate::files::open_nofollow(path, false) {
+        let _ = f.take(4096).read_to_end(&mut buf);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let short = crate::stream::cut_str(line, 100);
+    if short.len() < line.len() || (line.is_empty() && buf.len() == 4096) {
+        format!("{short}…")
+    } else {
+        short.to_string()
     }
 }
 

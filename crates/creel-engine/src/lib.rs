@@ -44,8 +44,8 @@ pub(crate) mod watch;
 pub(crate) mod webhook;
 
 pub use api::{
-    Activity, CleanupReport, JobStatus, OutputChunk, OutputFormat, OutputRequest, StartRequest,
-    StartResponse, WaitOutcome,
+    Activity, CleanupReport, JobStatus, JobSummary, JobsRequest, OutputChunk, OutputFormat,
+    OutputRequest, StartRequest, StartResponse, WaitOutcome,
 };
 pub use config::Config;
 pub use doctor::{DoctorFinding, DoctorLevel};

@@ -30,6 +30,8 @@ pub struct SessionSummary {
     pub job_count: u64,
     /// The job that has not finished, if any.
     pub active_job_id: Option<String>,
+    /// The newest job, finished or not, and its state.
+    pub last_job: Option<(String, crate::job::JobState)>,
 }
 
 /// Checks a user-given session id against `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.

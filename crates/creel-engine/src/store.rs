@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
 CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN {UNFINISHED};
 CREATE INDEX IF NOT EXISTS sessions_by_activity ON sessions(last_activity);
+CREATE INDEX IF NOT EXISTS jobs_by_creation ON jobs(created_at);
 ";
 
 /// The states a job has not ended in, as an SQL list: every query about unfinished jobs uses
@@ -260,6 +261,45 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([session], |r| Ok(RawJob::from_row(r)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for raw in rows {
+            let raw = raw.map_err(|e| self.err(e))?.map_err(|e| self.err(e))?;
+            out.push(raw.into_record(&self.path)?);
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` jobs (0: all), newest first, of one session when `session` is given,
+    /// only unfinished ones when `active`, else only those in `state` when given.
+    pub fn recent_jobs(
+        &self,
+        session: Option<&str>,
+        state: Option<JobState>,
+        active: bool,
+        limit: u64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+        let mut params: Vec<String> = Vec::new();
+        if let Some(s) = session {
+            params.push(s.to_string());
+            sql.push_str(&format!(" AND session_id = ?{}", params.len()));
+        }
+        if active {
+            sql.push_str(&format!(" AND state IN {UNFINISHED}"));
+        } else if let Some(st) = state {
+            params.push(st.to_string());
+            sql.push_str(&format!(" AND state = ?{}", params.len()));
+        }
+        sql.push_str(" ORDER BY created_at DESC, rowid DESC");
+        if limit > 0 {
+            sql.push_str(&format!(" LIMIT {}", limit.min(i64::MAX as u64)));
+        }
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                Ok(RawJob::from_row(r))
+            })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for raw in rows {
@@ -479,7 +519,9 @@ impl Store {
             .prepare(
                 &format!("SELECT s.id, s.created_at, s.last_activity, s.workspace, s.workspace_created, s.claude_session_id,
                    (SELECT COUNT(*) FROM jobs j WHERE j.session_id = s.id),
-                   (SELECT j.id FROM jobs j WHERE j.session_id = s.id AND j.state IN {UNFINISHED} LIMIT 1)
+                   (SELECT j.id FROM jobs j WHERE j.session_id = s.id AND j.state IN {UNFINISHED} LIMIT 1),
+                   (SELECT j.id || ' ' || j.state FROM jobs j WHERE j.session_id = s.id
+                      ORDER BY j.created_at DESC, j.rowid DESC LIMIT 1)
                  FROM sessions s WHERE s.last_activity <= ?1 ORDER BY s.last_activity DESC, s.id"),
             )
             .map_err(|e| self.err(e))?;
@@ -489,6 +531,10 @@ impl Store {
                     record: session_from_row(r)?,
                     job_count: r.get::<_, i64>(6)? as u64,
                     active_job_id: r.get(7)?,
+                    last_job: r.get::<_, Option<String>>(8)?.and_then(|l| {
+                        let (id, state) = l.split_once(' ')?;
+                        Some((id.to_string(), JobState::parse(state)?))
+                    }),
                 })
             })
             .map_err(|e| self.err(e))?;

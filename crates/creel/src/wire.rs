@@ -18,6 +18,8 @@ pub struct StartWire {
     pub session_id: String,
     /// `pending`.
     pub status: String,
+    /// The session's workspace on the host: where Claude's files appear.
+    pub workspace: String,
 }
 
 impl From<&StartResponse> for StartWire {
@@ -26,6 +28,7 @@ impl From<&StartResponse> for StartWire {
             job_id: r.job_id.clone(),
             session_id: r.session_id.clone(),
             status: r.state.to_string(),
+            workspace: r.workspace.display().to_string(),
         }
     }
 }
@@ -230,6 +233,10 @@ pub struct SessionWire {
     pub job_count: u64,
     /// The unfinished job, if any.
     pub active_job_id: Option<String>,
+    /// The newest job, finished or not (its id, to find a lost one).
+    pub last_job_id: Option<String>,
+    /// Its state.
+    pub last_job_status: Option<String>,
     /// Claude's conversation id.
     pub claude_session_id: String,
     /// Host path of the workspace.
@@ -244,8 +251,48 @@ impl From<&SessionSummary> for SessionWire {
             last_activity: rfc3339(s.record.last_activity_ms),
             job_count: s.job_count,
             active_job_id: s.active_job_id.clone(),
+            last_job_id: s.last_job.as_ref().map(|(id, _)| id.clone()),
+            last_job_status: s.last_job.as_ref().map(|(_, st)| st.to_string()),
             claude_session_id: s.record.claude_session_id.clone(),
             workspace: s.record.workspace.display().to_string(),
+        }
+    }
+}
+
+/// One job in `creel jobs`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobListWire {
+    /// Job id.
+    pub job_id: String,
+    /// Its session.
+    pub session_id: String,
+    /// pending, running, completed, failed or cancelled.
+    pub status: String,
+    /// Why it failed, when it did (an error kind such as `idle_timeout`).
+    pub error_kind: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, once final.
+    pub finished_at: Option<String>,
+    /// The prompt's first line, shortened.
+    pub prompt: String,
+    /// Host path of the workspace.
+    pub workspace: String,
+}
+
+impl From<&creel_engine::JobSummary> for JobListWire {
+    fn from(j: &creel_engine::JobSummary) -> Self {
+        let r = &j.record;
+        JobListWire {
+            job_id: r.id.clone(),
+            session_id: r.session_id.clone(),
+            status: r.state.to_string(),
+            error_kind: r.error.as_ref().map(|e| e.kind.as_str().to_string()),
+            created_at: rfc3339(r.created_at_ms),
+            finished_at: r.finished_at_ms.map(rfc3339),
+            prompt: j.prompt_head.clone(),
+            workspace: r.spec.workspace.display().to_string(),
         }
     }
 }

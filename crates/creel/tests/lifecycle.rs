@@ -719,3 +719,58 @@ fn an_image_that_vanishes_before_the_container_starts_fails_the_job_as_image_mis
     }
     panic!("ten attempts and the monitor always started the container first");
 }
+
+#[test]
+fn jobs_lists_newest_first_with_filters_and_sessions_name_the_last_job() {
+    let env = TestEnv::new();
+    let (first, s1) = env.start(
+        "say one\nmore lines of the prompt",
+        &["--session", "list-a"],
+    );
+    env.wait(&first);
+    let (second, _) = env.start("say two", &["--session", "list-b"]);
+    env.wait(&second);
+    let (live, _) = env.start("say live\nsleep 60", &["--session", "list-c"]);
+    eventually(Duration::from_secs(20), "running", || {
+        (env.json(&["status", &live, "--json"])["status"] == "running").then_some(())
+    });
+
+    let all = env.json(&["jobs", "--json"]);
+    let ids: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [live.as_str(), second.as_str(), first.as_str()]);
+    assert_eq!(all[2]["prompt"], "say one");
+    assert_eq!(all[2]["sessionId"], s1.as_str());
+    assert_eq!(all[2]["status"], "completed");
+    assert!(all[2]["finishedAt"].is_string());
+    let active = env.json(&["jobs", "--state", "active", "--json"]);
+    assert_eq!(active.as_array().unwrap().len(), 1, "{active}");
+    assert_eq!(active[0]["jobId"], live.as_str());
+    let of_a = env.json(&["jobs", "--session", "list-a", "--json"]);
+    assert_eq!(of_a.as_array().unwrap().len(), 1);
+    let one = env.run(&["jobs", "--limit", "1"]);
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert!(text.starts_with("JOB ") && text.contains(&live), "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        String::from_utf8_lossy(&one.stderr).contains("--limit 0 lists all"),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    // A finished job is found from its session.
+    let sessions = env.json(&["sessions", "--json"]);
+    let a = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sessionId"] == "list-a")
+        .unwrap();
+    assert_eq!(a["lastJobId"], first.as_str());
+    assert_eq!(a["lastJobStatus"], "completed");
+    assert!(a["activeJobId"].is_null());
+    env.run(&["cancel", &live]);
+}

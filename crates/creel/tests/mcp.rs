@@ -610,6 +610,10 @@ async fn sessions_and_cleanup_with_a_chosen_workspace_and_idle_threshold() {
     .await);
     let job = started["jobId"].as_str().unwrap().to_string();
     let session = started["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::path::Path::new(started["workspace"].as_str().unwrap()),
+        user_ws.canonicalize().unwrap()
+    );
     let s = status_until(&client, &job, "completion", |s| {
         s["status"] != "pending" && s["status"] != "running"
     })

@@ -323,6 +323,7 @@ impl Engine {
             job_id,
             session_id,
             state: JobState::Pending,
+            workspace,
         })
     }
 

@@ -4,6 +4,7 @@ mod cancel;
 mod cleanup;
 mod doctor;
 mod image;
+mod jobs;
 mod monitor;
 mod output;
 pub(crate) mod remedy;
@@ -93,6 +94,10 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Cancel a job and stop its container (idempotent)
     Cancel(cancel::CancelArgs),
+    /// List jobs, newest first: id, session, state, when, the prompt's first line
+    ///
+    /// Filter with --session and --state (e.g. --state active for pending or running jobs).
+    Jobs(jobs::JobsArgs),
     /// List sessions: workspace, job count, active job, Claude conversation
     Sessions(sessions::SessionsArgs),
     /// Remove idle sessions: their containers, records and Claude state
@@ -148,6 +153,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Status(args) => status::run(&open_engine(g)?, args),
         Command::Output(args) => output::run(&open_engine(g)?, args),
         Command::Wait(args) => wait::run(&open_engine(g)?, args),
+        Command::Jobs(args) => jobs::run(&open_engine(g)?, args),
         Command::Cancel(args) => cancel::run(&open_engine(g)?, args),
         Command::Sessions(args) => sessions::run(&open_engine(g)?, args),
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),

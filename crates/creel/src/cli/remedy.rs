@@ -6,7 +6,7 @@ use creel_engine::Remedy;
 pub fn phrase(r: &Remedy) -> String {
     match r {
         Remedy::SessionIdFormat => "session ids are 1-128 characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit".into(),
-        Remedy::FindJob => "`creel sessions` lists sessions and their active jobs".into(),
+        Remedy::FindJob => "`creel jobs` lists the newest jobs (`--session S` for one session's)".into(),
         Remedy::WaitOrCancel { job } => {
             format!("wait for it with `creel wait {job}` or stop it with `creel cancel {job}`")
         }

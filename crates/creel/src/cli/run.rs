@@ -14,8 +14,9 @@ pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
         .context("cannot start the job")?;
     let job = started.job_id.clone();
     eprintln!(
-        "creel: job {job} in session {} (ctrl-c stops following, not the job: creel cancel {job})",
-        started.session_id
+        "creel: job {job} in session {}, working in {} (ctrl-c stops following, not the job: creel cancel {job})",
+        started.session_id,
+        started.workspace.display()
     );
     // Taken before the first read, so that no output between a read and the wait is missed.
     let mut watch = engine.watch_job(&job)?;

@@ -63,8 +63,11 @@ pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
     } else {
         printer::out(format!("{}\n", r.job_id).as_bytes())?;
         eprintln!(
-            "started job {} in session {} (follow: creel output {} --follow --format text)",
-            r.job_id, r.session_id, r.job_id
+            "started job {} in session {}, working in {} (follow: creel output {} --follow --format text)",
+            r.job_id,
+            r.session_id,
+            r.workspace.display(),
+            r.job_id
         );
     }
     Ok(ExitStatus::Success)

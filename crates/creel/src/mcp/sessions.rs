@@ -8,8 +8,8 @@ use crate::wire::{SessionWire, SessionsWire};
 
 const DESCRIPTION: &str = "\
 List Claude Code sessions, most recently active first: sessionId, createdAt, lastActivity, \
-jobCount, activeJobId (a pending or running job, if any: poll it with claude_code_status) and \
-the host path of its workspace. Use it to find a session to continue with claude_code_start's \
+jobCount, activeJobId (a pending or running job, if any: poll it with claude_code_status), \
+lastJobId and lastJobStatus (the newest job, finished or not) and the host path of its workspace. Use it to find a session to continue with claude_code_start's \
 session_id, or a job whose id was lost.";
 
 #[tool_router(router = sessions_router, vis = "pub(super)")]

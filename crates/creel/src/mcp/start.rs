@@ -43,9 +43,10 @@ impl CreelServer {
         finish(self.blocking(move |e| e.start(req)).await.map(|r| {
             let w = StartWire::from(&r);
             let summary = format!(
-                "Started job {} in session {} ({}). It runs in the background: poll \
-                 claude_code_status with job_id \"{}\" until it ends, then read claude_code_output.",
-                w.job_id, w.session_id, w.status, w.job_id
+                "Started job {} in session {} ({}), working in {} on the server's host. It runs \
+                 in the background: poll claude_code_status with job_id \"{}\" until it ends, \
+                 then read claude_code_output.",
+                w.job_id, w.session_id, w.status, w.workspace, w.job_id
             );
             success(&w, summary, None)
         }))
