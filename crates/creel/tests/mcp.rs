@@ -1271,3 +1271,63 @@ async fn a_starting_server_reattaches_jobs_whose_monitor_died() {
     );
     client.cancel().await.unwrap();
 }
+
+/// The README's `claude mcp add` lines, run as written with the real Claude Code (the binary
+/// `creel image build` caches), and the server they add connects.
+#[test]
+fn claude_code_accepts_the_readmes_mcp_add_lines_and_connects() {
+    let Some(claude) = external_tool("CREEL_TEST_CLAUDE", "Claude Code `claude mcp add`") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let readme = std::fs::read_to_string(crate::util::repo_root().join("README.md")).unwrap();
+    let lines: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("claude mcp add --scope user creel"))
+        .collect();
+    assert_eq!(lines.len(), 2, "the README's stdio snippets: {lines:?}");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_creel"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for line in lines {
+        let home = env.dir.path().join(format!("claude-home-{}", line.len()));
+        std::fs::create_dir_all(&home).unwrap();
+        // As written, with the example config path pointing at this test's config.
+        let line = line.replace(
+            "/home/me/.config/creel/config.toml",
+            env.config.to_str().unwrap(),
+        );
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let run = |args: &[&str]| {
+            Command::new(&claude)
+                .args(args)
+                .env("HOME", &home)
+                .env("PATH", &path)
+                .env("CREEL_HOME", &env.home)
+                .env("CREEL_CONFIG", &env.config)
+                .env("ANTHROPIC_API_KEY", "sk-test-key-0123456789")
+                .env("DISABLE_AUTOUPDATER", "1")
+                .output()
+                .unwrap()
+        };
+        let added = run(&args);
+        assert!(
+            added.status.success(),
+            "`{line}`: {}{}",
+            String::from_utf8_lossy(&added.stdout),
+            String::from_utf8_lossy(&added.stderr)
+        );
+        let got = run(&["mcp", "get", "creel"]);
+        let text = String::from_utf8_lossy(&got.stdout);
+        assert!(
+            text.contains("Connected"),
+            "`{line}` then `claude mcp get creel`: {text}"
+        );
+    }
+}
