@@ -120,7 +120,12 @@ async fn serve(state: Arc<State>, addr: SocketAddr) -> anyhow::Result<()> {
     // The base URL is the one line of data: tests and scripts read it.
     crate::printer::out(format!("http://{local}\n").as_bytes())?;
     if !state.quiet {
-        eprintln!("creel fake-model: a scripted stand-in for the Anthropic API on http://{local}");
+        eprintln!(
+            "creel fake-model: a scripted stand-in for the Anthropic API on http://{local}\n\
+             To run creel jobs against it, in another shell (any key will do):\n    \
+             export CREEL_API_BASE_URL=http://{local} ANTHROPIC_API_KEY=stand-in\n\
+             or put `api_base_url = \"http://{local}\"` in creel's config."
+        );
     }
     crate::http_serve::serve_until_shutdown(listener, None, || {
         let state = state.clone();
