@@ -1331,3 +1331,25 @@ fn claude_code_accepts_the_readmes_mcp_add_lines_and_connects() {
         );
     }
 }
+
+/// A bad config under an MCP host: the server still starts, and every tool says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_is_reported_through_the_tools_not_a_closed_connection() {
+    let env = TestEnv::without_image("idle_timeout = \"soon\"\n");
+    let client = stdio_client(&env).await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), TOOLS.len());
+    for (tool, args) in [
+        ("claude_code_sessions", json!({})),
+        ("claude_code_start", json!({"prompt": "say hi"})),
+    ] {
+        let e = tool_error(&call(&client, tool, args).await);
+        assert!(
+            e.starts_with("error: creel cannot run jobs: invalid configuration")
+                && e.contains("idle_timeout")
+                && e.contains("\nhint: this needs the operator"),
+            "{tool}: {e}"
+        );
+    }
+    client.cancel().await.unwrap();
+}

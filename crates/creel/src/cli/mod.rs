@@ -159,7 +159,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
         Command::Doctor(args) => doctor::run(&open_engine(g)?, g, args),
         Command::Mcp(args) => {
-            crate::mcp::run(open_engine(g)?, args)?;
+            crate::mcp::run(open_engine(g), args)?;
             Ok(ExitStatus::Success)
         }
         Command::Monitor(args) => monitor::run(g, args),

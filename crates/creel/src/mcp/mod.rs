@@ -101,7 +101,11 @@ impl McpArgs {
 }
 
 /// Serves MCP until standard input closes (stdio) or Ctrl-C / SIGTERM.
-pub fn run(engine: Engine, args: McpArgs) -> anyhow::Result<()> {
+///
+/// `engine` is the engine, or why it could not be opened (a bad config, an unusable home): the
+/// server then still starts, says why on stderr, and answers every tool call with that error
+/// and its hint, so that the MCP host shows the reason instead of "connection closed".
+pub fn run(engine: Result<Engine, anyhow::Error>, args: McpArgs) -> anyhow::Result<()> {
     let token = args.token()?;
     if let Some(addr) = args.http {
         http::check_bind(addr, token.as_deref())?;
@@ -111,9 +115,24 @@ pub fn run(engine: Engine, args: McpArgs) -> anyhow::Result<()> {
         .thread_name("creel-mcp")
         .build()
         .context("cannot start the async runtime")?;
-    let engine = Arc::new(engine);
+    let engine = match engine {
+        Ok(e) => Ok(Arc::new(e)),
+        Err(e) => {
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1) {
+                message.push_str(&format!(": {cause}"));
+            }
+            eprintln!(
+                "creel mcp: error: {message}\ncreel mcp: serving anyway: every tool call reports this until it is fixed and the server restarted"
+            );
+            Err(Arc::new(message))
+        }
+    };
     let result = runtime.block_on(async {
-        let housekeeping = tokio::spawn(housekeeping(engine.clone()));
+        let housekeeping = match &engine {
+            Ok(engine) => tokio::spawn(housekeeping(engine.clone())),
+            Err(_) => tokio::spawn(async {}),
+        };
         let served = match args.http {
             Some(addr) => http::serve(CreelServer::new(engine.clone()), addr, token).await,
             None => serve_stdio(CreelServer::new(engine.clone())).await,
@@ -166,10 +185,10 @@ async fn housekeeping(engine: Arc<Engine>) {
     }
 }
 
-/// The MCP server: the engine plus the tool router.
+/// The MCP server: the engine (or why there is none) plus the tool router.
 #[derive(Clone)]
 pub struct CreelServer {
-    engine: Arc<Engine>,
+    engine: Result<Arc<Engine>, Arc<String>>,
     tool_router: ToolRouter<CreelServer>,
     /// This connection's `resources/subscribe` watchers, by URI.
     subscriptions: Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>,
@@ -177,7 +196,7 @@ pub struct CreelServer {
 
 impl CreelServer {
     /// A server over `engine` with all six tools.
-    pub fn new(engine: Arc<Engine>) -> CreelServer {
+    pub fn new(engine: Result<Arc<Engine>, Arc<String>>) -> CreelServer {
         CreelServer {
             engine,
             tool_router: Self::start_router()
@@ -204,7 +223,17 @@ impl CreelServer {
         T: Send + 'static,
         F: FnOnce(&Engine) -> creel_engine::Result<T> + Send + 'static,
     {
-        let engine = self.engine.clone();
+        let engine = match &self.engine {
+            Ok(e) => e.clone(),
+            Err(why) => {
+                return Err(ToolError {
+                    message: format!("creel cannot run jobs: {why}"),
+                    hint: Some(
+                        "this needs the operator of the MCP server's host: fix creel's configuration (CREEL_CONFIG and the CREEL_* variables in the server's environment), then restart the server".into(),
+                    ),
+                });
+            }
+        };
         match tokio::task::spawn_blocking(move || f(&engine)).await {
             Ok(r) => r.map_err(ToolError::from),
             Err(e) => Err(ToolError::message(format!(
