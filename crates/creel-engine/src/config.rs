@@ -369,6 +369,19 @@ impl Config {
                 message: "must not be empty".into(),
             });
         }
+        if let Some(c) = self
+            .image
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "._-/:@+".contains(*c)))
+        {
+            return Err(ConfigError::BadValue {
+                key: "image",
+                message: format!(
+                    "`{}` is not an image reference (like `localhost/creel-claude:latest`): {c:?} cannot appear in one",
+                    self.image
+                ),
+            });
+        }
         if parse_size(&self.memory).is_none() {
             return Err(ConfigError::BadValue {
                 key: "memory",
@@ -569,6 +582,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.idle_timeout, 7);
         assert_eq!(c.memory, "1g");
+        let e = load("", &[("CREEL_IMAGE", "Bad Image!!")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an image reference"), "{e}");
+        assert!(
+            load(
+                "",
+                &[(
+                    "CREEL_IMAGE",
+                    "registry.example:5000/a/b_c-d:v1.2@sha256:00"
+                )]
+            )
+            .is_ok()
+        );
         let e = load("", &[("CREEL_IDLE_TIMEOUT", "x")])
             .unwrap_err()
             .to_string();

@@ -210,10 +210,10 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
                 "image",
                 DoctorLevel::Error,
                 format!("`{}` not found", config.image),
-                Some(Remedy::BuildImage {
-                    image: config.image.clone(),
-                    docker: rt.kind() == crate::config::RuntimeKind::Docker,
-                }),
+                Some(Remedy::missing_image(
+                    &config.image,
+                    rt.kind() == crate::config::RuntimeKind::Docker,
+                )),
             ),
             Err(e) => f.add("image", DoctorLevel::Error, e.to_string(), None),
         }

@@ -129,10 +129,9 @@ impl Error {
             Error::InvalidSessionId { .. } => Some(Remedy::SessionIdFormat),
             Error::UnknownJob(_) => Some(Remedy::FindJob),
             Error::SessionBusy { job, .. } => Some(Remedy::WaitOrCancel { job: job.clone() }),
-            Error::ImageMissing { image, runtime } => Some(Remedy::BuildImage {
-                image: image.clone(),
-                docker: runtime == "docker",
-            }),
+            Error::ImageMissing { image, runtime } => {
+                Some(Remedy::missing_image(image, runtime == "docker"))
+            }
             Error::NoLogin { .. } => Some(Remedy::Login),
             Error::Runtime(e) => e.remedy(),
             Error::Image(e) => e.remedy(),

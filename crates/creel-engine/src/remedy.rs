@@ -23,6 +23,12 @@ pub enum Remedy {
         /// Whether jobs run on Docker.
         docker: bool,
     },
+    /// A configured image that creel does not build is missing: pull or build it, or go back to
+    /// creel's own.
+    ProvideImage {
+        /// The image creel looked for.
+        image: String,
+    },
     /// No Claude login: an API key (`ANTHROPIC_API_KEY` or `api_key_file`) or an OAuth login
     /// (`claude login`) on this host.
     Login,
@@ -50,4 +56,21 @@ pub enum Remedy {
     DebianMirror,
     /// npm could not reach its registry.
     NpmRegistry,
+}
+
+impl Remedy {
+    /// What helps when `image` is missing: creel's own image can be built by creel; any other
+    /// must come from wherever it is made.
+    pub(crate) fn missing_image(image: &str, docker: bool) -> Remedy {
+        if image.starts_with("localhost/creel-claude:") {
+            Remedy::BuildImage {
+                image: image.to_string(),
+                docker,
+            }
+        } else {
+            Remedy::ProvideImage {
+                image: image.to_string(),
+            }
+        }
+    }
 }

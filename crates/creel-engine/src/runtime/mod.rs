@@ -299,7 +299,11 @@ impl ContainerRuntime for CliRuntime {
             return Ok(true);
         }
         let stderr = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
-        if stderr.contains("no such") || stderr.contains("not found") || stderr.contains("unknown")
+        // Podman 4.3: "image not known"; Docker: "No such image"; others: "not found".
+        if stderr.contains("no such")
+            || stderr.contains("not found")
+            || stderr.contains("not known")
+            || stderr.contains("unknown")
         {
             return Ok(false);
         }

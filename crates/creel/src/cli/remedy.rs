@@ -17,6 +17,10 @@ pub fn phrase(r: &Remedy) -> String {
         Remedy::BuildImage { docker: false, .. } => {
             "build it with `creel image build`, or choose another with `image` in the config".into()
         }
+        Remedy::ProvideImage { image } => format!(
+            "pull or build `{image}` with the container engine (`creel image build` makes only localhost/creel-claude), \
+             or remove `image` from the config to use creel's own"
+        ),
         Remedy::Login => {
             "export ANTHROPIC_API_KEY=... or run `claude login` on this host (Claude Pro/Max)".into()
         }

@@ -392,6 +392,9 @@ fn phrase(r: &creel_engine::Remedy) -> String {
         Remedy::BuildImage { docker: false, .. } => {
             operator("build the sandbox image with `creel image build`")
         }
+        Remedy::ProvideImage { image } => {
+            operator(&format!("pull or build the configured image `{image}`"))
+        }
         Remedy::Login => operator(
             "set ANTHROPIC_API_KEY (or api_key_file in creel's config) in the server's environment, or run `claude login` there",
         ),
