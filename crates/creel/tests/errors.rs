@@ -65,7 +65,10 @@ fn a_missing_image_is_an_environment_error_with_a_hint() {
     // creel's own image: creel can build it.
     let env = TestEnv::with_config("image = \"localhost/creel-claude:0.0.0-none\"\n");
     let err = assert_refused(&env, &["start", "say hi"], 3, "creel-claude:0.0.0-none");
-    assert!(err.contains("hint: build it with `creel image build`"), "{err}");
+    assert!(
+        err.contains("hint: build it with `creel image build`"),
+        "{err}"
+    );
 }
 
 #[test]

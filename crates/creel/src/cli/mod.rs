@@ -23,7 +23,7 @@ use creel_engine::{Config, Engine, EngineOptions, ErrorCategory, MonitorLauncher
 
 const LONG_ABOUT: &str = "\
 creel runs Claude Code (`claude -p --dangerously-skip-permissions`) as background jobs inside \
-hardened, rootless Podman (or Docker) containers: all capabilities dropped, no new privileges, \
+hardened Podman (rootless or as root) or Docker containers: all capabilities dropped, no new privileges, \
 read-only root, memory/CPU/pids limits, the prompt delivered as a read-only file. Jobs outlive \
 the command that started them; their state and byte-exact output live under --home.
 

@@ -26,7 +26,7 @@ pub struct StartArgs {
     /// Stop after this many agent turns (passed as --max-turns)
     #[arg(long, value_name = "N")]
     pub max_turns: Option<u32>,
-    /// Print JSON (for run: Claude's raw stream-json)
+    /// Print JSON: `start` prints {jobId, sessionId, status, workspace}; `run` passes Claude's stream-json through
     #[arg(long)]
     pub json: bool,
 }

@@ -32,6 +32,24 @@ use serde_json::Value;
 /// The built-in script (`creel fake-model` without `--script`, and the demo): write a file,
 /// run a command, report.
 pub const DEMO_SCRIPT: &str = r#"# creel fake-model's built-in script: a three-turn task.
+#
+# A script is a list of [[turn]]s, answered in order, one per request. Each turn can have:
+#   text = "..."                       assistant text
+#   tool_use = [{ name = "Bash", input = { command = "ls" } }]
+#                                      tool calls (Write, Bash, Read, Edit, ...); Claude runs
+#                                      them and sends the results in its next request
+#   match = "some words"               use this turn only for a request whose last user
+#                                      message contains them (others are skipped over)
+#   expect = ["text", ...]             strings the request must contain; a missing one is
+#                                      logged (failedExpectations) and said in the answer
+#   error = { status = 429, type = "rate_limit_error", message = "...", retry_after = 0,
+#             should_retry = true }    answer with this HTTP error instead
+#   hang = 300                         answer nothing for this many seconds, then hang up
+#   repeat = true                      keep this turn for every later request that fits
+#   usage = { input_tokens = 10, output_tokens = 5 }
+#                                      the token counts reported (they make the cost)
+# At the top level, exhausted = "..." is the text once no turn is left.
+#
 [[turn]]
 text = "I'm creel's fake model (a scripted stand-in, not a real model). I'll write a file in the workspace."
 tool_use = [{ name = "Write", input = { file_path = "/workspace/hello.txt", content = "Hello from Claude Code in creel's sandbox.\n" } }]
@@ -312,6 +330,29 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_printed_template_documents_every_key() {
+        for key in [
+            "text =",
+            "tool_use =",
+            "match =",
+            "expect =",
+            "error =",
+            "hang =",
+            "repeat =",
+            "usage =",
+            "exhausted =",
+            "retry_after",
+            "should_retry",
+        ] {
+            assert!(
+                DEMO_SCRIPT.contains(&format!("#   {key}")) || DEMO_SCRIPT.contains(key),
+                "{key}"
+            );
+        }
+        assert!(Script::parse(DEMO_SCRIPT).is_ok());
+    }
 
     #[test]
     fn demo_script_parses() {
