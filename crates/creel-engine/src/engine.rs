@@ -294,14 +294,72 @@ impl Engine {
     }
 
     /// Removes sessions idle for more than `idle_seconds` (containers, records, Claude state;
-    /// workspaces only with `delete_workspaces` and only those creel created), and job
-    /// directories a killed `start` left behind. Sessions with a live job are never removed.
+    /// workspaces only with `delete_workspaces` and only those creel created, including those
+    /// an earlier cleanup left without a session), and job directories a killed `start` left
+    /// behind. Sessions with a live job are never removed.
     pub fn cleanup(&self, idle_seconds: u64, delete_workspaces: bool) -> Result<CleanupReport> {
-        let report = self.remove_idle_sessions(idle_seconds, delete_workspaces)?;
-        // Only here, not in the automatic cleanup every `start` runs: the sweep looks at every
-        // job directory.
+        let mut report = self.remove_idle_sessions(idle_seconds, delete_workspaces)?;
+        // Only here, not in the automatic cleanup every `start` runs: the sweeps look at every
+        // job directory and workspace.
         self.remove_orphan_job_dirs();
+        if delete_workspaces {
+            report
+                .deleted_workspaces
+                .extend(self.remove_orphan_workspaces());
+        }
         Ok(report)
+    }
+
+    /// The idle threshold a cleanup uses when none is given: `session_idle_timeout`. When that
+    /// is 0 (automatic cleanup off) there is none, and an explicit cleanup must say how idle
+    /// a session must be, rather than take 0 as "every idle session".
+    pub fn default_idle_threshold(&self) -> Result<u64> {
+        match self.config.session_idle_timeout {
+            0 => Err(Error::InvalidRequest(
+                "no idle threshold given, and session_idle_timeout = 0 (automatic cleanup off) \
+                 sets none: give one in seconds (0 removes every idle session)"
+                    .into(),
+            )),
+            t => Ok(t),
+        }
+    }
+
+    /// Workspaces creel made whose session is gone (removed by an earlier cleanup without
+    /// `delete_workspaces`): only in creel's own `workspaces` directory under its home (a
+    /// configured `workspaces_dir` may hold other directories), only named like a session, and
+    /// only when untouched for [`ORPHAN_AGE`] (a session being created right now has its
+    /// workspace before its record).
+    fn remove_orphan_workspaces(&self) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        if self.config.workspaces_dir.is_some() {
+            return removed;
+        }
+        let Ok(entries) = std::fs::read_dir(self.home.join("workspaces")) else {
+            return removed;
+        };
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str() else { continue };
+            // (DirEntry::metadata does not follow a symlink.)
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > ORPHAN_AGE);
+            if meta.is_dir()
+                && old
+                && crate::session::validate_session_id(id).is_ok()
+                && matches!(self.store().session(id), Ok(None))
+            {
+                tracing::info!("removing workspace {id}, whose session is gone");
+                if std::fs::remove_dir_all(entry.path()).is_ok() {
+                    removed.push(entry.path());
+                }
+            }
+        }
+        removed
     }
 
     fn remove_idle_sessions(

@@ -268,3 +268,50 @@ fn cleanup_removes_job_directories_a_killed_start_left_behind() {
     assert!(young.exists(), "a start may still be writing a young one");
     assert!(jobs.join(&job).exists(), "a recorded job's directory stays");
 }
+
+#[test]
+fn workspaces_an_earlier_cleanup_left_are_reclaimed_with_delete_workspaces() {
+    let env = TestEnv::new();
+    let (done, session) = env.start("write kept.txt still here", &[]);
+    env.wait(&done);
+    let ws = env.home.join("workspaces").join(&session);
+    assert!(ws.join("kept.txt").exists());
+    // Removed without --delete-workspaces: the workspace stays, without a session.
+    let r = env.json(&["cleanup", "--idle-seconds", "0", "--json"]);
+    assert!(
+        r["removedSessions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(session))
+    );
+    assert!(ws.join("kept.txt").exists());
+    // A directory that cannot be a session's, and an orphan too fresh to be sure of.
+    let other = env.home.join("workspaces").join("not a session");
+    std::fs::create_dir(&other).unwrap();
+    let fresh = env.home.join("workspaces").join("fresh-orphan");
+    std::fs::create_dir(&fresh).unwrap();
+    for d in [&ws, &other] {
+        let touched = std::process::Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
+    let r = env.json(&[
+        "cleanup",
+        "--idle-seconds",
+        "0",
+        "--delete-workspaces",
+        "--json",
+    ]);
+    let deleted: Vec<&str> = r["deletedWorkspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, [ws.to_str().unwrap()], "{r}");
+    assert!(!ws.exists());
+    assert!(other.exists() && fresh.exists());
+}

@@ -641,6 +641,9 @@ async fn sessions_and_cleanup_with_a_chosen_workspace_and_idle_threshold() {
         std::path::Path::new(entry["workspace"].as_str().unwrap()),
         user_ws.canonicalize().unwrap()
     );
+    // This server has automatic cleanup off (session_idle_timeout = 0): no default threshold.
+    let e = tool_error(&call(&client, "claude_code_cleanup", json!({})).await);
+    assert!(e.contains("no idle threshold given"), "{e}");
     // Not idle for an hour yet: kept.
     let kept = ok(&call(
         &client,
@@ -655,7 +658,7 @@ async fn sessions_and_cleanup_with_a_chosen_workspace_and_idle_threshold() {
     let cleaned = ok(&call(
         &client,
         "claude_code_cleanup",
-        json!({"delete_workspaces": "true"}),
+        json!({"delete_workspaces": "true", "idle_seconds": 0}),
     )
     .await);
     for key in ["removedSessions", "skippedActive", "deletedWorkspaces"] {

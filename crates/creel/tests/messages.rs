@@ -76,3 +76,9 @@ fn a_misspelt_command() {
     let env = TestEnv::without_image("");
     insta::assert_snapshot!(shown(&env, &["stauts", "j-1"]));
 }
+
+#[test]
+fn cleanup_without_a_threshold_when_automatic_cleanup_is_off() {
+    let env = TestEnv::without_image("session_idle_timeout = 0\n");
+    insta::assert_snapshot!(shown(&env, &["cleanup"]));
+}

@@ -8,7 +8,8 @@ use crate::{printer, wire};
 
 #[derive(Debug, clap::Args)]
 pub struct CleanupArgs {
-    /// Remove sessions idle for more than this many seconds [default: session_idle_timeout]
+    /// Remove sessions idle for more than this many seconds (0: every idle session)
+    /// [default: session_idle_timeout; required when that is 0, which turns automatic cleanup off]
     #[arg(long, value_name = "N")]
     pub idle_seconds: Option<u64>,
     /// Also delete the workspaces creel created (never a --workspace you brought)
@@ -20,9 +21,12 @@ pub struct CleanupArgs {
 }
 
 pub fn run(engine: &Engine, args: CleanupArgs) -> anyhow::Result<ExitStatus> {
-    let idle = args
-        .idle_seconds
-        .unwrap_or(engine.config().session_idle_timeout);
+    let idle = match args.idle_seconds {
+        Some(i) => i,
+        None => engine
+            .default_idle_threshold()
+            .context("cannot clean up: which sessions? (--idle-seconds N)")?,
+    };
     let r = engine
         .cleanup(idle, args.delete_workspaces)
         .context("cleanup failed")?;

@@ -37,7 +37,13 @@ impl CreelServer {
     ) -> CallToolResult {
         let delete = p.delete_workspaces.unwrap_or(false);
         let idle = p.idle_seconds;
-        finish(self.blocking(move |e| e.cleanup(idle.unwrap_or(e.config().session_idle_timeout), delete)).await.map(|r| {
+        finish(self.blocking(move |e| {
+                    let idle = match idle {
+                        Some(i) => i,
+                        None => e.default_idle_threshold()?,
+                    };
+                    e.cleanup(idle, delete)
+                }).await.map(|r| {
             let w = CleanupWire::from(&r);
             let summary = format!(
                 "Removed {} idle session(s), deleted {} workspace(s), kept {} session(s) with a live job.",
