@@ -18,6 +18,9 @@ pub struct StartRequest {
     pub model: Option<String>,
     /// `--max-turns`.
     pub max_turns: Option<u32>,
+    /// Started by an agent (through MCP) rather than a person: only such jobs use the
+    /// completion webhook found in OpenClaw's own config; one in creel's config serves all.
+    pub from_agent: bool,
 }
 
 /// What `start` answers.

@@ -14,16 +14,19 @@ pub const OPENCLAW_HOOK_URL: &str = "http://127.0.0.1:18789/hooks/agent";
 
 pub use crate::job::WebhookSpec;
 
-/// Decides the webhook for new jobs: the configured URL (with the token if one is known), or
+/// Decides the webhook for a new job: the configured URL (with the token if one is known), or
 /// OpenClaw's default URL when only a token is known (from `hooks_token`, else `hooks.token`
-/// in `~/.openclaw/openclaw.json`), or none.
-pub fn resolve(config: &Config, user_home: Option<&Path>) -> Option<WebhookSpec> {
-    let token = config
-        .hooks_token
-        .clone()
-        .filter(|t| !t.is_empty())
-        .or_else(|| user_home.and_then(openclaw_token));
+/// in `~/.openclaw/openclaw.json`), or none. What creel's own config names serves every job;
+/// OpenClaw's token alone serves only jobs an agent started (`from_agent`: through MCP).
+pub fn resolve(config: &Config, user_home: Option<&Path>, from_agent: bool) -> Option<WebhookSpec> {
+    let own_token = config.hooks_token.clone().filter(|t| !t.is_empty());
     let url = config.notify_webhook_url.clone().filter(|u| !u.is_empty());
+    // OpenClaw's own token is found without creel being told: it wakes OpenClaw's agent only
+    // for the jobs an agent started, never for a person's `creel run`.
+    if url.is_none() && own_token.is_none() && !from_agent {
+        return None;
+    }
+    let token = own_token.or_else(|| user_home.and_then(openclaw_token));
     match (url, token) {
         (Some(url), token) => Some(WebhookSpec { url, token }),
         (None, Some(token)) => Some(WebhookSpec {
@@ -183,7 +186,7 @@ mod tests {
     #[test]
     fn no_webhook_without_token_or_url() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(resolve(&Config::default(), Some(dir.path())).is_none());
+        assert!(resolve(&Config::default(), Some(dir.path()), true).is_none());
     }
 
     #[test]
@@ -195,7 +198,11 @@ mod tests {
             "// OpenClaw config\n{ hooks: { enabled: true, token: 'sekrit', }, }\n",
         )
         .unwrap();
-        let w = resolve(&Config::default(), Some(dir.path())).unwrap();
+        assert!(
+            resolve(&Config::default(), Some(dir.path()), false).is_none(),
+            "a person's job does not wake OpenClaw's agent unless creel's config says so"
+        );
+        let w = resolve(&Config::default(), Some(dir.path()), true).unwrap();
         assert_eq!(w.url, OPENCLAW_HOOK_URL);
         assert_eq!(w.token.as_deref(), Some("sekrit"));
         assert!(
@@ -207,7 +214,7 @@ mod tests {
             notify_webhook_url: Some("http://127.0.0.1:9/x".into()),
             ..Config::default()
         };
-        let w = resolve(&c, Some(dir.path())).unwrap();
+        let w = resolve(&c, Some(dir.path()), false).unwrap();
         assert_eq!(
             (w.url.as_str(), w.token.as_deref()),
             ("http://127.0.0.1:9/x", Some("from-config"))
@@ -218,7 +225,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            resolve(&Config::default(), Some(dir.path())).is_none(),
+            resolve(&Config::default(), Some(dir.path()), true).is_none(),
             "OpenClaw's hooks are off: no webhook"
         );
     }

@@ -155,6 +155,18 @@ fn no_webhook_without_a_token_or_url_and_the_token_comes_from_openclaw() {
     assert_eq!(env2.wait(&job2)["status"], "completed");
     crate::util::wait_monitor_exit(&env2, &job2);
     assert!(default.requests().is_empty(), "{:?}", default.requests());
+    // OpenClaw's token alone, nothing in creel's config: a person's CLI job wakes nobody.
+    let env3 = TestEnv::new();
+    std::fs::create_dir_all(env3.user_home.join(".openclaw")).unwrap();
+    std::fs::write(
+        env3.user_home.join(".openclaw/openclaw.json"),
+        "{ hooks: { enabled: true, token: 'from-openclaw' } }\n",
+    )
+    .unwrap();
+    let (job3, _) = env3.start("say mine", &[]);
+    assert_eq!(env3.wait(&job3)["status"], "completed");
+    crate::util::wait_monitor_exit(&env3, &job3);
+    assert!(default.requests().is_empty(), "{:?}", default.requests());
     let log = std::fs::read_to_string(env.home.join("jobs").join(&job).join("monitor.log"))
         .unwrap_or_default();
     assert!(!log.contains("from-openclaw"));

@@ -245,7 +245,11 @@ impl Engine {
             env,
             api_key: api_key.is_some(),
             warnings: warnings.clone(),
-            webhook: crate::webhook::resolve(&self.config, self.user_home.as_deref()),
+            webhook: crate::webhook::resolve(
+                &self.config,
+                self.user_home.as_deref(),
+                req.from_agent,
+            ),
             egress,
             key_via_proxy,
             credentials_file: if api_key.is_none() {

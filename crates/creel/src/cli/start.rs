@@ -50,6 +50,7 @@ impl StartArgs {
             workspace: self.workspace.clone(),
             model: self.model.clone(),
             max_turns: self.max_turns,
+            from_agent: false,
         })
     }
 }

@@ -49,6 +49,7 @@ impl StartParams {
             workspace,
             model: self.model,
             max_turns: self.max_turns,
+            from_agent: true,
         })
     }
 }
@@ -135,7 +136,7 @@ pub struct CancelParams {
 /// `claude_code_cleanup` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct CleanupParams {
-    /// Remove sessions idle (no job running, no activity) for more than this many seconds (0: every idle session); default: the server's session_idle_timeout (one week unless configured; required when the server has automatic cleanup off).
+    /// Remove sessions idle (no job running, no activity) for more than this many seconds (0: every idle session); default: the server's session_idle_timeout (an hour unless configured; required when the server has automatic cleanup off).
     #[serde(default, deserialize_with = "lenient")]
     pub idle_seconds: Option<u64>,
     /// Also delete the removed sessions' workspaces (only those creel created). Default false.
