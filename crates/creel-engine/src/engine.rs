@@ -334,28 +334,13 @@ impl Engine {
         if self.config.workspaces_dir.is_some() {
             return removed;
         }
-        let Ok(entries) = std::fs::read_dir(self.home.join("workspaces")) else {
-            return removed;
-        };
-        let now = std::time::SystemTime::now();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(id) = name.to_str() else { continue };
-            // (DirEntry::metadata does not follow a symlink.)
-            let Ok(meta) = entry.metadata() else { continue };
-            let old = meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age > ORPHAN_AGE);
-            if meta.is_dir()
-                && old
-                && crate::session::validate_session_id(id).is_ok()
-                && matches!(self.store().session(id), Ok(None))
+        for (id, path) in old_dirs(&self.home.join("workspaces")) {
+            if crate::session::validate_session_id(&id).is_ok()
+                && matches!(self.store().session(&id), Ok(None))
             {
                 tracing::info!("removing workspace {id}, whose session is gone");
-                if std::fs::remove_dir_all(entry.path()).is_ok() {
-                    removed.push(entry.path());
+                if std::fs::remove_dir_all(&path).is_ok() {
+                    removed.push(path);
                 }
             }
         }
@@ -421,27 +406,10 @@ impl Engine {
     /// `creel start` killed between writing a job's files and recording the job leaves one
     /// (with the prompt, and maybe the API key) that nothing else would ever remove.
     fn remove_orphan_job_dirs(&self) {
-        let Ok(entries) = std::fs::read_dir(self.home.join("jobs")) else {
-            return;
-        };
-        let now = std::time::SystemTime::now();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(id) = name.to_str() else { continue };
-            // (DirEntry::metadata does not follow a symlink.)
-            let Ok(meta) = entry.metadata() else { continue };
-            let old = meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age > ORPHAN_AGE);
-            if crate::job::looks_like_job_id(id)
-                && meta.is_dir()
-                && old
-                && matches!(self.store().job(id), Ok(None))
-            {
+        for (id, path) in old_dirs(&self.home.join("jobs")) {
+            if crate::job::looks_like_job_id(&id) && matches!(self.store().job(&id), Ok(None)) {
                 tracing::info!("removing job directory {id}, which no job record owns");
-                let _ = std::fs::remove_dir_all(entry.path());
+                let _ = std::fs::remove_dir_all(path);
             }
         }
     }
@@ -517,6 +485,30 @@ fn prompt_head(path: &Path) -> String {
     } else {
         short.to_string()
     }
+}
+
+/// The directories (not symlinks) directly in `dir` untouched for more than [`ORPHAN_AGE`],
+/// with their names: the candidates of the orphan sweeps.
+fn old_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let now = std::time::SystemTime::now();
+    entries
+        .flatten()
+        .filter(|entry| {
+            // (DirEntry::metadata does not follow a symlink.)
+            entry.metadata().is_ok_and(|meta| {
+                meta.is_dir()
+                    && meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| now.duration_since(m).ok())
+                        .is_some_and(|age| age > ORPHAN_AGE)
+            })
+        })
+        .filter_map(|entry| Some((entry.file_name().to_str()?.to_string(), entry.path())))
+        .collect()
 }
 
 pub(crate) fn job_dir(home: &Path, job_id: &str) -> PathBuf {

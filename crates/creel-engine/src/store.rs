@@ -262,12 +262,7 @@ impl Store {
         let rows = stmt
             .query_map([session], |r| Ok(RawJob::from_row(r)))
             .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for raw in rows {
-            let raw = raw.map_err(|e| self.err(e))?.map_err(|e| self.err(e))?;
-            out.push(raw.into_record(&self.path)?);
-        }
-        Ok(out)
+        self.records(rows)
     }
 
     /// The newest `limit` jobs (0: all), newest first, of one session when `session` is given,
@@ -301,6 +296,14 @@ impl Store {
                 Ok(RawJob::from_row(r))
             })
             .map_err(|e| self.err(e))?;
+        self.records(rows)
+    }
+
+    /// The job records of a query's rows.
+    fn records(
+        &self,
+        rows: impl Iterator<Item = rusqlite::Result<rusqlite::Result<RawJob>>>,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         let mut out = Vec::new();
         for raw in rows {
             let raw = raw.map_err(|e| self.err(e))?.map_err(|e| self.err(e))?;
