@@ -724,7 +724,7 @@ fn message_content(line: &[u8]) -> Vec<Value> {
 #[derive(Debug, Clone, Default)]
 pub struct Renderer {
     /// The last assistant text, to avoid repeating it as the final result.
-    last_text: String,
+    pub(crate) last_text: String,
 }
 
 impl Renderer {

@@ -187,20 +187,25 @@ impl JobWatch {
             std::thread::sleep(timeout.saturating_sub(started.elapsed()).min(Self::POLL));
             return false;
         };
-        let left = timeout.saturating_sub(started.elapsed());
-        let ts = Timespec {
-            tv_sec: left.as_secs() as _,
-            tv_nsec: left.subsec_nanos() as _,
-        };
-        let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        // An interrupted poll is an early wake-up, which every caller tolerates.
-        let _ = rustix::event::poll(&mut fds, Some(&ts));
-        let changed = !fds[0].revents().is_empty();
-        self.clear();
-        if changed {
-            self.woke = Some(Instant::now());
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let ts = Timespec {
+                tv_sec: left.as_secs() as _,
+                tv_nsec: left.subsec_nanos() as _,
+            };
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
+            // An interrupted poll is an early wake-up, which every caller tolerates.
+            let _ = rustix::event::poll(&mut fds, Some(&ts));
+            let ready = !fds[0].revents().is_empty();
+            if ready && self.clear() {
+                self.woke = Some(Instant::now());
+                return true;
+            }
+            // Nothing, or only readers' own files: wait on, unless the time is up.
+            if !ready || started.elapsed() >= timeout {
+                return false;
+            }
         }
-        changed
     }
 
     /// The descriptor that becomes readable on a change, for async callers (who then call
@@ -209,12 +214,21 @@ impl JobWatch {
         self.inotify.as_ref().map(|fd| fd.as_fd())
     }
 
-    /// Forgets the changes seen so far.
-    pub fn clear(&self) {
-        if let Some(fd) = &self.inotify {
-            let mut buf = [0u8; 4096];
-            while matches!(rustix::io::read(fd, &mut buf), Ok(n) if n > 0) {}
+    /// Forgets the changes seen so far; says whether one of them was the job's (not a reader's
+    /// own cache, `transcript.*`, which readers write into the job's directory).
+    pub fn clear(&self) -> bool {
+        let Some(fd) = &self.inotify else {
+            return false;
+        };
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(fd, &mut buf);
+        let mut relevant = false;
+        // Until the queue is empty (EAGAIN) or unreadable.
+        while let Ok(event) = reader.next() {
+            let name = event.file_name().map(|n| n.to_bytes()).unwrap_or_default();
+            relevant |= !name.starts_with(b"transcript.");
         }
+        relevant
     }
 }
 
@@ -367,6 +381,11 @@ mod tests {
         let t = Instant::now();
         assert!(w.wait(Duration::from_secs(20)));
         assert!(t.elapsed() >= JobWatch::COALESCE - Duration::from_millis(5));
+        // A reader's own transcript cache in the job's directory is not a change of the job.
+        std::fs::write(dir.path().join("transcript.txt"), "x").unwrap();
+        let t = Instant::now();
+        assert!(!w.wait(Duration::from_millis(300)));
+        assert!(t.elapsed() >= Duration::from_millis(290));
         // Without a directory to watch it polls, and still returns.
         let mut gone = JobWatch::new(&dir.path().join("no-such-dir"));
         assert!(gone.fd().is_none());

@@ -13,6 +13,7 @@ pub mod cancel;
 pub mod output;
 pub mod start;
 pub mod status;
+pub(crate) mod transcript;
 
 use std::path::PathBuf;
 

@@ -5,7 +5,6 @@ use std::io::{Read, Seek, SeekFrom};
 use crate::api::{OutputChunk, OutputFormat, OutputRequest};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::stream::render_text;
 
 /// The largest page served at once.
 pub const MAX_PAGE: u64 = 16 << 20;
@@ -47,15 +46,19 @@ impl Engine {
                 (page(&buf, start, offset, limit), offset, total)
             }
             OutputFormat::Text => {
-                let raw = match std::fs::read(&path) {
-                    Ok(b) => b,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                    Err(e) => return Err(Error::io("cannot read", &path, e)),
-                };
-                let text = render_text(&raw).into_bytes();
-                let total = text.len() as u64;
+                // The transcript kept beside the output: O(page) once it is up to date.
+                let (mut f, total) = super::transcript::up_to_date(&self.job_dir(job_id))?;
                 let offset = req.offset.min(total);
-                (page(&text, 0, offset, limit), offset, total)
+                let start = offset.saturating_sub(3);
+                let want = (offset - start) + limit + 3;
+                let mut buf = Vec::new();
+                let text_path = self.job_dir(job_id).join("transcript.txt");
+                f.seek(SeekFrom::Start(start))
+                    .map_err(|e| Error::io("cannot seek", &text_path, e))?;
+                f.take(want)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| Error::io("cannot read", &text_path, e))?;
+                (page(&buf, start, offset, limit), offset, total)
             }
         };
         let (content_start, content) = bytes;

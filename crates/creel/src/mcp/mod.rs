@@ -303,15 +303,23 @@ impl JobChanges {
             )
             .await;
         }
-        let left = timeout.saturating_sub(started.elapsed());
         let Some(fd) = &self.fd else {
+            let left = timeout.saturating_sub(started.elapsed());
             tokio::time::sleep(left.min(Duration::from_millis(100))).await;
             return;
         };
-        if let Ok(Ok(mut ready)) = tokio::time::timeout(left, fd.readable()).await {
-            ready.get_inner().0.clear();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let Ok(Ok(mut ready)) = tokio::time::timeout(left, fd.readable()).await else {
+                return;
+            };
+            let relevant = ready.get_inner().0.clear();
             ready.clear_ready();
-            self.woke = Some(std::time::Instant::now());
+            if relevant {
+                self.woke = Some(std::time::Instant::now());
+                return;
+            }
+            // Only a reader's own cache changed: wait on.
         }
     }
 }
