@@ -83,14 +83,15 @@ fn docker_failures_cancel_and_oom() {
 
 #[test]
 fn a_missing_image_on_docker_gets_a_command_that_works_with_docker() {
-    let Some(env) = docker_env("image = \"localhost/creel-no-such-image:1\"\n") else {
+    // creel's own image, at a version nobody built: creel can make it, Docker must load it.
+    let Some(env) = docker_env("image = \"localhost/creel-claude:0.0.0-none\"\n") else {
         return;
     };
     let out = env.run(&["start", "say hi"]);
     env.expect_code(&out, 3, &["start", "say hi"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("podman save localhost/creel-no-such-image:1 | docker load"),
+        err.contains("podman save localhost/creel-claude:0.0.0-none | docker load"),
         "{err}"
     );
     let out = env.run(&["doctor"]);
