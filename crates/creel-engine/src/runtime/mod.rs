@@ -19,68 +19,7 @@ use crate::config::RuntimeKind;
 use crate::job::Metrics;
 use crate::logfile::LogFormat;
 
-/// A container runtime failure, keeping the program's exit status and stderr.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// The runtime binary is not installed.
-    #[error("container runtime `{bin}` not found")]
-    Missing {
-        /// The binary looked for.
-        bin: String,
-    },
-    /// The binary could not be started.
-    #[error("cannot run `{bin}`")]
-    Spawn {
-        /// The binary.
-        bin: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The runtime ran and failed.
-    #[error("`{bin} {command}` failed ({status}): {stderr}")]
-    Failed {
-        /// The binary.
-        bin: String,
-        /// The subcommand.
-        command: String,
-        /// Exit status.
-        status: String,
-        /// Its stderr, trimmed.
-        stderr: String,
-    },
-    /// The runtime's answer could not be understood.
-    #[error("cannot understand `{bin} {command}` output: {message}")]
-    Parse {
-        /// The binary.
-        bin: String,
-        /// The subcommand.
-        command: String,
-        /// What went wrong.
-        message: String,
-    },
-}
-
-impl RuntimeError {
-    /// A hint for the user.
-    pub fn remedy(&self) -> Option<crate::Remedy> {
-        use crate::Remedy;
-        Some(match self {
-            RuntimeError::Missing { bin } => Remedy::InstallRuntime {
-                podman: bin.contains("podman"),
-            },
-            RuntimeError::Failed { stderr, .. }
-                if stderr.contains("crun") && stderr.contains("cgroup") =>
-            {
-                Remedy::UseRunc
-            }
-            RuntimeError::Failed { stderr, .. } if stderr.contains("rlimit") => {
-                Remedy::RaiseRlimits
-            }
-            _ => Remedy::CheckHost,
-        })
-    }
-}
+pub use crate::error::RuntimeError;
 
 /// What the runtime records about a container.
 #[derive(Debug, Clone, PartialEq)]
