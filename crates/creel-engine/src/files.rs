@@ -63,6 +63,19 @@ pub(crate) fn write_file_atomic(
 }
 
 /// A positive pid from a file podman wrote (`--pidfile`, `--conmon-pidfile`).
+/// Opens (creating it) the lock file `path` and waits for its exclusive lock, which lasts until
+/// the returned file is dropped.
+pub(crate) fn lock_exclusive(path: &Path) -> Result<File> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("cannot open", path, e))?;
+    lock.lock().map_err(|e| Error::io("cannot lock", path, e))?;
+    Ok(lock)
+}
+
 pub(crate) fn read_pid_file(path: &Path) -> Option<i64> {
     std::fs::read_to_string(path)
         .ok()?

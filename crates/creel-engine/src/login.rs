@@ -56,15 +56,7 @@ pub fn copy_credentials_back(
     {
         return Ok(());
     }
-    let lock_path = home.join("credentials.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io("cannot open", &lock_path, e))?;
-    lock.lock()
-        .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
+    let lock = crate::files::lock_exclusive(&home.join("credentials.lock"))?;
     let host_meta =
         std::fs::metadata(host_file).map_err(|e| Error::io("cannot stat", host_file, e))?;
     let newer = inner_meta.modified().ok() > host_meta.modified().ok();

@@ -32,33 +32,18 @@ impl Engine {
                     None => 0,
                 };
                 let offset = req.offset.min(total);
-                // Read a few bytes around the page to find character boundaries.
-                let start = offset.saturating_sub(3);
-                let want = (offset - start) + limit + 3;
-                let mut buf = Vec::new();
-                if let Some(f) = f.as_mut() {
-                    f.seek(SeekFrom::Start(start))
-                        .map_err(|e| Error::io("cannot seek", &path, e))?;
-                    f.take(want)
-                        .read_to_end(&mut buf)
-                        .map_err(|e| Error::io("cannot read", &path, e))?;
-                }
-                (page(&buf, start, offset, limit), offset, total)
+                let bytes = match f.as_mut() {
+                    Some(f) => read_page(f, &path, offset, limit)?,
+                    None => (offset, Vec::new()),
+                };
+                (bytes, offset, total)
             }
             OutputFormat::Text => {
                 // The transcript kept beside the output: O(page) once it is up to date.
                 let (mut f, total) = super::transcript::up_to_date(&self.job_dir(job_id))?;
                 let offset = req.offset.min(total);
-                let start = offset.saturating_sub(3);
-                let want = (offset - start) + limit + 3;
-                let mut buf = Vec::new();
                 let text_path = self.job_dir(job_id).join("transcript.txt");
-                f.seek(SeekFrom::Start(start))
-                    .map_err(|e| Error::io("cannot seek", &text_path, e))?;
-                f.take(want)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| Error::io("cannot read", &text_path, e))?;
-                (page(&buf, start, offset, limit), offset, total)
+                (read_page(&mut f, &text_path, offset, limit)?, offset, total)
             }
         };
         let (content_start, content) = bytes;
@@ -74,6 +59,26 @@ impl Engine {
             content: String::from_utf8_lossy(&content).into_owned(),
         })
     }
+}
+
+/// The page of at most `limit` bytes at `offset` of `f` (the file at `path`), on character
+/// boundaries: `(where it starts, its bytes)`.
+fn read_page(
+    f: &mut std::fs::File,
+    path: &std::path::Path,
+    offset: u64,
+    limit: u64,
+) -> Result<(u64, Vec<u8>)> {
+    // Read a few bytes around the page to find character boundaries.
+    let start = offset.saturating_sub(3);
+    let want = (offset - start) + limit + 3;
+    let mut buf = Vec::new();
+    f.seek(SeekFrom::Start(start))
+        .map_err(|e| Error::io("cannot seek", path, e))?;
+    f.take(want)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    Ok(page(&buf, start, offset, limit))
 }
 
 /// From `buf` (which starts at file offset `buf_start`), the bytes of the page that starts at

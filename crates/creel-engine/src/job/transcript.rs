@@ -33,15 +33,7 @@ struct Meta {
 /// Brings the job's transcript up to date with its output and returns it, opened for reading,
 /// with its length.
 pub(crate) fn up_to_date(dir: &Path) -> Result<(File, u64)> {
-    let lock_path = dir.join("transcript.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io("cannot open", &lock_path, e))?;
-    lock.lock()
-        .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
+    let lock = crate::files::lock_exclusive(&dir.join("transcript.lock"))?;
     let text_path = dir.join("transcript.txt");
     let meta_path = dir.join("transcript.json");
     let raw_path = dir.join("output.jsonl");

@@ -30,7 +30,7 @@ mod follow;
 mod tests;
 mod verdict;
 
-use verdict::{KillReason, is_image_missing};
+use verdict::{KillReason, start_failure};
 
 /// How often the log is polled when nothing new arrived and inotify is not available.
 const POLL: Duration = Duration::from_millis(20);
@@ -168,11 +168,7 @@ impl Monitor {
                 let _ = self.runtime.stop(c, 0);
             }
             // The namespace holder runs the job's image: a vanished image shows here first.
-            let kind = if is_image_missing(&e) {
-                ErrorKind::ImageMissing
-            } else {
-                ErrorKind::Runtime
-            };
+            let kind = start_failure(&e);
             self.finish(
                 Some(JobError {
                     kind,
@@ -354,11 +350,7 @@ impl Monitor {
                 Ok(Some(cid))
             }
             Err(e) => {
-                let kind = if is_image_missing(&e.to_string()) {
-                    ErrorKind::ImageMissing
-                } else {
-                    ErrorKind::Runtime
-                };
+                let kind = start_failure(&e.to_string());
                 self.finish(
                     Some(JobError {
                         kind,

@@ -147,6 +147,16 @@ pub(super) fn decide(
     }
 }
 
+/// What a container (or its namespace holder) that could not start makes of the job:
+/// `image_missing` when the runtime said so, else `runtime`.
+pub(super) fn start_failure(text: &str) -> ErrorKind {
+    if is_image_missing(text) {
+        ErrorKind::ImageMissing
+    } else {
+        ErrorKind::Runtime
+    }
+}
+
 /// Whether a runtime's `run` failed for want of the image (podman's and docker's words).
 pub(super) fn is_image_missing(text: &str) -> bool {
     text.contains("image not known")
