@@ -42,6 +42,9 @@ fn check_call(call: Call) {
             if let Some(w) = &req.workspace {
                 assert!(w.is_absolute());
             }
+            if let Some(r) = &req.repo {
+                assert!(r.is_absolute());
+            }
             if req.check().is_ok() {
                 assert!(!req.prompt.trim().is_empty());
                 assert_ne!(req.max_turns, Some(0));
@@ -61,6 +64,14 @@ fn check_call(call: Call) {
         Call::Output(p) => {
             let req = p.request();
             assert_eq!(req.offset, p.offset.unwrap_or(0));
+        }
+        Call::Diff(p) => {
+            let req = p.request();
+            assert!(req.job_id.as_deref() != Some(""));
+        }
+        Call::Land(p) => {
+            let req = p.request();
+            assert!(req.into.as_deref() != Some(""));
         }
         Call::Cancel(_) | Call::Cleanup(_) | Call::Sessions => {}
     }

@@ -14,6 +14,14 @@ pub struct StartRequest {
     pub session_id: Option<String>,
     /// For a new session: an existing directory to use as the workspace.
     pub workspace: Option<PathBuf>,
+    /// For a new session: a git repository whose checkout (on its own branch
+    /// `creel/<session>`) becomes the workspace. The repository itself is only read.
+    pub repo: Option<PathBuf>,
+    /// With `repo`: the commit to start from (default: the repository's HEAD).
+    pub git_ref: Option<String>,
+    /// With `repo`: carry the repository's uncommitted changes (tracked and untracked, as its
+    /// `.gitignore` allows) into the session.
+    pub include_uncommitted: bool,
     /// `--model`.
     pub model: Option<String>,
     /// `--max-turns`.
@@ -34,6 +42,10 @@ pub struct StartResponse {
     pub state: crate::job::JobState,
     /// The session's workspace on the host (where Claude's files appear).
     pub workspace: PathBuf,
+    /// The session's git branch, for a session with a repository.
+    pub branch: Option<String>,
+    /// Warnings about the request (e.g. a repository with submodules).
+    pub warnings: Vec<String>,
 }
 
 /// What the job is doing right now.

@@ -166,6 +166,11 @@ impl Engine {
             .unwrap_or_else(|| self.home.join("sessions"))
     }
 
+    /// Where a session's git repository and index live (`--repo` sessions).
+    pub(crate) fn git_dir(&self, session: &str) -> PathBuf {
+        self.home.join("git").join(session)
+    }
+
     pub(crate) fn workspaces_dir(&self) -> PathBuf {
         self.config
             .workspaces_dir
@@ -283,12 +288,13 @@ impl Engine {
     }
 
     /// Runs the automatic cleanup of sessions idle past `session_idle_timeout`, never
-    /// deleting workspaces. Errors are logged, not returned.
+    /// deleting workspaces and never a `--repo` session (its branch may hold work not yet
+    /// landed; only an explicit cleanup removes it). Errors are logged, not returned.
     pub fn auto_cleanup(&self) {
         if self.config.session_idle_timeout == 0 {
             return;
         }
-        if let Err(e) = self.remove_idle_sessions(self.config.session_idle_timeout, false) {
+        if let Err(e) = self.remove_idle_sessions(self.config.session_idle_timeout, false, true) {
             tracing::warn!("automatic cleanup failed: {e}");
         }
     }
@@ -298,7 +304,7 @@ impl Engine {
     /// an earlier cleanup left without a session), and job directories a killed `start` left
     /// behind. Sessions with a live job are never removed.
     pub fn cleanup(&self, idle_seconds: u64, delete_workspaces: bool) -> Result<CleanupReport> {
-        let mut report = self.remove_idle_sessions(idle_seconds, delete_workspaces)?;
+        let mut report = self.remove_idle_sessions(idle_seconds, delete_workspaces, false)?;
         // Only here, not in the automatic cleanup every `start` runs: the sweeps look at every
         // job directory and workspace.
         self.remove_orphan_job_dirs();
@@ -331,6 +337,14 @@ impl Engine {
     /// workspace before its record).
     fn remove_orphan_workspaces(&self) -> Vec<PathBuf> {
         let mut removed = Vec::new();
+        // Session repositories (`--repo`) are always creel's own.
+        for (id, path) in old_dirs(&self.home.join("git")) {
+            if crate::session::validate_session_id(&id).is_ok()
+                && matches!(self.store().session(&id), Ok(None))
+            {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
         if self.config.workspaces_dir.is_some() {
             return removed;
         }
@@ -351,6 +365,7 @@ impl Engine {
         &self,
         idle_seconds: u64,
         delete_workspaces: bool,
+        keep_branches: bool,
     ) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
         let now = now_ms();
@@ -359,6 +374,9 @@ impl Engine {
         for s in sessions {
             if s.active_job_id.is_some() {
                 report.skipped_active.push(s.record.id.clone());
+                continue;
+            }
+            if keep_branches && s.record.git.is_some() {
                 continue;
             }
             let jobs = self.store().jobs_of_session(&s.record.id)?;
@@ -395,6 +413,11 @@ impl Engine {
                     .unwrap_or(false);
                 if inside && is_real_dir && std::fs::remove_dir_all(ws).is_ok() {
                     report.deleted_workspaces.push(ws.clone());
+                }
+                // A `--repo` session's own repository goes with its checkout: never the
+                // user's repository, never a branch `creel branch` fetched into it.
+                if s.record.git.is_some() {
+                    let _ = std::fs::remove_dir_all(self.git_dir(&s.record.id));
                 }
             }
             report.removed_sessions.push(s.record.id);

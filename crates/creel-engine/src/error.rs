@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::git::GitError;
 use crate::remedy::Remedy;
 
 /// Whether an error is the caller's fault or the environment's (exit codes 2 and 3).
@@ -89,6 +90,9 @@ pub enum Error {
     /// Building the sandbox image failed.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// A session's git branch: a bad repository or ref, a conflict while landing, git failing.
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
     /// A filesystem operation failed.
     #[error("{action} `{path}`")]
     Io {
@@ -114,6 +118,12 @@ impl Error {
             | Error::IncorrectState { .. }
             | Error::Workspace { .. } => ErrorCategory::Invalid,
             Error::Config(_) => ErrorCategory::Invalid,
+            Error::Git(e) => match e {
+                GitError::Missing | GitError::Spawn(_) | GitError::Failed { .. } => {
+                    ErrorCategory::Environment
+                }
+                _ => ErrorCategory::Invalid,
+            },
             Error::ImageMissing { .. }
             | Error::NoLogin { .. }
             | Error::Store(_)
@@ -321,6 +331,9 @@ pub enum RuntimeError {
         status: String,
         /// Its stderr, trimmed.
         stderr: String,
+        /// What the failure was about, read from `stderr` once, where it was made
+        /// ([`RuntimeError::failed`]).
+        failure: Failure,
     },
     /// The runtime's answer could not be understood.
     #[error("cannot understand `{bin} {command}` output: {message}")]
@@ -334,22 +347,125 @@ pub enum RuntimeError {
     },
 }
 
+/// What a failed runtime command was about. The container engines report failures only as
+/// text; [`Failure::of`] is the one place that knows their words (Podman 4.3 and Docker 20+ as
+/// shipped by Debian 12), so that nothing else in creel matches on a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The container does not exist (any more).
+    NoSuchContainer,
+    /// `inspect` found no object of that name (Docker's word for a missing container or image).
+    NoSuchObject,
+    /// A container of that name exists already.
+    NameInUse,
+    /// The image is not in local storage.
+    ImageMissing,
+    /// crun could not set up cgroups (the runc remedy applies).
+    CrunCgroup,
+    /// A resource limit could not be applied.
+    Rlimit,
+    /// Anything else.
+    Other,
+}
+
+impl Failure {
+    /// Reads a runtime's stderr.
+    pub fn of(stderr: &str) -> Failure {
+        let s = stderr.to_ascii_lowercase();
+        let any = |words: &[&str]| words.iter().any(|w| s.contains(w));
+        if any(&["no such container", "no container with name or id"]) {
+            Failure::NoSuchContainer
+        } else if any(&[
+            "image not known",
+            "no such image",
+            "unable to find image",
+            "image not found",
+        ]) {
+            Failure::ImageMissing
+        } else if s.contains("no such object") {
+            Failure::NoSuchObject
+        } else if s.contains("already in use") {
+            Failure::NameInUse
+        } else if s.contains("crun") && s.contains("cgroup") {
+            Failure::CrunCgroup
+        } else if s.contains("rlimit") {
+            Failure::Rlimit
+        } else {
+            Failure::Other
+        }
+    }
+}
+
 impl RuntimeError {
+    /// A failed runtime command, its stderr classified once.
+    pub fn failed(
+        bin: impl Into<String>,
+        command: impl Into<String>,
+        status: impl Into<String>,
+        stderr: impl Into<String>,
+    ) -> RuntimeError {
+        let stderr = stderr.into();
+        RuntimeError::Failed {
+            bin: bin.into(),
+            command: command.into(),
+            status: status.into(),
+            failure: Failure::of(&stderr),
+            stderr,
+        }
+    }
+
+    /// What a failed command was about ([`Failure::Other`] for errors that are not failures).
+    pub fn failure(&self) -> Failure {
+        match self {
+            RuntimeError::Failed { failure, .. } => *failure,
+            _ => Failure::Other,
+        }
+    }
+
     /// A hint for the user.
     pub fn remedy(&self) -> Option<Remedy> {
         Some(match self {
             RuntimeError::Missing { bin } => Remedy::InstallRuntime {
                 podman: bin.contains("podman"),
             },
-            RuntimeError::Failed { stderr, .. }
-                if stderr.contains("crun") && stderr.contains("cgroup") =>
-            {
-                Remedy::UseRunc
-            }
-            RuntimeError::Failed { stderr, .. } if stderr.contains("rlimit") => {
-                Remedy::RaiseRlimits
-            }
-            _ => Remedy::CheckHost,
+            _ => match self.failure() {
+                Failure::CrunCgroup => Remedy::UseRunc,
+                Failure::Rlimit => Remedy::RaiseRlimits,
+                _ => Remedy::CheckHost,
+            },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure::{self, *};
+
+    #[test]
+    fn runtime_failures_are_classified_from_both_engines_words() {
+        for (stderr, want) in [
+            (
+                "Error: no container with name or id \"x\" found: no such container",
+                NoSuchContainer,
+            ),
+            ("Error: No such container: x", NoSuchContainer),
+            ("Error: No such object: x", NoSuchObject),
+            ("Error: x: image not known", ImageMissing),
+            ("Error: No such image: x", ImageMissing),
+            ("Unable to find image 'x:latest' locally", ImageMissing),
+            (
+                "Error: creating container storage: the container name \"creel-x\" is already in use by abc",
+                NameInUse,
+            ),
+            (
+                "Conflict. The container name \"/creel-x\" is already in use",
+                NameInUse,
+            ),
+            ("crun: cannot set up cgroup", CrunCgroup),
+            ("setrlimit RLIMIT_NOFILE: operation not permitted", Rlimit),
+            ("permission denied", Other),
+        ] {
+            assert_eq!(Failure::of(stderr), want, "{stderr}");
+        }
     }
 }

@@ -28,6 +28,7 @@ pub mod error;
 mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod git;
 pub(crate) mod host;
 pub mod image;
 pub(crate) mod job;

@@ -19,6 +19,8 @@ pub struct SessionRecord {
     pub workspace_created: bool,
     /// The Claude conversation id creel chose for this session.
     pub claude_session_id: String,
+    /// Its git branch, for a session started with `--repo`.
+    pub git: Option<crate::git::SessionGit>,
 }
 
 /// A session as listed: the record plus job facts.

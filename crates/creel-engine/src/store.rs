@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_activity INTEGER NOT NULL,
     workspace TEXT NOT NULL,
     workspace_created INTEGER NOT NULL,
-    claude_session_id TEXT NOT NULL
+    claude_session_id TEXT NOT NULL,
+    git TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     webhook_delivered_at INTEGER,
     webhook_attempts INTEGER NOT NULL DEFAULT 0,
     egress_denied TEXT,
-    has_webhook INTEGER NOT NULL DEFAULT 0
+    has_webhook INTEGER NOT NULL DEFAULT 0,
+    changes TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
 CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN {UNFINISHED};
@@ -131,10 +133,10 @@ impl Store {
     pub fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         self.conn
             .query_row(
-                "SELECT id, created_at, last_activity, workspace, workspace_created, claude_session_id
+                "SELECT id, created_at, last_activity, workspace, workspace_created, claude_session_id, git
                  FROM sessions WHERE id = ?1",
                 [id],
-                session_from_row,
+                |r| session_from_row(r, 6),
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -189,15 +191,16 @@ impl Store {
         }
         if let Some(s) = new_session {
             tx.execute(
-                "INSERT INTO sessions (id, created_at, last_activity, workspace, workspace_created, claude_session_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO sessions (id, created_at, last_activity, workspace, workspace_created, claude_session_id, git)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     s.id,
                     s.created_at_ms,
                     s.last_activity_ms,
                     s.workspace.to_string_lossy(),
                     s.workspace_created,
-                    s.claude_session_id
+                    s.claude_session_id,
+                    s.git.as_ref().and_then(|g| serde_json::to_string(g).ok())
                 ],
             )
             .map_err(err)?;
@@ -524,14 +527,15 @@ impl Store {
                    (SELECT COUNT(*) FROM jobs j WHERE j.session_id = s.id),
                    (SELECT j.id FROM jobs j WHERE j.session_id = s.id AND j.state IN {UNFINISHED} LIMIT 1),
                    (SELECT j.id || ' ' || j.state FROM jobs j WHERE j.session_id = s.id
-                      ORDER BY j.created_at DESC, j.rowid DESC LIMIT 1)
+                      ORDER BY j.created_at DESC, j.rowid DESC LIMIT 1),
+                   s.git
                  FROM sessions s WHERE s.last_activity <= ?1 ORDER BY s.last_activity DESC, s.id"),
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([cutoff_ms], |r| {
                 Ok(SessionSummary {
-                    record: session_from_row(r)?,
+                    record: session_from_row(r, 9)?,
                     job_count: r.get::<_, i64>(6)? as u64,
                     active_job_id: r.get(7)?,
                     last_job: r.get::<_, Option<String>>(8)?.and_then(|l| {
@@ -542,6 +546,17 @@ impl Store {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records what a job changed on its session's branch.
+    pub fn set_changes(&self, id: &str, changes: &crate::git::Changes) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET changes = ?2 WHERE id = ?1",
+                params![id, serde_json::to_string(changes).ok()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Deletes a session and its jobs, unless it has an active job. Returns false if it had one.
@@ -578,7 +593,7 @@ impl Store {
 
 /// The schema version this code writes (`PRAGMA user_version`). Stores from before versions
 /// existed read 0.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Brings an older store up to [`SCHEMA_VERSION`], one step at a time, each step in place and
 /// idempotent (a store whose upgrade was interrupted upgrades again). A fresh store has the
@@ -588,16 +603,18 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if version >= SCHEMA_VERSION {
         return Ok(());
     }
-    let columns = |conn: &Connection| -> rusqlite::Result<Vec<String>> {
-        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+    let columns_of = |conn: &Connection, table: &str| -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
         stmt.query_map([], |r| r.get(0))?.collect()
     };
-    let add = |conn: &Connection, name: &str, decl: &str| -> rusqlite::Result<()> {
-        if !columns(conn)?.iter().any(|c| c == name) {
-            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {decl}"))?;
+    let columns = |conn: &Connection| columns_of(conn, "jobs");
+    let add_to = |conn: &Connection, table: &str, name: &str, decl: &str| -> rusqlite::Result<()> {
+        if !columns_of(conn, table)?.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {decl}"))?;
         }
         Ok(())
     };
+    let add = |conn: &Connection, name: &str, decl: &str| add_to(conn, "jobs", name, decl);
     // 1: webhook delivery attempts and egress refusals.
     add(conn, "webhook_attempts", "INTEGER NOT NULL DEFAULT 0")?;
     add(conn, "egress_denied", "TEXT")?;
@@ -610,11 +627,14 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              WHERE json_type(spec, '$.webhook') = 'object'",
         )?;
     }
+    // 3: a session's git branch, a job's recorded changes.
+    add_to(conn, "sessions", "git", "TEXT")?;
+    add(conn, "changes", "TEXT")?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }
 
-fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+fn session_from_row(r: &Row<'_>, git_column: usize) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
         id: r.get(0)?,
         created_at_ms: r.get(1)?,
@@ -622,12 +642,15 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         workspace: PathBuf::from(r.get::<_, String>(3)?),
         workspace_created: r.get(4)?,
         claude_session_id: r.get(5)?,
+        git: r
+            .get::<_, Option<String>>(git_column)?
+            .and_then(|g| serde_json::from_str(&g).ok()),
     })
 }
 
 const JOB_COLUMNS: &str = "id, session_id, state, error_kind, error_message, exit_code, created_at, started_at,
     finished_at, container_id, spec, output_size, log_offset, first_output_at, last_output_at, claude_session_id,
-    num_turns, cost_usd, result, retry, metrics, warnings, webhook_delivered_at, webhook_attempts, egress_denied";
+    num_turns, cost_usd, result, retry, metrics, warnings, webhook_delivered_at, webhook_attempts, egress_denied, changes";
 
 struct RawJob {
     id: String,
@@ -655,6 +678,7 @@ struct RawJob {
     webhook_delivered_at: Option<i64>,
     webhook_attempts: i64,
     egress_denied: Option<String>,
+    changes: Option<String>,
 }
 
 impl RawJob {
@@ -685,6 +709,7 @@ impl RawJob {
             webhook_delivered_at: r.get(22)?,
             webhook_attempts: r.get(23)?,
             egress_denied: r.get(24)?,
+            changes: r.get(25)?,
         })
     }
 
@@ -733,6 +758,7 @@ impl RawJob {
                 .egress_denied
                 .and_then(|d| serde_json::from_str(&d).ok())
                 .unwrap_or_default(),
+            changes: self.changes.and_then(|c| serde_json::from_str(&c).ok()),
         })
     }
 }
@@ -775,6 +801,7 @@ mod tests {
             workspace: "/ws".into(),
             workspace_created: true,
             claude_session_id: "u-1".into(),
+            git: None,
         };
         for (id, delivered) in [("0123456789ab", Some(5)), ("ba9876543210", None)] {
             let record = JobRecord::pending(id.into(), "s1".into(), spec.clone(), 1, vec![]);

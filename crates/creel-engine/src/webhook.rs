@@ -95,6 +95,20 @@ pub fn message(job: &JobRecord) -> String {
         m.push_str("\nClaude's result: ");
         m.push_str(crate::stream::cut_str(&first.join("\n"), 1000));
     }
+    if let Some(c) = &job.changes {
+        match &c.commit {
+            Some(commit) => m.push_str(&format!(
+                "\nChanges on branch {}: {} files, +{} -{} (commit {}); review with claude_code_diff, land with claude_code_land (session_id {}).",
+                job.spec.git.as_ref().map(|g| g.branch.as_str()).unwrap_or("?"),
+                c.files,
+                c.insertions,
+                c.deletions,
+                &commit[..commit.len().min(12)],
+                job.session_id
+            )),
+            None => m.push_str("\nThe job changed no files."),
+        }
+    }
     if job.state != JobState::Cancelled {
         m.push_str(&format!(
             "\nRead the output with claude_code_output (job_id {}); continue with claude_code_start (session_id {}).",

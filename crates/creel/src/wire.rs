@@ -20,6 +20,12 @@ pub struct StartWire {
     pub status: String,
     /// The session's workspace on the host: where Claude's files appear.
     pub workspace: String,
+    /// The session's git branch (`creel/<session>`), for a session with a repository.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Things to know about the request (e.g. submodules not checked out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<&StartResponse> for StartWire {
@@ -29,6 +35,104 @@ impl From<&StartResponse> for StartWire {
             session_id: r.session_id.clone(),
             status: r.state.to_string(),
             workspace: r.workspace.display().to_string(),
+            branch: r.branch.clone(),
+            warnings: r.warnings.clone(),
+        }
+    }
+}
+
+/// What a job (or a session) changed on its git branch.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesWire {
+    /// The commit that ends the changes on the session branch; null when nothing changed.
+    pub commit: Option<String>,
+    /// Files changed.
+    pub files: u64,
+    /// Lines added.
+    pub insertions: u64,
+    /// Lines removed.
+    pub deletions: u64,
+}
+
+impl From<&creel_engine::git::Changes> for ChangesWire {
+    fn from(c: &creel_engine::git::Changes) -> Self {
+        ChangesWire {
+            commit: c.commit.clone(),
+            files: c.files,
+            insertions: c.insertions,
+            deletions: c.deletions,
+        }
+    }
+}
+
+/// One commit of a session's branch (`creel log`).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitWire {
+    /// Commit id.
+    pub commit: String,
+    /// Subject line.
+    pub subject: String,
+    /// The job that recorded it; null for commits Claude made itself.
+    pub job_id: Option<String>,
+    /// Author.
+    pub author: String,
+    /// RFC 3339.
+    pub time: String,
+    /// Files changed.
+    pub files: u64,
+    /// Lines added.
+    pub insertions: u64,
+    /// Lines removed.
+    pub deletions: u64,
+}
+
+impl From<&creel_engine::git::CommitInfo> for CommitWire {
+    fn from(c: &creel_engine::git::CommitInfo) -> Self {
+        CommitWire {
+            commit: c.commit.clone(),
+            subject: c.subject.clone(),
+            job_id: c.job_id.clone(),
+            author: c.author.clone(),
+            time: rfc3339(c.time.saturating_mul(1000)),
+            files: c.files,
+            insertions: c.insertions,
+            deletions: c.deletions,
+        }
+    }
+}
+
+/// What landing a session's work did (`apply`, `merge`, `branch`).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LandWire {
+    /// apply, merge or branch.
+    pub how: String,
+    /// The user's repository.
+    pub repo: String,
+    /// The branch written (merge: the target; branch: `creel/<session>`).
+    pub branch: Option<String>,
+    /// The commit that branch now points at.
+    pub commit: Option<String>,
+    /// Whether a merge was a fast-forward.
+    pub fast_forward: bool,
+    /// The files the session changed.
+    pub files: Vec<String>,
+    /// True when there was nothing to land.
+    pub nothing_to_do: bool,
+}
+
+impl From<&creel_engine::git::LandReport> for LandWire {
+    fn from(r: &creel_engine::git::LandReport) -> Self {
+        LandWire {
+            how: r.how.as_str().into(),
+            repo: r.repo.display().to_string(),
+            branch: r.branch.clone(),
+            commit: r.commit.clone(),
+            fast_forward: r.fast_forward,
+            files: r.files.clone(),
+            nothing_to_do: r.nothing_to_do,
         }
     }
 }
@@ -120,6 +224,10 @@ pub struct StatusWire {
     pub egress_denied_total: u64,
     /// Things the user should know (limits not enforced, resume notes, runtime warnings).
     pub warnings: Vec<String>,
+    /// For a session with a repository, once the job has ended: what it changed on the
+    /// session's branch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ChangesWire>,
 }
 
 impl From<&JobStatus> for StatusWire {
@@ -177,6 +285,7 @@ impl From<&JobStatus> for StatusWire {
                     }
                     v
                 }),
+            changes: r.changes.as_ref().map(ChangesWire::from),
         }
     }
 }
@@ -241,6 +350,12 @@ pub struct SessionWire {
     pub claude_session_id: String,
     /// Host path of the workspace.
     pub workspace: String,
+    /// The session's git branch, for a session with a repository.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The repository it was started from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
 }
 
 impl From<&SessionSummary> for SessionWire {
@@ -255,6 +370,8 @@ impl From<&SessionSummary> for SessionWire {
             last_job_status: s.last_job.as_ref().map(|(_, st)| st.to_string()),
             claude_session_id: s.record.claude_session_id.clone(),
             workspace: s.record.workspace.display().to_string(),
+            branch: s.record.git.as_ref().map(|g| g.branch.clone()),
+            repo: s.record.git.as_ref().map(|g| g.repo.display().to_string()),
         }
     }
 }

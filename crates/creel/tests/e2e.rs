@@ -542,3 +542,181 @@ fn a_second_image_build_reuses_what_the_first_made() {
     assert!(!before.is_empty());
     assert_eq!(image_id(), before, "the second build made a new image");
 }
+
+/// Plain git on the host, as the user runs it.
+fn user_git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=U", "-c", "user.email=u@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the job's Bash runs: real work and a commit of Claude's own, then everything a hostile
+/// agent can plant in its checkout to make git on the host run something (each would touch a
+/// file in `$1`, a directory on the host) or read outside the session.
+const PLANT: &str = r#"set -e
+M="$1"
+echo "real work" > work.txt
+git add work.txt
+git commit -qm "Claude's own commit"
+mkdir -p .git/hooks
+for h in pre-commit post-commit post-checkout post-merge reference-transaction post-index-change pre-auto-gc; do
+  printf '#!/bin/sh\ntouch %s/hook-%s\n' "$M" "$h" > .git/hooks/$h
+  chmod +x .git/hooks/$h
+done
+mkdir -p evil-hooks
+printf '#!/bin/sh\ntouch %s/hookspath\n' "$M" > evil-hooks/post-commit
+chmod +x evil-hooks/post-commit
+git config core.hooksPath /workspace/evil-hooks
+git config core.fsmonitor "touch $M/fsmonitor"
+git config core.sshCommand "touch $M/ssh"
+git config core.pager "touch $M/pager"
+git config diff.external "touch $M/extdiff"
+git config diff.evil.textconv "touch $M/textconv"
+git config filter.evil.clean "touch $M/clean"
+git config filter.evil.smudge "touch $M/smudge"
+git config merge.evil.driver "touch $M/mergedriver"
+git config uploadpack.packObjectsHook "touch $M/packhook"
+echo '* filter=evil diff=evil merge=evil' > .gitattributes
+printf '[submodule "m"]\n\tpath = m\n\turl = ext::sh -c touch%% %s/submodule\n' "$M" > .gitmodules
+ln -s "$M/../secret.txt" secret-link
+ln -s / root-link
+echo "planted everything"
+"#;
+
+const GIT_TASK: &str = r#"
+[[turn]]
+match = "HOSTILE-TASK"
+text = "Working, and planting."
+tool_use = [{ name = "Bash", input = { command = "sh plant.sh MARKERS", description = "work and plant" } }]
+
+[[turn]]
+match = "planted everything"
+text = "Done."
+
+[[turn]]
+match = "NEXT-TASK"
+text = "Looking at the history."
+tool_use = [{ name = "Bash", input = { command = "git log --format=%s; git status --short; ls .git/hooks; cat .git/config", description = "history" } }]
+
+[[turn]]
+match = "Claude's own commit"
+text = "The history is there."
+"#;
+
+#[test]
+fn a_repo_session_records_each_job_on_its_branch_and_nothing_planted_runs_on_the_host() {
+    if !real_image() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let markers = dir.path().join("markers");
+    std::fs::create_dir_all(&markers).unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "TOP SECRET host data\n").unwrap();
+    // The user's repository, in a directory with a space, with an uncommitted edit.
+    let repo = dir.path().join("user repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    user_git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "hello\n").unwrap();
+    std::fs::write(repo.join("plant.sh"), PLANT).unwrap();
+    user_git(&repo, &["add", "."]);
+    user_git(&repo, &["commit", "-qm", "init"]);
+    let head = user_git(&repo, &["rev-parse", "HEAD"]);
+    let script = GIT_TASK.replace("MARKERS", &markers.display().to_string());
+    let model = FakeModel::start(dir.path(), Some(&script));
+    let env = env_for(&model, "");
+
+    let started = env.json(&[
+        "start",
+        "--json",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--session",
+        "landing",
+        "HOSTILE-TASK: do the work",
+    ]);
+    assert_eq!(started["branch"], "creel/landing", "{started}");
+    let job = started["jobId"].as_str().unwrap();
+    let s = env.wait(job);
+    assert_eq!(s["status"], "completed", "{s}");
+    let changes = &s["changes"];
+    assert!(changes["commit"].is_string(), "{s}");
+    assert_eq!(
+        changes["files"],
+        6,
+        "{s}\n{}",
+        env.paged_output(job, 1 << 20, "text")
+    );
+    // The job never wrote the user's repository.
+    assert_eq!(user_git(&repo, &["rev-parse", "HEAD"]), head);
+    assert_eq!(user_git(&repo, &["status", "--porcelain"]), "");
+
+    // Reading: the log has Claude's commit and the job's, the diff has the work.
+    let log = env.json(&["log", "landing", "--json"]);
+    let subjects: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        ["HOSTILE-TASK: do the work", "Claude's own commit"]
+    );
+    assert_eq!(log[0]["jobId"], job);
+    let diff = env.run(&["diff", "landing"]);
+    let patch = String::from_utf8_lossy(&diff.stdout);
+    assert!(patch.contains("+real work"), "{patch}");
+    assert!(!patch.contains("TOP SECRET"), "{patch}");
+    env.run(&["diff", "landing", "--stat", "--job", job]);
+
+    // Landing: a branch for review, then a merge (a fast-forward onto main).
+    let b = env.json(&["branch", "landing", "--json"]);
+    assert_eq!(b["branch"], "creel/landing", "{b}");
+    let m = env.json(&["merge", "landing", "--json"]);
+    assert_eq!(m["fastForward"], true, "{m}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("work.txt")).unwrap(),
+        "real work\n"
+    );
+    assert!(
+        std::fs::symlink_metadata(repo.join("secret-link"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // The next job continues on the branch, with a fresh `.git` (no planted hooks or config).
+    let (next, _) = env.start("NEXT-TASK: look", &["--session", "landing"]);
+    let s = env.wait(&next);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["result"], "The history is there.");
+    let text = env.paged_output(&next, 1 << 20, "text");
+    assert!(
+        !text.contains("fsmonitor") && !text.contains("hooksPath"),
+        "{text}"
+    );
+    assert_eq!(s["changes"]["commit"], Value::Null, "{s}");
+
+    let ran: Vec<_> = std::fs::read_dir(&markers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(ran.is_empty(), "ran on the host: {ran:?}");
+
+    // Cleanup removes the session's checkout and repository, not the user's branch.
+    let ws = workspace_of(&env, "landing");
+    env.run(&["cleanup", "--idle-seconds", "0", "--delete-workspaces"]);
+    assert!(!ws.exists());
+    assert!(!env.home.join("git/landing").exists());
+    user_git(&repo, &["rev-parse", "--verify", "creel/landing"]);
+}

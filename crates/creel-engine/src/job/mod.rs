@@ -271,6 +271,10 @@ pub struct JobSpec {
     /// The API key stays on the host: the proxy adds it (allowlist mode).
     #[serde(default)]
     pub key_via_proxy: bool,
+    /// The session's git branch, when it has one: its objects are mounted read-only and the
+    /// job's changes are recorded on it when the job ends.
+    #[serde(default)]
+    pub git: Option<crate::git::SessionGit>,
 }
 
 /// Resource usage sampled by the monitor.
@@ -350,6 +354,8 @@ pub struct JobRecord {
     pub webhook_attempts: u32,
     /// Requests the egress proxy refused, per host.
     pub egress_denied: crate::egress::Refusals,
+    /// What the job changed on its session's git branch, once recorded.
+    pub changes: Option<crate::git::Changes>,
 }
 
 /// Webhook delivery attempts before giving up.
@@ -389,6 +395,7 @@ impl JobRecord {
             webhook_delivered_at_ms: None,
             webhook_attempts: 0,
             egress_denied: Default::default(),
+            changes: None,
         }
     }
 

@@ -49,6 +49,16 @@ impl StartRequest {
         if let Some(m) = &self.model {
             validate_model(m).map_err(|m| Error::InvalidRequest(format!("invalid model: {m}")))?;
         }
+        if self.repo.is_none() && (self.git_ref.is_some() || self.include_uncommitted) {
+            return Err(Error::InvalidRequest(
+                "a ref and --include-uncommitted need a repository (--repo)".into(),
+            ));
+        }
+        if self.repo.is_some() && self.workspace.is_some() {
+            return Err(Error::InvalidRequest(
+                "give a repository or a workspace, not both: with a repository the session's workspace is its checkout".into(),
+            ));
+        }
         if self.max_turns == Some(0) {
             return Err(Error::InvalidRequest(
                 "the turn limit (max turns) must be at least 1".into(),
@@ -88,6 +98,12 @@ impl Engine {
                 s.workspace.display()
             )));
         }
+        if let (Some(s), Some(_)) = (&existing, &req.repo) {
+            return Err(Error::InvalidRequest(format!(
+                "session `{}` already exists; a repository is only for a new session (its later jobs continue on its branch)",
+                s.id
+            )));
+        }
         if let Some(s) = &existing
             && let Some((job, state)) = self.store().active_job(&s.id)?
         {
@@ -100,6 +116,18 @@ impl Engine {
         let user_workspace = match &req.workspace {
             Some(w) => Some(check_user_workspace(w)?),
             None => None,
+        };
+        let git = match (&req.repo, existing.as_ref().and_then(|s| s.git.as_ref())) {
+            (Some(_), _) | (_, Some(_)) => Some(crate::git::Git::find()?),
+            _ => None,
+        };
+        let user_repo = match (&req.repo, &git) {
+            (Some(repo), Some(git)) => Some(crate::git::session::inspect(
+                git,
+                repo,
+                req.git_ref.as_deref(),
+            )?),
+            _ => None,
         };
 
         // 2. Environment.
@@ -115,12 +143,12 @@ impl Engine {
         }
         if host.rootless && self.config.network == NetworkMode::Bridge && !host.tun_usable {
             // (allowlist mode needs no tun device: the container has no network of its own.)
-            return Err(Error::Runtime(crate::runtime::RuntimeError::Failed {
-                bin: "podman".into(),
-                command: "run".into(),
-                status: "not started".into(),
-                stderr: "rootless networking (slirp4netns) needs /dev/net/tun, which this user cannot open".into(),
-            }));
+            return Err(Error::Runtime(crate::runtime::RuntimeError::failed(
+                "podman",
+                "run",
+                "not started",
+                "rootless networking (slirp4netns) needs /dev/net/tun, which this user cannot open",
+            )));
         }
         if !image_present(&self.home, runtime.as_ref(), &self.config.image)? {
             return Err(Error::ImageMissing {
@@ -147,6 +175,9 @@ impl Engine {
         let mut warnings = Vec::new();
         if let Some(w) = host.limits_warning() {
             warnings.push(w);
+        }
+        if let Some(u) = &user_repo {
+            warnings.extend(u.warnings.iter().cloned());
         }
         let previous = existing.as_ref().map(|s| s.claude_session_id.clone());
         let conversation = match &previous {
@@ -252,6 +283,7 @@ impl Engine {
             ),
             egress,
             key_via_proxy,
+            git: None,
             credentials_file: if api_key.is_none() {
                 credentials.clone()
             } else {
@@ -262,6 +294,7 @@ impl Engine {
         // 4. Files: job dir, prompt, key, workspace and Claude dir. Undone on failure.
         let job_id = new_job_id();
         let job_dir = self.job_dir(&job_id);
+        let mut session_git = existing.as_ref().and_then(|s| s.git.clone());
         let prepared = (|| -> Result<()> {
             create_private_dir(&job_dir)?;
             let (uid, gid) = match user {
@@ -284,6 +317,20 @@ impl Engine {
                 create_private_dir_all(&workspace)?;
                 chown(&workspace, chown_to)?;
             }
+            if let (Some(git), Some(u)) = (&git, &user_repo) {
+                session_git = Some(crate::git::session::create(
+                    git,
+                    &self.git_dir(&session_id),
+                    u,
+                    &session_id,
+                    &workspace,
+                    req.include_uncommitted,
+                    chown_to,
+                )?);
+            }
+            if let (Some(git), Some(sg)) = (&git, &session_git) {
+                crate::git::session::prepare_job(git, sg, &workspace, chown_to)?;
+            }
             if !claude_config_dir.is_dir() {
                 create_private_dir_all(&claude_config_dir)?;
                 chown(&claude_config_dir, chown_to)?;
@@ -297,10 +344,19 @@ impl Engine {
         })();
         if let Err(e) = prepared {
             let _ = std::fs::remove_dir_all(&job_dir);
+            if user_repo.is_some() {
+                // A new session's checkout and repository: nothing of it may stay.
+                let _ = std::fs::remove_dir_all(self.git_dir(&session_id));
+                let _ = std::fs::remove_dir_all(&workspace);
+            }
             return Err(e);
         }
 
         // 5. Record (the busy check again, atomically) and launch.
+        let spec = JobSpec {
+            git: session_git,
+            ..spec
+        };
         let record = JobRecord::pending(job_id.clone(), session_id.clone(), spec, now, warnings);
         let new_session = existing.is_none().then(|| SessionRecord {
             id: session_id.clone(),
@@ -309,10 +365,15 @@ impl Engine {
             workspace: workspace.clone(),
             workspace_created,
             claude_session_id: record.spec.conversation.id().to_string(),
+            git: record.spec.git.clone(),
         });
         let lock = try_lock_job(&self.home, &job_id)?;
         if let Err((active, state)) = self.store().insert_job(&record, new_session.as_ref())? {
             let _ = std::fs::remove_dir_all(&job_dir);
+            if user_repo.is_some() {
+                let _ = std::fs::remove_dir_all(self.git_dir(&session_id));
+                let _ = std::fs::remove_dir_all(&workspace);
+            }
             return Err(Error::SessionBusy {
                 session: session_id,
                 job: active,
@@ -328,6 +389,8 @@ impl Engine {
             session_id,
             state: JobState::Pending,
             workspace,
+            branch: record.spec.git.as_ref().map(|g| g.branch.clone()),
+            warnings: record.warnings.clone(),
         })
     }
 

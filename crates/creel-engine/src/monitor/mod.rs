@@ -21,7 +21,7 @@ use crate::files::read_pid_file;
 use crate::job::{ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms};
 use crate::runtime::argv::PAUSE_PIDFILE;
 use crate::runtime::argv::{ContainerArgs, LABEL_JOB, LABEL_PAUSE, pause_args, run_args};
-use crate::runtime::{CliRuntime, ContainerRuntime};
+use crate::runtime::{CliRuntime, ContainerRuntime, Failure, RuntimeError};
 use crate::store::{Progress, Store};
 use crate::stream::{Line, StreamFacts};
 
@@ -31,6 +31,21 @@ mod tests;
 mod verdict;
 
 use verdict::{KillReason, start_failure};
+
+/// Why a job's egress proxy could not start (the job then fails closed).
+#[derive(Debug, thiserror::Error)]
+enum EgressStart {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("the network namespace holder is not running")]
+    HolderGone,
+    #[error("cannot listen inside the job's network namespace: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("cannot read the API key: {0}")]
+    Key(#[source] std::io::Error),
+    #[error("bad API upstream: {0}")]
+    Upstream(String),
+}
 
 /// How often the log is polled when nothing new arrived and inotify is not available.
 const POLL: Duration = Duration::from_millis(20);
@@ -168,7 +183,10 @@ impl Monitor {
                 let _ = self.runtime.stop(c, 0);
             }
             // The namespace holder runs the job's image: a vanished image shows here first.
-            let kind = start_failure(&e);
+            let kind = match &e {
+                EgressStart::Runtime(e) => start_failure(e),
+                _ => ErrorKind::Runtime,
+            };
             self.finish(
                 Some(JobError {
                     kind,
@@ -212,7 +230,10 @@ impl Monitor {
 
     /// Allowlist mode: makes sure the job's network namespace exists (a pause container with
     /// no network), binds the proxy's socket inside it and serves the proxy from this process.
-    fn start_egress(&mut self, job_container: Option<&str>) -> std::result::Result<(), String> {
+    fn start_egress(
+        &mut self,
+        job_container: Option<&str>,
+    ) -> std::result::Result<(), EgressStart> {
         let id = self.job.id.clone();
         let Some(spec) = self.job.spec.egress.clone() else {
             return Ok(());
@@ -221,7 +242,6 @@ impl Monitor {
             self.runtime
                 .containers_with_label(&self.home, LABEL_PAUSE, &id)
                 .map(|ids| ids.into_iter().next())
-                .map_err(|e| e.to_string())
         };
         // As for the job's container: a pending job goes straight to `run`, and a holder that
         // a dead monitor already made shows up as a name conflict.
@@ -241,10 +261,8 @@ impl Monitor {
                 );
                 match self.runtime.run(&args) {
                     Ok((p, _)) => (p, true),
-                    Err(e) if e.to_string().contains("already in use") => {
-                        (find()?.ok_or_else(|| e.to_string())?, false)
-                    }
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) if e.failure() == Failure::NameInUse => (find()?.ok_or(e)?, false),
+                    Err(e) => return Err(e.into()),
                 }
             }
         };
@@ -267,15 +285,15 @@ impl Monitor {
             }
         }
         if pid <= 0 {
-            return Err("the network namespace holder is not running".into());
+            return Err(EgressStart::HolderGone);
         }
         let listener = crate::netns::listen_in(pid as i32, crate::egress::PROXY_PORT)
-            .map_err(|e| e.to_string())?;
+            .map_err(EgressStart::Bind)?;
         let key = if self.job.spec.key_via_proxy {
             let path = self.dir.join("api-key");
             Some(
                 std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read the API key: {e}"))?
+                    .map_err(EgressStart::Key)?
                     .trim()
                     .to_string(),
             )
@@ -283,7 +301,9 @@ impl Monitor {
             None
         };
         let api = match &spec.api_upstream {
-            Some(url) => Some(crate::egress::ApiUpstream::parse(url, key)?),
+            Some(url) => {
+                Some(crate::egress::ApiUpstream::parse(url, key).map_err(EgressStart::Upstream)?)
+            }
             None => None,
         };
         let config = Arc::new(crate::egress::ProxyConfig {
@@ -335,7 +355,7 @@ impl Monitor {
                 }
                 Ok(Some(cid))
             }
-            Err(e) if e.to_string().contains("already in use") => {
+            Err(e) if e.failure() == Failure::NameInUse => {
                 // A previous monitor started it and died before recording it: adopt it.
                 let Some(cid) = self
                     .runtime
@@ -350,7 +370,7 @@ impl Monitor {
                 Ok(Some(cid))
             }
             Err(e) => {
-                let kind = start_failure(&e.to_string());
+                let kind = start_failure(&e);
                 self.finish(
                     Some(JobError {
                         kind,
@@ -400,6 +420,9 @@ impl Monitor {
     /// Records the final state (once; a cancelled job keeps `cancelled`) and tidies up.
     fn finish(&mut self, error: Option<JobError>, exit_code: Option<i64>) -> Result<()> {
         let id = self.job.id.clone();
+        if let Some(sg) = self.job.spec.git.clone() {
+            self.record_changes(&sg)?;
+        }
         let state = if error.is_some() {
             JobState::Failed
         } else {
@@ -412,6 +435,44 @@ impl Monitor {
             self.store.set_exit_code(&id, c)?;
         }
         self.tidy_files();
+        Ok(())
+    }
+
+    /// Records what the job changed as a commit on its session's branch (before the job is
+    /// final, so that whoever waits for it sees the changes). A failure here is a warning on
+    /// the job, never a failed job: the work is still in the workspace.
+    fn record_changes(&mut self, sg: &crate::git::SessionGit) -> Result<()> {
+        let id = self.job.id.clone();
+        let prompt = crate::files::open_nofollow(&self.dir.join("prompt"), false)
+            .ok()
+            .map(|f| {
+                use std::io::Read;
+                let mut head = Vec::new();
+                let _ = f.take(4096).read_to_end(&mut head);
+                String::from_utf8_lossy(&head).into_owned()
+            })
+            .unwrap_or_default();
+        let recorded = crate::git::Git::find().and_then(|git| {
+            crate::git::session::record_job(&git, sg, &self.job.spec.workspace, &id, &prompt)
+        });
+        match recorded {
+            Ok((changes, warnings)) => {
+                self.store.set_changes(&id, &changes)?;
+                for w in warnings {
+                    self.store.add_warning(&id, &w)?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job = %id, "could not record the job's changes: {e}");
+                self.store.add_warning(
+                    &id,
+                    &format!(
+                        "the job's changes could not be recorded on branch {}: {e}; they are still in the workspace",
+                        sg.branch
+                    ),
+                )?;
+            }
+        }
         Ok(())
     }
 

@@ -206,6 +206,7 @@ impl Home {
             last_activity_ms: 1,
             claude_session_id: "conv-1".into(),
             workspace_created: true,
+            git: None,
         };
         let record = JobRecord::pending(job.clone(), "s-1".into(), spec, 1, Vec::new());
         store.insert_job(&record, Some(&session)).unwrap().unwrap();

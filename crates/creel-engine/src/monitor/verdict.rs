@@ -3,6 +3,7 @@
 //! file, process or clock of their own, so they are tested here without a container engine.
 
 use crate::job::{ErrorKind, JobError, JobSpec};
+use crate::runtime::{Failure, RuntimeError};
 use crate::stream::{ResultFailure, StreamFacts, failure_kind};
 
 /// Why creel itself stopped a container.
@@ -149,19 +150,12 @@ pub(super) fn decide(
 
 /// What a container (or its namespace holder) that could not start makes of the job:
 /// `image_missing` when the runtime said so, else `runtime`.
-pub(super) fn start_failure(text: &str) -> ErrorKind {
-    if is_image_missing(text) {
+pub(super) fn start_failure(e: &RuntimeError) -> ErrorKind {
+    if e.failure() == Failure::ImageMissing {
         ErrorKind::ImageMissing
     } else {
         ErrorKind::Runtime
     }
-}
-
-/// Whether a runtime's `run` failed for want of the image (podman's and docker's words).
-pub(super) fn is_image_missing(text: &str) -> bool {
-    text.contains("image not known")
-        || text.contains("No such image")
-        || text.contains("Unable to find image")
 }
 
 /// Seconds as milliseconds, saturating (a huge timeout means "never", not an overflow).
@@ -280,8 +274,13 @@ mod tests {
 
     #[test]
     fn image_missing_is_recognised_in_both_runtimes_words() {
-        assert!(is_image_missing("Error: x: image not known"));
-        assert!(is_image_missing("Unable to find image 'x' locally"));
-        assert!(!is_image_missing("permission denied"));
+        let kind =
+            |stderr: &str| start_failure(&RuntimeError::failed("podman", "run", "1", stderr));
+        assert_eq!(kind("Error: x: image not known"), ErrorKind::ImageMissing);
+        assert_eq!(
+            kind("Unable to find image 'x' locally"),
+            ErrorKind::ImageMissing
+        );
+        assert_eq!(kind("permission denied"), ErrorKind::Runtime);
     }
 }

@@ -261,6 +261,18 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
     v.push(mount(&s.claude_config_dir, CLAUDE_CONFIG, "rw"));
     v.push("--volume".into());
     v.push(mount(a.prompt_path, PROMPT, "ro"));
+    if let Some(g) = &s.git {
+        // The agent's `.git` borrows the session's objects, which borrow the user's (by their
+        // host path, so that one alternates file serves both sides): both read-only.
+        v.push("--volume".into());
+        v.push(mount(
+            &g.session_repo.join("objects"),
+            crate::git::session::CONTAINER_OBJECTS,
+            "ro",
+        ));
+        v.push("--volume".into());
+        v.push(mount(&g.objects, &g.objects.to_string_lossy(), "ro"));
+    }
     if let Some(key) = a.api_key_path {
         v.push("--volume".into());
         v.push(mount(key, API_KEY, "ro"));
@@ -336,6 +348,7 @@ pub(crate) mod tests {
             credentials_file: None,
             egress: None,
             key_via_proxy: false,
+            git: None,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::config::RuntimeKind;
 use crate::job::Metrics;
 use crate::logfile::LogFormat;
 
-pub use crate::error::RuntimeError;
+pub use crate::error::{Failure, RuntimeError};
 
 /// What the runtime records about a container.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,12 +154,12 @@ impl CliRuntime {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if !out.status.success() {
-            return Err(RuntimeError::Failed {
-                bin: self.kind.name().into(),
-                command: subcommand(&args),
-                status: out.status.to_string(),
-                stderr: cut(&stderr, 2000),
-            });
+            return Err(RuntimeError::failed(
+                self.kind.name(),
+                subcommand(&args),
+                out.status.to_string(),
+                cut(&stderr, 2000),
+            ));
         }
         Ok((stdout, stderr))
     }
@@ -186,11 +186,12 @@ impl CliRuntime {
     }
 }
 
+/// Whether a container command failed because the container is gone.
 fn is_missing(e: &RuntimeError) -> bool {
-    matches!(e, RuntimeError::Failed { stderr, .. }
-        if stderr.to_ascii_lowercase().contains("no such container")
-        || stderr.to_ascii_lowercase().contains("no such object")
-        || stderr.to_ascii_lowercase().contains("no container with name or id"))
+    matches!(
+        e.failure(),
+        Failure::NoSuchContainer | Failure::NoSuchObject
+    )
 }
 
 fn subcommand(args: &[OsString]) -> String {
@@ -237,21 +238,17 @@ impl ContainerRuntime for CliRuntime {
         if out.status.success() {
             return Ok(true);
         }
-        let stderr = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
-        // Podman 4.3: "image not known"; Docker: "No such image"; others: "not found".
-        if stderr.contains("no such")
-            || stderr.contains("not found")
-            || stderr.contains("not known")
-            || stderr.contains("unknown")
-        {
-            return Ok(false);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let e = RuntimeError::failed(
+            self.kind.name(),
+            "image inspect",
+            out.status.to_string(),
+            cut(stderr.trim(), 2000),
+        );
+        match e.failure() {
+            Failure::ImageMissing | Failure::NoSuchObject => Ok(false),
+            _ => Err(e),
         }
-        Err(RuntimeError::Failed {
-            bin: self.kind.name().into(),
-            command: "image inspect".into(),
-            status: out.status.to_string(),
-            stderr: cut(stderr.trim(), 2000),
-        })
     }
 
     fn run(&self, args: &[OsString]) -> Result<(String, Vec<String>), RuntimeError> {

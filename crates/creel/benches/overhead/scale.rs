@@ -184,6 +184,7 @@ fn populate(env: &Env, template: &JobRecord, n: usize) {
             workspace: env.home.join("workspaces").join(&session),
             workspace_created: true,
             claude_session_id: rec.spec.conversation.id().to_string(),
+            git: None,
         };
         store
             .insert_job(&rec, Some(&s))

@@ -5,6 +5,7 @@ mod cleanup;
 mod doctor;
 mod image;
 mod jobs;
+mod land;
 mod monitor;
 mod output;
 pub(crate) mod remedy;
@@ -32,6 +33,8 @@ Typical use:
   creel start --session repo-1 'fix the failing test' start in the background; prints the job id
   creel status JOB; creel output JOB --follow        look in on it
   creel start --session repo-1 'now update the docs' continue the same conversation
+  creel start --repo . 'fix the failing test'        work on a branch of this repository
+  creel diff SESSION; creel merge SESSION            review the branch, then land it
   creel mcp                                          serve the same verbs to an agent (MCP)";
 
 const EXIT_CODES: &str = "\
@@ -100,6 +103,26 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// List sessions: workspace, job count, active job, Claude conversation
     Sessions(sessions::SessionsArgs),
+    /// Show what a --repo session changed: the patch since it started, or one job's
+    ///
+    /// Reads creel's copy of the session branch only; your repository is not touched.
+    Diff(land::DiffArgs),
+    /// List the commits on a --repo session's branch: one per job, plus Claude's own
+    Log(land::LogArgs),
+    /// Apply a --repo session's changes to your work tree as uncommitted edits
+    ///
+    /// All or nothing: if any file does not take the patch, nothing is changed and the
+    /// files are listed.
+    Apply(land::ApplyArgs),
+    /// Merge a --repo session's branch into a branch of your repository
+    ///
+    /// Fast-forwards when it can, else makes a merge commit. On a conflict nothing is changed
+    /// and the conflicting files are listed.
+    Merge(land::MergeArgs),
+    /// Fetch a --repo session's branch into your repository as creel/<session>
+    ///
+    /// For review in your own tools or a pull request. Never overwrites commits of yours.
+    Branch(land::BranchArgs),
     /// Remove idle sessions: their containers, records and Claude state
     Cleanup(cleanup::CleanupArgs),
     /// Check this host: runtime, OCI runtime, cgroups, rlimits, rootless limits, network, image, login
@@ -156,6 +179,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Jobs(args) => jobs::run(&open_engine(g)?, args),
         Command::Cancel(args) => cancel::run(&open_engine(g)?, args),
         Command::Sessions(args) => sessions::run(&open_engine(g)?, args),
+        Command::Diff(args) => land::diff(&open_engine(g)?, args),
+        Command::Log(args) => land::log(&open_engine(g)?, args),
+        Command::Apply(args) => land::apply(&open_engine(g)?, args),
+        Command::Merge(args) => land::merge(&open_engine(g)?, args),
+        Command::Branch(args) => land::branch(&open_engine(g)?, args),
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
         Command::Doctor(args) => doctor::run(&open_engine(g)?, g, args),
         Command::Mcp(args) => {

@@ -18,8 +18,19 @@ pub struct StartArgs {
     #[arg(long, value_name = "ID")]
     pub session: Option<String>,
     /// For a new session: use this existing directory as the workspace (creel never deletes it)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "repo")]
     pub workspace: Option<PathBuf>,
+    /// For a new session: work on a checkout of this git repository, on the branch
+    /// creel/<session>; the repository is only read (land the work with `creel merge`,
+    /// `apply` or `branch`)
+    #[arg(long, value_name = "PATH")]
+    pub repo: Option<PathBuf>,
+    /// With --repo: the commit, branch or tag to start from [default: the repository's HEAD]
+    #[arg(long = "ref", value_name = "REF", requires = "repo")]
+    pub git_ref: Option<String>,
+    /// With --repo: carry the repository's uncommitted changes (tracked and untracked) over
+    #[arg(long, requires = "repo")]
+    pub include_uncommitted: bool,
     /// Claude model (passed as --model)
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
@@ -48,6 +59,14 @@ impl StartArgs {
             prompt,
             session_id: self.session.clone(),
             workspace: self.workspace.clone(),
+            repo: self
+                .repo
+                .as_deref()
+                .map(std::path::absolute)
+                .transpose()
+                .context("cannot resolve the --repo path")?,
+            git_ref: self.git_ref.clone(),
+            include_uncommitted: self.include_uncommitted,
             model: self.model.clone(),
             max_turns: self.max_turns,
             from_agent: false,
@@ -63,13 +82,17 @@ pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
         printer::json(&wire::StartWire::from(&r))?;
     } else {
         printer::out(format!("{}\n", r.job_id).as_bytes())?;
+        let place = match &r.branch {
+            Some(b) => format!("on branch {b} in {}", r.workspace.display()),
+            None => format!("working in {}", r.workspace.display()),
+        };
         eprintln!(
-            "started job {} in session {}, working in {} (follow: creel output {} --follow --format text)",
-            r.job_id,
-            r.session_id,
-            r.workspace.display(),
-            r.job_id
+            "started job {} in session {}, {place} (follow: creel output {} --follow --format text)",
+            r.job_id, r.session_id, r.job_id
         );
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
     }
     Ok(ExitStatus::Success)
 }

@@ -13,6 +13,7 @@
 mod cancel;
 mod cleanup;
 mod http;
+mod land;
 mod output;
 mod params;
 mod resources;
@@ -195,7 +196,7 @@ pub struct CreelServer {
 }
 
 impl CreelServer {
-    /// A server over `engine` with all six tools.
+    /// A server over `engine` with all eight tools.
     pub fn new(engine: Result<Arc<Engine>, Arc<String>>) -> CreelServer {
         CreelServer {
             engine,
@@ -204,7 +205,8 @@ impl CreelServer {
                 + Self::output_router()
                 + Self::cancel_router()
                 + Self::cleanup_router()
-                + Self::sessions_router(),
+                + Self::sessions_router()
+                + Self::land_router(),
             subscriptions: Default::default(),
         }
     }

@@ -22,6 +22,14 @@ pub struct StartParams {
     pub session_id: Option<String>,
     /// For a new session only: an existing directory on the host to use as its workspace (absolute path; Claude reads and writes it, creel never deletes it). Omit for a fresh empty workspace.
     pub workspace: Option<String>,
+    /// For a new session only: a git repository on the host (absolute path). The session works on its own checkout, on the branch `creel/<session>`; the repository itself is never written by the job. Read the changes with claude_code_diff, land them with claude_code_land.
+    pub repo: Option<String>,
+    /// With `repo`: the commit, branch or tag to start from; default: the repository's HEAD.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// With `repo`: carry the repository's uncommitted changes over; default false.
+    #[serde(default, deserialize_with = "lenient")]
+    pub include_uncommitted: Option<bool>,
     /// Claude model for this job (e.g. `sonnet`, `opus` or a full model name); default: the server's configuration.
     pub model: Option<String>,
     /// Stop after this many agentic turns (at least 1); default: no limit.
@@ -43,10 +51,22 @@ impl StartParams {
                 w.display()
             )));
         }
+        let repo = self.repo.filter(|r| !r.is_empty()).map(PathBuf::from);
+        if let Some(r) = &repo
+            && !r.is_absolute()
+        {
+            return Err(creel_engine::Error::InvalidRequest(format!(
+                "repo `{}` is not an absolute path",
+                r.display()
+            )));
+        }
         Ok(StartRequest {
             prompt: self.prompt,
             session_id: self.session_id,
             workspace,
+            repo,
+            git_ref: self.git_ref.filter(|r| !r.is_empty()),
+            include_uncommitted: self.include_uncommitted.unwrap_or(false),
             model: self.model,
             max_turns: self.max_turns,
             from_agent: true,
@@ -133,6 +153,68 @@ pub struct CancelParams {
     pub session_id: Option<String>,
 }
 
+/// `claude_code_diff` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DiffParams {
+    /// A session started with `repo`.
+    pub session_id: String,
+    /// Only what this job changed; default: everything since the session started.
+    pub job_id: Option<String>,
+    /// A summary (files and line counts) instead of the patch; default false.
+    #[serde(default, deserialize_with = "lenient")]
+    pub stat: Option<bool>,
+}
+
+impl DiffParams {
+    /// The engine's request.
+    pub fn request(self) -> creel_engine::git::DiffRequest {
+        creel_engine::git::DiffRequest {
+            session_id: self.session_id,
+            job_id: self.job_id.filter(|j| !j.is_empty()),
+            stat: self.stat.unwrap_or(false),
+        }
+    }
+}
+
+/// How `claude_code_land` lands a session's work.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LandHowParam {
+    /// Merge (or fast-forward) the session branch into a branch of the repository.
+    Merge,
+    /// The session's changes as uncommitted edits in the repository's work tree.
+    Apply,
+    /// The session branch fetched into the repository as `creel/<session>`, for review.
+    Branch,
+}
+
+/// `claude_code_land` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct LandParams {
+    /// A session started with `repo`.
+    pub session_id: String,
+    /// `merge`, `apply` or `branch`.
+    pub how: LandHowParam,
+    /// For `merge`: the branch to merge into; default: the branch checked out in the repository.
+    pub into: Option<String>,
+}
+
+impl LandParams {
+    /// The engine's request.
+    pub fn request(self) -> creel_engine::git::LandRequest {
+        use creel_engine::git::LandHow;
+        creel_engine::git::LandRequest {
+            session_id: self.session_id,
+            how: match self.how {
+                LandHowParam::Merge => LandHow::Merge,
+                LandHowParam::Apply => LandHow::Apply,
+                LandHowParam::Branch => LandHow::Branch,
+            },
+            into: self.into.filter(|b| !b.is_empty()),
+        }
+    }
+}
+
 /// `claude_code_cleanup` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct CleanupParams {
@@ -203,6 +285,10 @@ pub enum Call {
     Output(OutputParams),
     /// `claude_code_cancel`.
     Cancel(CancelParams),
+    /// `claude_code_diff`.
+    Diff(DiffParams),
+    /// `claude_code_land`.
+    Land(LandParams),
     /// `claude_code_cleanup`.
     Cleanup(CleanupParams),
     /// `claude_code_sessions` (no arguments).
@@ -224,6 +310,8 @@ impl Call {
             "claude_code_output" => serde_json::from_value(args).map(Call::Output),
             "claude_code_cancel" => serde_json::from_value(args).map(Call::Cancel),
             "claude_code_cleanup" => serde_json::from_value(args).map(Call::Cleanup),
+            "claude_code_diff" => serde_json::from_value(args).map(Call::Diff),
+            "claude_code_land" => serde_json::from_value(args).map(Call::Land),
             "claude_code_sessions" => Ok(Call::Sessions),
             _ => return None,
         })

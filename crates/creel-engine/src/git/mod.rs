@@ -1,0 +1,424 @@
+//! A session's work on its own git branch.
+//!
+//! A session started with `--repo` gets three things under `$CREEL_HOME`:
+//!
+//! - **the session repository** `git/<session>/repo.git`: a bare repository that is creel's
+//!   own. It borrows the user's objects through `objects/info/alternates` (nothing is copied)
+//!   and holds the branch `creel/<session>`, one commit per job. It is never mounted writable
+//!   into a container.
+//! - **the checkout**, the session's workspace: a work tree of that branch, mounted at
+//!   `/workspace`. Its `.git` is the agent's: creel makes it afresh before every job (HEAD on
+//!   the session branch, an index that matches the tree, alternates to the session objects
+//!   mounted read-only), so that `git status`, `diff`, `log` and `commit` work inside.
+//! - after a job, **a quarantine copy** of the agent's refs and new objects (regular files only),
+//!   from which the commits Claude made itself are fetched.
+//!
+//! **The trust rule.** Everything inside the checkout, its `.git` included, was written by the
+//! agent. Git on the host never opens the agent's `.git` as a repository, and every git command
+//! creel runs over the session repository goes through [`Git::trusted`]: no system or global
+//! configuration, hooks, fsmonitor, external diff, textconv or pager, and no transport but local
+//! files. The work tree is read as data (`git add` records symlinks as links and never follows
+//! them; filters and drivers named in `.gitattributes` have no configuration to run). The
+//! user's repository is only read while a session starts, and written only by `apply`, `merge`
+//! and `branch`, through [`Git::user`].
+
+mod land;
+#[cfg(test)]
+mod scenarios;
+pub(crate) mod session;
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub use land::{Changes, CommitInfo, DiffRequest, LandHow, LandReport, LandRequest};
+pub use session::SessionGit;
+
+/// A git failure, or a request about git that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// git is not installed.
+    #[error("`git` not found on PATH; sessions with --repo need it")]
+    Missing,
+    /// git could not be started.
+    #[error("cannot run git")]
+    Spawn(#[source] std::io::Error),
+    /// git ran and failed.
+    #[error("`git {command}` failed ({status}): {stderr}")]
+    Failed {
+        /// The subcommand.
+        command: String,
+        /// Exit status.
+        status: String,
+        /// Its stderr, trimmed and cut.
+        stderr: String,
+    },
+    /// Not a git repository.
+    #[error("`{path}` is not inside a git repository")]
+    NotARepository {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A bare repository has no work tree to start from.
+    #[error(
+        "`{path}` is a bare repository; give a repository with a work tree (or a clone of this one)"
+    )]
+    Bare {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The ref does not name a commit.
+    #[error("`{reference}` does not name a commit in `{repo}`")]
+    UnknownRef {
+        /// The repository.
+        repo: PathBuf,
+        /// The ref given.
+        reference: String,
+    },
+    /// A path creel cannot mount or store safely.
+    #[error("`{path}`: {reason}")]
+    UnusablePath {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The session was not started with `--repo`.
+    #[error("session `{0}` has no git branch (it was not started with --repo)")]
+    NoBranch(String),
+    /// A job of another session, or one that recorded no commit.
+    #[error("job `{job}` recorded no commit in session `{session}`")]
+    NoJobCommit {
+        /// The session.
+        session: String,
+        /// The job.
+        job: String,
+    },
+    /// Landing would conflict; nothing was changed.
+    #[error(
+        "{action} would conflict in {}; your repository was left as it was",
+        list(files)
+    )]
+    Conflict {
+        /// merge or apply.
+        action: &'static str,
+        /// The files in conflict.
+        files: Vec<String>,
+    },
+    /// HEAD is detached and no branch was named.
+    #[error("`{repo}` has a detached HEAD: say which branch to merge into (--into BRANCH)")]
+    DetachedHead {
+        /// The user's repository.
+        repo: PathBuf,
+    },
+    /// The target branch is checked out with uncommitted changes in the files a merge touches.
+    #[error(
+        "`{branch}` is checked out in `{repo}` with uncommitted changes that the merge would overwrite ({}); commit or stash them first",
+        list(files)
+    )]
+    Dirty {
+        /// The user's repository.
+        repo: PathBuf,
+        /// The branch.
+        branch: String,
+        /// The files.
+        files: Vec<String>,
+    },
+    /// The branch exists in the user's repository and the session branch does not extend it.
+    #[error(
+        "branch `{branch}` in `{repo}` has commits the session branch lacks; it was left as it was (delete or rename it first)"
+    )]
+    BranchDiverged {
+        /// The user's repository.
+        repo: PathBuf,
+        /// The branch.
+        branch: String,
+    },
+}
+
+fn list(files: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = files
+        .iter()
+        .take(SHOWN)
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if files.len() > SHOWN {
+        s.push_str(&format!(" and {} more", files.len() - SHOWN));
+    }
+    s
+}
+
+/// The most stdout a git command may return to creel (a diff is the largest); more is cut.
+pub(crate) const MAX_OUTPUT: usize = 64 << 20;
+/// The most stderr kept from a failed command.
+const MAX_STDERR: usize = 4000;
+
+/// The git program.
+#[derive(Debug, Clone)]
+pub(crate) struct Git {
+    bin: PathBuf,
+}
+
+/// The configuration every command over the session repository runs with, after system and
+/// global configuration are switched off. Each line closes a way for repository content or
+/// configuration to run a program or reach outside the session.
+const TRUSTED_CONFIG: &[&str] = &[
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.untrackedCache=false",
+    "core.attributesFile=/dev/null",
+    "core.excludesFile=/dev/null",
+    "core.pager=cat",
+    "core.symlinks=true",
+    "core.autocrlf=false",
+    "core.quotePath=false",
+    "core.sshCommand=false",
+    "core.sharedRepository=0644",
+    "safe.directory=*",
+    "protocol.allow=never",
+    "protocol.file.allow=always",
+    "submodule.recurse=false",
+    "fetch.recurseSubmodules=false",
+    "diff.renames=true",
+    "color.ui=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "advice.detachedHead=false",
+    "init.defaultBranch=main",
+    "user.name=creel",
+    "user.email=creel@localhost",
+];
+
+impl Git {
+    /// git from PATH.
+    pub(crate) fn find() -> Result<Git, GitError> {
+        crate::files::find_in_path("git")
+            .map(|bin| Git { bin })
+            .ok_or(GitError::Missing)
+    }
+
+    /// A command over creel's session repository `git_dir` (and, when given, a work tree the
+    /// agent wrote, read as data). Nothing from the environment, the system or the user's
+    /// configuration applies.
+    pub(crate) fn trusted(&self, git_dir: &Path, work_tree: Option<&Path>) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LC_ALL", "C")
+            .env("HOME", "/nonexistent")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_ATTR_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_NO_REPLACE_OBJECTS", "1")
+            .env("GIT_DIR", git_dir);
+        if let Some(w) = work_tree {
+            c.env("GIT_WORK_TREE", w);
+        }
+        c.arg("--no-pager");
+        for kv in TRUSTED_CONFIG {
+            c.args(["-c", kv]);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// A command in the user's own repository, under the user's configuration (it is theirs),
+    /// never prompting, never recursing into submodules.
+    pub(crate) fn user(&self, repo: &Path) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
+            .arg("--no-pager")
+            .arg("-C")
+            .arg(repo)
+            .args(["-c", "color.ui=false", "-c", "core.quotePath=false"])
+            // The session's commits carry the agent's `.gitmodules`: never act on it.
+            .args([
+                "-c",
+                "submodule.recurse=false",
+                "-c",
+                "fetch.recurseSubmodules=false",
+            ]);
+        c.stdin(Stdio::null());
+        c
+    }
+}
+
+/// What a git command printed.
+pub(crate) struct Output {
+    pub(crate) stdout: String,
+    pub(crate) truncated: bool,
+}
+
+/// Runs `cmd`; its stdout (cut at [`MAX_OUTPUT`]) on success, [`GitError::Failed`] otherwise.
+pub(crate) fn run(mut cmd: Command) -> Result<Output, GitError> {
+    run_limited(&mut cmd, MAX_OUTPUT, &[0])
+}
+
+/// Runs `cmd` and accepts any exit status in `ok` (e.g. `merge-tree` exits 1 on a conflict).
+pub(crate) fn run_status(mut cmd: Command, ok: &[i32]) -> Result<(i32, Output), GitError> {
+    let mut code = 0;
+    let out = run_inner(&mut cmd, MAX_OUTPUT, ok, &mut code)?;
+    Ok((code, out))
+}
+
+fn run_limited(cmd: &mut Command, max: usize, ok: &[i32]) -> Result<Output, GitError> {
+    let mut code = 0;
+    run_inner(cmd, max, ok, &mut code)
+}
+
+fn run_inner(
+    cmd: &mut Command,
+    max: usize,
+    ok: &[i32],
+    code: &mut i32,
+) -> Result<Output, GitError> {
+    let command = subcommand(cmd);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => GitError::Missing,
+            _ => GitError::Spawn(e),
+        })?;
+    let stderr = child.stderr.take();
+    let errs = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stderr {
+            let _ = s.take(64 << 10).read_to_end(&mut buf);
+        }
+        buf
+    });
+    let mut buf = Vec::new();
+    let mut truncated = false;
+    if let Some(out) = child.stdout.take() {
+        let _ = out.take(max as u64 + 1).read_to_end(&mut buf);
+        if buf.len() > max {
+            buf.truncate(max);
+            truncated = true;
+            let _ = child.kill();
+        }
+    }
+    let status = child.wait().map_err(GitError::Spawn)?;
+    let err = errs.join().unwrap_or_default();
+    *code = status.code().unwrap_or(-1);
+    if !truncated && !ok.contains(code) {
+        let stderr = String::from_utf8_lossy(&err).trim().to_string();
+        return Err(GitError::Failed {
+            command,
+            status: status.to_string(),
+            stderr: cut(&stderr, MAX_STDERR),
+        });
+    }
+    Ok(Output {
+        stdout: String::from_utf8_lossy(&buf).into_owned(),
+        truncated,
+    })
+}
+
+/// The first words of a command that are not options, for messages.
+fn subcommand(cmd: &Command) -> String {
+    let mut skip_next = false;
+    cmd.get_args()
+        .filter(|a| {
+            if skip_next {
+                skip_next = false;
+                return false;
+            }
+            if *a == OsStr::new("-c") || *a == OsStr::new("-C") {
+                skip_next = true;
+                return false;
+            }
+            !a.to_string_lossy().starts_with('-')
+        })
+        .take(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Whether `s` is a full hexadecimal object id (SHA-1 or SHA-256).
+pub(crate) fn is_object_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The first line of `stdout`, which must be an object id.
+pub(crate) fn object_id(out: &Output, command: &str) -> Result<String, GitError> {
+    let id = out.stdout.lines().next().unwrap_or("").trim();
+    if is_object_id(id) {
+        Ok(id.to_string())
+    } else {
+        Err(GitError::Failed {
+            command: command.into(),
+            status: "exit status: 0".into(),
+            stderr: format!("expected an object id, got {id:?}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_messages_name_the_files_and_cut_long_lists() {
+        let e = GitError::Conflict {
+            action: "merge",
+            files: (0..12).map(|i| format!("f{i}")).collect(),
+        };
+        let s = e.to_string();
+        assert!(s.starts_with("merge would conflict in `f0`, `f1`"), "{s}");
+        assert!(s.contains("and 2 more"), "{s}");
+        assert!(s.ends_with("your repository was left as it was"), "{s}");
+    }
+
+    #[test]
+    fn object_ids() {
+        assert!(is_object_id(&"a".repeat(40)));
+        assert!(is_object_id(&"0".repeat(64)));
+        assert!(!is_object_id(&"g".repeat(40)));
+        assert!(!is_object_id("HEAD"));
+    }
+
+    #[test]
+    fn trusted_commands_carry_no_inherited_configuration() {
+        let git = Git {
+            bin: PathBuf::from("git"),
+        };
+        let c = git.trusted(Path::new("/r.git"), Some(Path::new("/w")));
+        let envs: Vec<_> = c.get_envs().collect();
+        assert!(envs.contains(&(
+            OsStr::new("GIT_CONFIG_GLOBAL"),
+            Some(OsStr::new("/dev/null"))
+        )));
+        assert!(envs.contains(&(OsStr::new("GIT_CONFIG_NOSYSTEM"), Some(OsStr::new("1")))));
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.iter().any(|a| a == "core.hooksPath=/dev/null"));
+        assert!(args.iter().any(|a| a == "core.fsmonitor=false"));
+        assert!(args.iter().any(|a| a == "protocol.allow=never"));
+        assert_eq!(subcommand(&c), "");
+    }
+}
