@@ -101,3 +101,47 @@ fn a_missing_image_on_docker_gets_a_command_that_works_with_docker() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Plain git as the user runs it.
+fn user_git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=U", "-c", "user.email=u@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn docker_repo_sessions_record_what_the_container_user_wrote() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(env) = docker_env("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    user_git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.txt"), "a\n").unwrap();
+    user_git(&repo, &["add", "."]);
+    user_git(&repo, &["commit", "-qm", "init"]);
+    let (job, session) = env.start(
+        "write b.txt written on docker\nbash mkdir -p sub && echo nested > sub/c.txt",
+        &["--repo", repo.to_str().unwrap()],
+    );
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["changes"]["files"], 2, "{s}");
+    // In the checkout the files are the container user's (not root's); landed, the user's.
+    let ws = env.home.join("workspaces").join(&session);
+    let agent_uid = std::fs::metadata(ws.join("b.txt")).unwrap().uid();
+    assert_ne!(agent_uid, 0);
+    let m = env.json(&["merge", &session, "--json"]);
+    assert_eq!(m["fastForward"], true, "{m}");
+    let owner = std::fs::metadata(&repo).unwrap().uid();
+    for f in ["b.txt", "sub/c.txt"] {
+        assert_eq!(std::fs::metadata(repo.join(f)).unwrap().uid(), owner, "{f}");
+    }
+    assert_eq!(user_git(&repo, &["status", "--porcelain"]), "");
+}

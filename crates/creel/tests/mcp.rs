@@ -19,9 +19,11 @@ use crate::util::{TestEnv, external_tool};
 
 type Client = RunningService<RoleClient, ()>;
 
-const TOOLS: [&str; 6] = [
+const TOOLS: [&str; 8] = [
     "claude_code_cancel",
     "claude_code_cleanup",
+    "claude_code_diff",
+    "claude_code_land",
     "claude_code_output",
     "claude_code_sessions",
     "claude_code_start",
@@ -288,7 +290,7 @@ async fn tools_are_listed_with_schemas_and_safety_hints() {
             .contains("claude_code_status")
     );
 
-    // Six tools, each with an input schema, an output schema, a description and safety hints.
+    // Eight tools, each with an input schema, an output schema, a description and safety hints.
     let tools = client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names, TOOLS);
@@ -298,9 +300,11 @@ async fn tools_are_listed_with_schemas_and_safety_hints() {
             .as_ref()
             .unwrap_or_else(|| panic!("{} has no annotations", t.name));
         let (read_only, destructive, idempotent) = match t.name.as_ref() {
-            "claude_code_status" | "claude_code_output" | "claude_code_sessions" => {
-                (true, false, true)
-            }
+            "claude_code_status"
+            | "claude_code_output"
+            | "claude_code_sessions"
+            | "claude_code_diff" => (true, false, true),
+            "claude_code_land" => (false, false, false),
             "claude_code_cancel" => (false, true, true),
             "claude_code_cleanup" => (false, true, false),
             "claude_code_start" => (false, false, false),
@@ -321,7 +325,16 @@ async fn tools_are_listed_with_schemas_and_safety_hints() {
         .find(|t| t.name == "claude_code_start")
         .unwrap();
     let props = start.input_schema.get("properties").unwrap();
-    for p in ["prompt", "session_id", "workspace", "model", "max_turns"] {
+    for p in [
+        "prompt",
+        "session_id",
+        "workspace",
+        "repo",
+        "ref",
+        "include_uncommitted",
+        "model",
+        "max_turns",
+    ] {
         assert!(props.get(p).is_some(), "claude_code_start lacks {p}");
     }
     assert_eq!(
@@ -1176,7 +1189,7 @@ fn openclaw_loads_creel_as_an_mcp_server_offline() {
     let v: Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("openclaw mcp probe: not JSON ({e})\n{context}"));
 
-    // All six tools, under OpenClaw's `server__tool` names.
+    // All the tools, under OpenClaw's `server__tool` names.
     let listed: Vec<&str> = v["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("no tools\n{context}"))
@@ -1188,7 +1201,7 @@ fn openclaw_loads_creel_as_an_mcp_server_offline() {
         assert!(listed.contains(&name.as_str()), "{name} missing\n{context}");
     }
     let server = &v["servers"]["creel"];
-    assert_eq!(server["tools"], 6, "{context}");
+    assert_eq!(server["tools"], TOOLS.len(), "{context}");
     // No complaint about missing safety annotations, and no diagnostics at all.
     assert!(server.get("approvalHint").is_none(), "{context}");
     assert_eq!(v["diagnostics"], json!([]), "{context}");
@@ -1354,5 +1367,102 @@ async fn a_bad_config_is_reported_through_the_tools_not_a_closed_connection() {
             "{tool}: {e}"
         );
     }
+    client.cancel().await.unwrap();
+}
+
+/// A `repo` session through the tools: started on a repository, its changes read with
+/// claude_code_diff and landed with claude_code_land; a conflict is a tool error that names
+/// the file and leaves the repository alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repo_session_is_diffed_and_landed_through_the_tools() {
+    let env = TestEnv::new();
+    let repo = env.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=U", "-c", "user.email=u@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("notes.txt"), "one\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-qm", "init"]);
+    let client = stdio_client(&env).await;
+    let started = ok(&call(
+        &client,
+        "claude_code_start",
+        json!({"prompt": "write notes.txt from the agent", "repo": repo, "session_id": "mcp-repo"}),
+    )
+    .await);
+    assert_eq!(started["branch"], "creel/mcp-repo", "{started}");
+    let job = started["jobId"].as_str().unwrap().to_string();
+    let s = status_until(&client, &job, "the job to end", |s| {
+        s["status"] == "completed"
+    })
+    .await;
+    assert_eq!(s["changes"]["files"], 1, "{s}");
+
+    let d = ok(&call(
+        &client,
+        "claude_code_diff",
+        json!({"session_id": "mcp-repo"}),
+    )
+    .await);
+    assert!(
+        d["patch"].as_str().unwrap().contains("+from the agent"),
+        "{d}"
+    );
+    let stat = ok(&call(
+        &client,
+        "claude_code_diff",
+        json!({"session_id": "mcp-repo", "job_id": job, "stat": "true"}),
+    )
+    .await);
+    assert!(
+        stat["patch"].as_str().unwrap().contains("1 file changed"),
+        "{stat}"
+    );
+
+    // The user changes the same line: landing is refused and nothing moves.
+    std::fs::write(repo.join("notes.txt"), "the user's\n").unwrap();
+    git(&["commit", "-qam", "user edit"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_land",
+            json!({"session_id": "mcp-repo", "how": "merge"}),
+        )
+        .await,
+    );
+    assert!(e.contains("conflict in `notes.txt`"), "{e}");
+    assert_eq!(git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(git(&["status", "--porcelain"]), "");
+    let b = ok(&call(
+        &client,
+        "claude_code_land",
+        json!({"session_id": "mcp-repo", "how": "branch"}),
+    )
+    .await);
+    assert_eq!(b["branch"], "creel/mcp-repo", "{b}");
+    assert_eq!(
+        git(&["show", "creel/mcp-repo:notes.txt"]),
+        "from the agent\n"
+    );
+    let bad = tool_error(
+        &call(
+            &client,
+            "claude_code_land",
+            json!({"session_id": "mcp-repo", "how": "rebase"}),
+        )
+        .await,
+    );
+    assert!(bad.contains("rebase"), "{bad}");
     client.cancel().await.unwrap();
 }

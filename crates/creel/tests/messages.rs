@@ -82,3 +82,58 @@ fn cleanup_without_a_threshold_when_automatic_cleanup_is_off() {
     let env = TestEnv::without_image("session_idle_timeout = 0\n");
     insta::assert_snapshot!(shown(&env, &["cleanup"]));
 }
+
+#[test]
+fn a_repo_that_is_not_a_repository() {
+    let env = TestEnv::without_image("");
+    let plain = env.dir.path().join("plain dir");
+    std::fs::create_dir_all(&plain).unwrap();
+    insta::assert_snapshot!(shown(
+        &env,
+        &["start", "say hi", "--repo", plain.to_str().unwrap()]
+    ));
+}
+
+#[test]
+fn a_ref_the_repository_does_not_have() {
+    let env = TestEnv::without_image("");
+    let repo = env.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=U", "-c", "user.email=u@example.com"])
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "init"]);
+    insta::assert_snapshot!(shown(
+        &env,
+        &[
+            "start",
+            "say hi",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--ref",
+            "no-such-branch"
+        ]
+    ));
+}
+
+#[test]
+fn a_diff_of_a_session_without_a_repository() {
+    let env = TestEnv::without_image("");
+    insta::assert_snapshot!(shown(&env, &["diff", "no-such-session"]));
+}
+
+#[test]
+fn a_ref_without_a_repository() {
+    let env = TestEnv::without_image("");
+    insta::assert_snapshot!(shown(&env, &["start", "say hi", "--ref", "main"]));
+}

@@ -150,6 +150,74 @@ fn rootless_jobs_run_as_the_invoking_user_and_report_unenforced_limits() {
     }
 }
 
+#[test]
+fn rootless_repo_sessions_commit_the_user_s_files_and_land_them_as_the_user() {
+    let Some(r) = Rootless::new() else { return };
+    let as_user = |args: &[&str]| {
+        let out = Command::new(repo_root().join("scripts/as-rootless.sh"))
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .current_dir(&r.dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let repo = r.dir.join("repo");
+    let repo_s = repo.to_str().unwrap();
+    as_user(&["git", "init", "-q", "-b", "main", repo_s]);
+    std::fs::write(repo.join("a.txt"), "a\n").unwrap();
+    Command::new("chown")
+        .args(["-R", &r.user, repo_s])
+        .status()
+        .unwrap();
+    let ident = ["-c", "user.name=U", "-c", "user.email=u@example.com"];
+    as_user(&[&["git", "-C", repo_s], &ident[..], &["add", "."]].concat());
+    as_user(
+        &[
+            &["git", "-C", repo_s],
+            &ident[..],
+            &["commit", "-qm", "init"],
+        ]
+        .concat(),
+    );
+    let v = r.json(&[
+        "start",
+        "--json",
+        "--repo",
+        repo_s,
+        "write b.txt rootless work",
+    ]);
+    let job = v["jobId"].as_str().unwrap().to_string();
+    let session = v["sessionId"].as_str().unwrap().to_string();
+    let s = eventually(std::time::Duration::from_secs(90), "rootless job", || {
+        let s = r.json(&["status", &job, "--json"]);
+        (s["status"] != "pending" && s["status"] != "running").then_some(s)
+    });
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["changes"]["files"], 1, "{s}");
+    let m = r.json(&["merge", &session, "--json"]);
+    assert_eq!(m["fastForward"], true, "{m}");
+    assert_eq!(
+        std::fs::metadata(repo.join("b.txt")).unwrap().uid(),
+        r.uid,
+        "landed files belong to the user"
+    );
+    let log = as_user(&["git", "-C", repo_s, "log", "--format=%s"]);
+    assert_eq!(log, "write b.txt rootless work\ninit\n");
+    // creel's own session repository is the user's too (no root-owned files in their home).
+    let git_dir = r.dir.join("home/git").join(&session);
+    assert_eq!(std::fs::metadata(&git_dir).unwrap().uid(), r.uid);
+}
+
 /// Puts /dev/net/tun's mode back when dropped (a failed test must not leave it changed).
 struct TunMode(u32);
 

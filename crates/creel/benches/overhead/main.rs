@@ -4,7 +4,8 @@
 //! cargo bench -p creel --bench overhead -- [FIGURE...] [--iters N] [--jobs N] [--sessions N]
 //!                                          [--big-bytes N] [--trials N] [--dir DIR] [--out FILE] [--keep]
 //! FIGURE: start query throughput scale concurrent (default: these five), chaos
-//!         [--chaos-jobs N] [--kills N] [--seed N], mcp-load [--mcp-sessions N]
+//!         [--chaos-jobs N] [--kills N] [--seed N], mcp-load [--mcp-sessions N],
+//!         git [--repo-files N] [--history-mib N]
 //! ```
 //!
 //! Every figure runs creel and bare `podman` side by side in the same run, on the same image
@@ -16,6 +17,7 @@
 
 mod chaos;
 mod concurrent;
+mod git_session;
 mod mcp_load;
 mod query;
 mod scale;
@@ -50,6 +52,10 @@ pub struct Opts {
     pub seed: u64,
     /// Sessions opened and closed by `mcp-load`.
     pub mcp_sessions: usize,
+    /// Files at HEAD of the `git` figure's repository.
+    pub repo_files: usize,
+    /// MiB of history in it.
+    pub history_mib: u64,
 }
 
 /// Whether a figure met its goal.
@@ -148,11 +154,11 @@ impl Report {
 
 const FIGURES: [&str; 5] = ["start", "query", "throughput", "scale", "concurrent"];
 /// Figures run only when named (RELIABILITY.md).
-const EXTRA_FIGURES: [&str; 2] = ["chaos", "mcp-load"];
+const EXTRA_FIGURES: [&str; 3] = ["chaos", "mcp-load", "git"];
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo bench -p creel --bench overhead -- [{}|{}...] [--iters N] [--jobs N] [--sessions N] [--big-bytes N] [--trials N] [--chaos-jobs N] [--kills N] [--seed N] [--mcp-sessions N] [--dir DIR] [--out FILE] [--keep]",
+        "usage: cargo bench -p creel --bench overhead -- [{}|{}...] [--iters N] [--jobs N] [--sessions N] [--big-bytes N] [--trials N] [--chaos-jobs N] [--kills N] [--seed N] [--mcp-sessions N] [--repo-files N] [--history-mib N] [--dir DIR] [--out FILE] [--keep]",
         FIGURES.join("|"),
         EXTRA_FIGURES.join("|")
     );
@@ -171,6 +177,8 @@ fn main() {
         keep: false,
         chaos_jobs: 100,
         mcp_sessions: 4000,
+        repo_files: 100_000,
+        history_mib: 1024,
         kills: 1000,
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -197,6 +205,8 @@ fn main() {
             "--kills" => opts.kills = num(it.next()),
             "--mcp-sessions" => opts.mcp_sessions = num(it.next()).max(1) as usize,
             "--seed" => opts.seed = num(it.next()) | 1,
+            "--repo-files" => opts.repo_files = num(it.next()).max(1) as usize,
+            "--history-mib" => opts.history_mib = num(it.next()),
             f if FIGURES.contains(&f) || EXTRA_FIGURES.contains(&f) => figures.push(f.to_string()),
             "-h" | "--help" => usage(),
             _ => usage(),
@@ -228,6 +238,7 @@ fn main() {
             "concurrent" => concurrent::run(&opts, &mut report),
             "chaos" => chaos::run(&opts, &mut report),
             "mcp-load" => mcp_load::run(&opts, &mut report),
+            "git" => git_session::run(&opts, &mut report),
             _ => unreachable!(),
         }
         report.note(format!("load after: {}", util::loadavg()));

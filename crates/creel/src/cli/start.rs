@@ -26,10 +26,10 @@ pub struct StartArgs {
     #[arg(long, value_name = "PATH")]
     pub repo: Option<PathBuf>,
     /// With --repo: the commit, branch or tag to start from [default: the repository's HEAD]
-    #[arg(long = "ref", value_name = "REF", requires = "repo")]
+    #[arg(long = "ref", value_name = "REF")]
     pub git_ref: Option<String>,
     /// With --repo: carry the repository's uncommitted changes (tracked and untracked) over
-    #[arg(long, requires = "repo")]
+    #[arg(long)]
     pub include_uncommitted: bool,
     /// Claude model (passed as --model)
     #[arg(long, value_name = "MODEL")]
