@@ -10,3 +10,9 @@ pub enum ExitStatus {
     Environment = 3,
     Timeout = 4,
 }
+
+/// A mistake in what the user gave creel outside the engine (a script file, its contents):
+/// reported with exit status 2, like the engine's invalid requests.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);

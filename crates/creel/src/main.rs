@@ -20,10 +20,11 @@ use crate::cli::{Cli, ExitStatus};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_tracing(&cli.global);
+    let json = cli.command.json();
     match cli::dispatch(cli) {
         Ok(status) => status.into(),
         Err(err) => {
-            let status = cli::report_error(&err);
+            let status = cli::report_error(&err, json);
             status.into()
         }
     }

@@ -137,3 +137,20 @@ fn a_ref_without_a_repository() {
     let env = TestEnv::without_image("");
     insta::assert_snapshot!(shown(&env, &["start", "say hi", "--ref", "main"]));
 }
+
+#[test]
+fn a_fake_model_script_with_a_mistake() {
+    let env = TestEnv::without_image("");
+    let script = env.dir.path().join("script.toml");
+    std::fs::write(&script, "[[turn]]\nmatch = \"hi\"\n").unwrap();
+    insta::assert_snapshot!(shown(
+        &env,
+        &["fake-model", "--script", script.to_str().unwrap()]
+    ));
+}
+
+#[test]
+fn an_unknown_session_diffed_as_json() {
+    let env = TestEnv::without_image("");
+    insta::assert_snapshot!(shown(&env, &["diff", "nope", "--json"]));
+}

@@ -582,3 +582,45 @@ fn nothing_an_agent_plants_in_its_checkout_runs_or_reads_anything_on_the_host() 
         "TOP SECRET host data\n"
     );
 }
+
+#[test]
+fn sessions_on_one_repository_never_collide() {
+    let f = Fixture::new();
+    let user = session::inspect(&f.git, &f.repo, None).unwrap();
+    let ws2 = f.root.join("home/workspaces/s2");
+    let sg2 = session::create(
+        &f.git,
+        &f.root.join("home/git/s2"),
+        &user,
+        "s2",
+        &ws2,
+        false,
+        None,
+    )
+    .unwrap();
+    session::prepare_job(&f.git, &sg2, &ws2, None).unwrap();
+    std::fs::write(f.workspace.join("README"), "from s1\n").unwrap();
+    std::fs::write(ws2.join("README"), "from s2\n").unwrap();
+    f.record("job000000001", "s1's edit");
+    session::record_job(&f.git, &sg2, &ws2, "job000000002", "s2's edit").unwrap();
+    // Each branch holds its own edit; both land as branches side by side.
+    assert_eq!(f.session_git(&["show", "creel/s1:README"]), "from s1\n");
+    let mut c = f.git.trusted(&sg2.session_repo, None);
+    c.args(["show", "creel/s2:README"]);
+    assert_eq!(super::run(c).unwrap().stdout, "from s2\n");
+    f.land(LandHow::Branch, None).unwrap();
+    let tip2 = sg2.tip(&f.git).unwrap();
+    let mut report = LandReport {
+        how: LandHow::Branch,
+        repo: sg2.repo.clone(),
+        branch: None,
+        commit: None,
+        fast_forward: false,
+        files: Vec::new(),
+        nothing_to_do: false,
+    };
+    land::branch(&f.git, &sg2, &tip2, &mut report).unwrap();
+    assert_eq!(sh_git(&f.repo, &["show", "creel/s1:README"]), "from s1\n");
+    assert_eq!(sh_git(&f.repo, &["show", "creel/s2:README"]), "from s2\n");
+    assert_eq!(sh_git(&f.repo, &["show", "main:README"]), "hello\n");
+}

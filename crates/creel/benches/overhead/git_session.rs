@@ -45,7 +45,8 @@ fn make_repo(repo: &Path, files: usize, history_mib: u64) {
         .spawn()
         .expect("git fast-import");
     let mut w = std::io::BufWriter::new(child.stdin.take().unwrap());
-    let commit = |w: &mut dyn Write, n: usize, from: bool| {
+    // Each commit continues the branch fast-import is writing (no `from` needed).
+    let commit = |w: &mut dyn Write, n: usize| {
         writeln!(w, "commit refs/heads/main").unwrap();
         writeln!(
             w,
@@ -55,11 +56,8 @@ fn make_repo(repo: &Path, files: usize, history_mib: u64) {
         .unwrap();
         let msg = format!("commit {n}");
         writeln!(w, "data {}\n{msg}", msg.len()).unwrap();
-        if from {
-            writeln!(w, "from refs/heads/main^0").unwrap();
-        }
     };
-    commit(&mut w, 0, false);
+    commit(&mut w, 0);
     for i in 0..files {
         let body = format!(
             "// file {i}\nfn f{i}() -> u64 {{\n    {i}\n}}\n{}\n",
@@ -78,7 +76,7 @@ fn make_repo(repo: &Path, files: usize, history_mib: u64) {
             state ^= state << 17;
             chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
         }
-        commit(&mut w, n as usize + 1, true);
+        commit(&mut w, n as usize + 1);
         writeln!(w, "M 644 inline history/blob.bin").unwrap();
         writeln!(w, "data {BIG_BLOB}").unwrap();
         w.write_all(&blob).unwrap();

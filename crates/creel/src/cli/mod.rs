@@ -152,6 +152,30 @@ pub enum Command {
 
 pub use crate::exit::ExitStatus;
 
+impl Command {
+    /// Whether the user asked for JSON: then an error is also printed as JSON on stdout.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Run(a) | Command::Start(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Output(a) => a.json,
+            Command::Wait(a) => a.json,
+            Command::Cancel(a) => a.json,
+            Command::Jobs(a) => a.json,
+            Command::Sessions(a) => a.json,
+            Command::Diff(a) => a.json,
+            Command::Log(a) => a.json,
+            Command::Apply(a) => a.json,
+            Command::Merge(a) => a.json,
+            Command::Branch(a) => a.json,
+            Command::Cleanup(a) => a.json,
+            Command::Doctor(a) => a.json,
+            Command::Image(image::ImageCommand::Build(a)) => a.json,
+            Command::Mcp(_) | Command::FakeModel(_) | Command::Monitor(_) => false,
+        }
+    }
+}
+
 pub fn init_tracing(global: &GlobalArgs) {
     let level = match global.verbose {
         0 => "warn",
@@ -249,8 +273,10 @@ pub fn open_engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
     Ok(Engine::open(opts)?)
 }
 
-/// Prints `error: …`, the causes, and a hint; returns the exit status for it.
-pub fn report_error(err: &anyhow::Error) -> ExitStatus {
+/// Prints `error: …`, the causes, and a hint on stderr; with `json`, the same as one JSON
+/// object on stdout (`{"error": {"message", "causes", "hint", "exitCode"}}`), for scripts.
+/// Returns the exit status.
+pub fn report_error(err: &anyhow::Error, json: bool) -> ExitStatus {
     if err.downcast_ref::<crate::printer::BrokenPipe>().is_some() {
         return ExitStatus::Success;
     }
@@ -263,7 +289,7 @@ pub fn report_error(err: &anyhow::Error) -> ExitStatus {
         None if err.chain().any(|e| {
             e.downcast_ref::<creel_engine::config::ConfigError>()
                 .is_some()
-        }) =>
+        }) || err.downcast_ref::<crate::exit::InvalidInput>().is_some() =>
         {
             ExitStatus::Invalid
         }
@@ -273,8 +299,22 @@ pub fn report_error(err: &anyhow::Error) -> ExitStatus {
     for cause in err.chain().skip(1) {
         eprintln!("  Caused by: {cause}");
     }
-    if let Some(r) = engine_err.and_then(|e| e.remedy()) {
-        eprintln!("\nhint: {}", remedy::phrase(&r));
+    let hint = engine_err
+        .and_then(|e| e.remedy())
+        .map(|r| remedy::phrase(&r));
+    if let Some(h) = &hint {
+        eprintln!("\nhint: {h}");
+    }
+    if json {
+        let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+        let _ = crate::printer::json(&serde_json::json!({
+            "error": {
+                "message": err.to_string(),
+                "causes": causes,
+                "hint": hint,
+                "exitCode": status as u8,
+            }
+        }));
     }
     status
 }

@@ -68,6 +68,27 @@ pub fn human(s: &JobStatus) -> String {
             r.attempt, r.max_retries, r.error
         ));
     }
+    if let Some(c) = &w.changes {
+        let branch = s
+            .record
+            .spec
+            .git
+            .as_ref()
+            .map(|g| g.branch.as_str())
+            .unwrap_or("?");
+        match &c.commit {
+            Some(commit) => out.push_str(&format!(
+                "changes: {} files +{} -{} on {branch} ({}; see creel diff {} --job {})\n",
+                c.files,
+                c.insertions,
+                c.deletions,
+                &commit[..commit.len().min(12)],
+                w.session_id,
+                w.job_id
+            )),
+            None => out.push_str(&format!("changes: none on {branch}\n")),
+        }
+    }
     for warning in &w.warnings {
         out.push_str(&format!("warning: {warning}\n"));
     }

@@ -248,9 +248,15 @@ impl Script {
 
     /// Reads and parses a script file.
     pub fn load(path: &Path) -> anyhow::Result<Script> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the script `{}`", path.display()))?;
-        Script::parse(&text).with_context(|| format!("in the script `{}`", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::exit::InvalidInput(format!("cannot read the script `{}`: {e}", path.display()))
+        })?;
+        Script::parse(&text).map_err(|e| {
+            e.context(crate::exit::InvalidInput(format!(
+                "in the script `{}`",
+                path.display()
+            )))
+        })
     }
 
     /// The built-in demo script.
