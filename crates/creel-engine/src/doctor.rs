@@ -218,6 +218,25 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
             Err(e) => f.add("image", DoctorLevel::Error, e.to_string(), None),
         }
     }
+    // `--repo` sessions run git on the host.
+    match crate::git::Git::find().and_then(|g| {
+        let mut c = g.trusted(std::path::Path::new("/nonexistent"), None);
+        c.arg("--version");
+        crate::git::run(c)
+    }) {
+        Ok(out) => f.add(
+            "git",
+            DoctorLevel::Ok,
+            format!("{} (for --repo sessions)", out.stdout.trim()),
+            None,
+        ),
+        Err(e) => f.add(
+            "git",
+            DoctorLevel::Warn,
+            format!("{e}"),
+            Some("install git to start sessions on a repository (--repo); everything else works without it"),
+        ),
+    }
     // Where Claude's API requests go: the configured upstream, else Anthropic's API.
     let upstream = config
         .api_base_url

@@ -723,8 +723,16 @@ fn message_content(line: &[u8]) -> Vec<Value> {
 /// Renders stream-json lines into a readable transcript.
 #[derive(Debug, Clone, Default)]
 pub struct Renderer {
-    /// The last assistant text, to avoid repeating it as the final result.
+    /// A digest of the last assistant text (trimmed), to avoid repeating it as the final
+    /// result: a digest, not the text, so that the state kept beside a transcript stays small
+    /// whatever the text's size.
     pub(crate) last_text: String,
+}
+
+/// The hex SHA-256 of `text` trimmed.
+fn text_digest(text: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, text.trim().as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Renderer {
@@ -795,7 +803,7 @@ impl Renderer {
                     if !text.ends_with('\n') {
                         out.push('\n');
                     }
-                    self.last_text = text.to_owned();
+                    self.last_text = text_digest(text);
                 }
                 Some("tool_use") => {
                     let name = block.get("name").and_then(Value::as_str).unwrap_or("?");
@@ -842,7 +850,7 @@ impl Renderer {
         out.push('\n');
         if let Some(text) = result
             && !text.trim().is_empty()
-            && text.trim() != self.last_text.trim()
+            && text_digest(text) != self.last_text
         {
             out.push_str(&clean(text));
             if !text.ends_with('\n') {

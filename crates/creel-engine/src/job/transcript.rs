@@ -3,7 +3,8 @@
 //! whole output each time.
 //!
 //! `transcript.txt` holds the rendering of the output's first `raw_done` bytes (always whole
-//! lines), `transcript.json` says how far that is and carries the renderer's state. A reader
+//! lines), `transcript.state.json` says how far that is and carries the renderer's state (a
+//! digest: a few bytes whatever the output). A reader
 //! extends both under `transcript.lock`; the monitor knows nothing of them. Whatever looks
 //! inconsistent (a shorter output after a monitor's restart, a cut file) is rendered again from
 //! the start, so the cache can only be slow, never wrong.
@@ -35,7 +36,9 @@ struct Meta {
 pub(crate) fn up_to_date(dir: &Path) -> Result<(File, u64)> {
     let lock = crate::files::lock_exclusive(&dir.join("transcript.lock"))?;
     let text_path = dir.join("transcript.txt");
-    let meta_path = dir.join("transcript.json");
+    // (`.state.json`: the state's meaning changed once; an older `transcript.json` is ignored
+    // and the transcript rendered again.)
+    let meta_path = dir.join("transcript.state.json");
     let raw_path = dir.join("output.jsonl");
     let mut text = std::fs::OpenOptions::new()
         .create(true)
@@ -100,7 +103,7 @@ pub(crate) fn up_to_date(dir: &Path) -> Result<(File, u64)> {
         meta.last_text = renderer.last_text;
         // The text first, then what it covers (replaced whole by a rename): a crash in between
         // only costs a re-render. No fsync: this is a cache.
-        let tmp = dir.join("transcript.json.tmp");
+        let tmp = dir.join("transcript.state.json.tmp");
         std::fs::write(&tmp, serde_json::to_vec(&meta).unwrap_or_default())
             .map_err(|e| Error::io("cannot write", &tmp, e))?;
         std::fs::rename(&tmp, &meta_path).map_err(|e| Error::io("cannot rename", &tmp, e))?;
@@ -171,5 +174,21 @@ mod tests {
         // No output at all.
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(read_all(empty.path()), "");
+    }
+
+    #[test]
+    fn the_state_stays_small_however_long_the_last_text() {
+        // One assistant text of 8 MiB, then its result (the same text: not printed twice).
+        let big = format!("TEXT-START {}", "x".repeat(8 << 20));
+        let assistant = serde_json::json!({"type": "assistant", "message": {"content": [{"type": "text", "text": big}]}});
+        let result = serde_json::json!({"type": "result", "subtype": "success", "is_error": false, "num_turns": 1, "result": big});
+        let raw = format!("{assistant}\n{result}\n");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("output.jsonl"), &raw).unwrap();
+        let text = read_all(dir.path());
+        assert_eq!(text, render_text(raw.as_bytes()));
+        assert_eq!(text.matches("TEXT-START").count(), 1, "the result text is not repeated");
+        let state = std::fs::metadata(dir.path().join("transcript.state.json")).unwrap();
+        assert!(state.len() < 1024, "state of {} bytes", state.len());
     }
 }

@@ -10,6 +10,8 @@ pub struct DoctorArgs {
     /// Print JSON (a list of findings)
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub engine: super::EngineChoice,
 }
 
 /// Exits 3 when a finding is an error (jobs would fail), 0 otherwise.

@@ -42,6 +42,9 @@ pub struct BuildArgs {
     /// Print {tags, imageId, claudeVersion, reused, elapsedSeconds} as JSON
     #[arg(long)]
     pub json: bool,
+    /// Refused with docker (the build uses Podman; the error says how to move the image)
+    #[arg(long, env = "CREEL_RUNTIME", value_name = "RUNTIME", value_parser = ["podman", "docker"])]
+    pub runtime: Option<String>,
 }
 
 /// Runs an image subcommand.
@@ -52,7 +55,7 @@ pub fn run(g: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitStatus> {
 }
 
 fn build(g: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitStatus> {
-    if g.runtime.as_deref() == Some("docker") {
+    if args.runtime.as_deref() == Some("docker") {
         anyhow::bail!(
             "`creel image build` builds with Podman; for Docker, build it with Podman and then run \
              `podman save {} | docker load` (and tag it `{}`)",

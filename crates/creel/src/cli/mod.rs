@@ -64,12 +64,6 @@ pub struct GlobalArgs {
     /// TOML config file [default: $XDG_CONFIG_HOME/creel/config.toml]
     #[arg(long, global = true, env = "CREEL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Container engine for new jobs: podman or docker
-    #[arg(long, global = true, env = "CREEL_RUNTIME", value_name = "RUNTIME", value_parser = ["podman", "docker"])]
-    pub runtime: Option<String>,
-    /// Container image with Claude Code for new jobs
-    #[arg(long, global = true, env = "CREEL_IMAGE", value_name = "IMAGE")]
-    pub image: Option<String>,
     /// Log more to stderr (-v: debug, -vv: trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -82,10 +76,12 @@ pub enum Command {
     /// Prints Claude's messages, tool calls and a final line with turns, cost and duration.
     /// With --json, Claude's stream-json is passed through unchanged. Exits 0 when the job
     /// completed, 1 when it failed or was cancelled. Ctrl-C stops following, not the job.
+    #[command(mut_arg("json", |a| a.help("Pass Claude's stream-json through unchanged, one event per line")))]
     Run(start::StartArgs),
     /// Start a job in the background and print its id
     ///
     /// Returns at once with {jobId, sessionId, status}; a monitor process runs the container.
+    #[command(mut_arg("json", |a| a.help("Print {jobId, sessionId, status, workspace, branch, warnings} as JSON")))]
     Start(start::StartArgs),
     /// Show a job's state, error, activity, metrics and the tail of its output
     Status(status::StatusArgs),
@@ -152,6 +148,18 @@ pub enum Command {
 
 pub use crate::exit::ExitStatus;
 
+/// Which container engine and image new jobs use: on the commands that start jobs or check
+/// what they need (`run`, `start`, `doctor`, `mcp`, `image build`), over the config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EngineChoice {
+    /// Container engine for new jobs: podman or docker
+    #[arg(long, env = "CREEL_RUNTIME", value_name = "RUNTIME", value_parser = ["podman", "docker"])]
+    pub runtime: Option<String>,
+    /// Container image with Claude Code for new jobs
+    #[arg(long, env = "CREEL_IMAGE", value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
 impl Command {
     /// Whether the user asked for JSON: then an error is also printed as JSON on stdout.
     pub fn json(&self) -> bool {
@@ -195,8 +203,8 @@ pub fn init_tracing(global: &GlobalArgs) {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     let g = &cli.global;
     match cli.command {
-        Command::Run(args) => run::run(&open_engine(g)?, args),
-        Command::Start(args) => start::run(&open_engine(g)?, args),
+        Command::Run(args) => run::run(&open_engine_with(g, &args.engine)?, args),
+        Command::Start(args) => start::run(&open_engine_with(g, &args.engine)?, args),
         Command::Status(args) => status::run(&open_engine(g)?, args),
         Command::Output(args) => output::run(&open_engine(g)?, args),
         Command::Wait(args) => wait::run(&open_engine(g)?, args),
@@ -209,9 +217,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Merge(args) => land::merge(&open_engine(g)?, args),
         Command::Branch(args) => land::branch(&open_engine(g)?, args),
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
-        Command::Doctor(args) => doctor::run(&open_engine(g)?, g, args),
+        Command::Doctor(args) => doctor::run(&open_engine_with(g, &args.engine)?, g, args),
         Command::Mcp(args) => {
-            crate::mcp::run(open_engine(g), args)?;
+            let engine = open_engine_with(g, &args.engine);
+            crate::mcp::run(engine, args)?;
             Ok(ExitStatus::Success)
         }
         Command::Monitor(args) => monitor::run(g, args),
@@ -244,8 +253,14 @@ pub(crate) fn config_path(global: &GlobalArgs) -> (Option<PathBuf>, bool) {
     (base.map(|b| b.join("creel/config.toml")), false)
 }
 
-/// Loads the config (file, then `CREEL_*` env, then flags) and opens the engine.
+/// Loads the config (file, then `CREEL_*` env) and opens the engine.
 pub fn open_engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
+    open_engine_with(global, &EngineChoice::default())
+}
+
+/// Loads the config (file, then `CREEL_*` env, then `--runtime`/`--image`) and opens the
+/// engine.
+pub fn open_engine_with(global: &GlobalArgs, choice: &EngineChoice) -> anyhow::Result<Engine> {
     let names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .collect();
@@ -257,10 +272,10 @@ pub fn open_engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
     }
     let (path, required) = config_path(global);
     let mut config = Config::load(path.as_deref(), required, &|k| std::env::var(k).ok())?;
-    if let Some(r) = &global.runtime {
+    if let Some(r) = &choice.runtime {
         config.runtime = r.parse::<RuntimeKind>().map_err(anyhow::Error::msg)?;
     }
-    if let Some(i) = &global.image {
+    if let Some(i) = &choice.image {
         config.image = i.clone();
     }
     config.validate()?;

@@ -37,12 +37,27 @@ pub struct StartArgs {
     /// Stop after this many agent turns (passed as --max-turns)
     #[arg(long, value_name = "N")]
     pub max_turns: Option<u32>,
-    /// Print JSON: `start` prints {jobId, sessionId, status, workspace}; `run` passes Claude's stream-json through
+    /// Print JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub engine: super::EngineChoice,
 }
 
 impl StartArgs {
+    /// A note for a person who starts a new session from inside a git repository without
+    /// saying where to work: creel does not use the current directory on its own.
+    pub fn cwd_note(&self) -> Option<String> {
+        if self.session.is_some() || self.workspace.is_some() || self.repo.is_some() {
+            return None;
+        }
+        let cwd = std::env::current_dir().ok()?;
+        cwd.ancestors().find(|d| d.join(".git").exists())?;
+        Some(
+            "note: a new session works in a fresh workspace, not in this repository: `--repo .` works on a branch of it (land with `creel merge`), `--workspace .` in it directly".into(),
+        )
+    }
+
     pub fn request(&self) -> anyhow::Result<StartRequest> {
         let prompt = if self.prompt == "-" {
             // One byte past the limit is enough to refuse it; never more than that in memory.
@@ -92,6 +107,9 @@ pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
         );
         for w in &r.warnings {
             eprintln!("warning: {w}");
+        }
+        if let Some(n) = args.cwd_note() {
+            eprintln!("{n}");
         }
     }
     Ok(ExitStatus::Success)

@@ -71,6 +71,8 @@ pub struct McpArgs {
     /// No longer accepted: use CREEL_MCP_TOKEN or --token-file
     #[arg(long, hide = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub engine: crate::cli::EngineChoice,
 }
 
 impl McpArgs {
