@@ -749,6 +749,12 @@ impl Renderer {
             return;
         }
         let Some(ev) = Event::parse(line) else {
+            if line.first() == Some(&b'{') {
+                // An event cut short (the output limit, a killed job): say so rather than
+                // print half a JSON object.
+                let _ = writeln!(out, "… (an unfinished event of {} bytes)", line.len());
+                return;
+            }
             let text = String::from_utf8_lossy(line);
             let cut = cut_chars(&text, RAW_LINE_CHARS);
             out.push_str(&clean(cut));
@@ -762,7 +768,7 @@ impl Renderer {
                 };
                 let _ = writeln!(
                     out,
-                    "● session {} · model {} · {}",
+                    "● conversation {} · model {} · {}",
                     part(&ev.session_id),
                     part(&ev.model),
                     part(&ev.cwd)
@@ -820,9 +826,11 @@ impl Renderer {
         let subtype = field_str(&ev.subtype);
         let result = field_str(&ev.result);
         if result_failed(field_bool(&ev.is_error), subtype) {
-            let label = match field_u64(&ev.api_error_status) {
-                Some(status) => format!("API error {status}"),
-                None => first_line(subtype.unwrap_or("error"), NAME_CHARS).0,
+            // (An error result may still say `success` as its subtype: never print that.)
+            let label = match (field_u64(&ev.api_error_status), subtype) {
+                (Some(status), _) => format!("API error {status}"),
+                (None, Some(s)) if s != "success" => first_line(s, NAME_CHARS).0,
+                (None, _) => "error".to_string(),
             };
             let detail = result
                 .filter(|r| !r.trim().is_empty())
@@ -1131,7 +1139,7 @@ mod tests {
         assert_eq!(
             lines(&text),
             vec![
-                "● session 31111111-2222-4333-8444-555555555555 · model claude-opus-5-5 · /workspace",
+                "● conversation 31111111-2222-4333-8444-555555555555 · model claude-opus-5-5 · /workspace",
                 "Step 1: writing a file.",
                 "→ Write(/workspace/hello.txt, 22 bytes)",
                 "  ← File created successfully at: /workspace/hello.txt (file state is current in your context — no need to Read it back)",
@@ -1146,7 +1154,7 @@ mod tests {
     #[test]
     fn render_resumed() {
         let text = render_text(RESUMED);
-        assert!(text.contains("● session 31111111-2222-4333-8444-555555555555 · "));
+        assert!(text.contains("● conversation 31111111-2222-4333-8444-555555555555 · "));
         assert!(text.contains("  ← The file /workspace/hello.txt has been updated successfully."));
         assert!(text.contains("✔ done · 3 turns · $0.0048 · 0.3s\n"));
     }
@@ -1155,7 +1163,7 @@ mod tests {
     fn render_api_error() {
         let text = render_text(API_500);
         let l = lines(&text);
-        assert!(l[0].starts_with("● session 98018c78-d1ae-4117-8423-747bc5ec6389 · "));
+        assert!(l[0].starts_with("● conversation 98018c78-d1ae-4117-8423-747bc5ec6389 · "));
         assert_eq!(l[1], "⟳ API error 500, retry 1/2");
         assert_eq!(l[2], "⟳ API error 500, retry 2/2");
         assert!(l[3].starts_with("API Error: 500 fake 500."));
@@ -1242,7 +1250,7 @@ mod tests {
         r.line(br#"{"type":"system","subtype":"init"}"#, &mut out);
         assert_eq!(
             out,
-            "plain \u{FFFD}[31mred\u{FFFD}[0m text\n\u{FFFD}\u{FFFD} broken utf8\nhi\u{FFFD}]0;x\u{FFFD}\n● session ? · model ? · ?\n"
+            "plain \u{FFFD}[31mred\u{FFFD}[0m text\n\u{FFFD}\u{FFFD} broken utf8\nhi\u{FFFD}]0;x\u{FFFD}\n● conversation ? · model ? · ?\n"
         );
         let long = "é".repeat(3000);
         let mut out = String::new();
@@ -1339,5 +1347,20 @@ mod tests {
         let got = split_all(&mut s, &[b"abc", b"de\n", b"xy", b"z\n"]);
         assert_eq!(got, vec![Err(5), Ok(b"xyz".to_vec())]);
         assert!(s.buf.capacity() <= 64);
+    }
+
+    #[test]
+    fn an_error_result_never_reads_success_and_a_cut_event_is_named_not_printed() {
+        let failed = br#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: overloaded"}"#;
+        let text = render_text(&[&failed[..], b"\n"].concat());
+        assert_eq!(text, "\u{2716} error \u{b7} API Error: overloaded\n");
+        let cut = br#"{"type":"assistant","mess"#;
+        let text = render_text(&[&cut[..], b"\n"].concat());
+        assert_eq!(
+            text,
+            format!("\u{2026} (an unfinished event of {} bytes)\n", cut.len())
+        );
+        // Text that is not JSON is still shown as it is.
+        assert_eq!(render_text(b"plain words\n"), "plain words\n");
     }
 }

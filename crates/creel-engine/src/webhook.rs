@@ -188,6 +188,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_message_names_a_repo_job_s_changes_and_how_to_land_them() {
+        let mut spec = crate::runtime::argv::tests::spec();
+        spec.git = Some(crate::git::SessionGit {
+            repo: "/r".into(),
+            objects: "/r/.git/objects".into(),
+            session_repo: "/h/git/s/repo.git".into(),
+            branch: "creel/s".into(),
+            base: "a".repeat(40),
+            start_ref: "HEAD".into(),
+        });
+        let mut job = JobRecord::pending("0123456789ab".into(), "s".into(), spec, 1, vec![]);
+        job.state = JobState::Completed;
+        job.changes = Some(crate::git::Changes {
+            commit: Some("b".repeat(40)),
+            parent: "a".repeat(40),
+            files: 2,
+            insertions: 5,
+            deletions: 1,
+        });
+        let m = message(&job);
+        assert!(
+            m.contains("Changes on branch creel/s: 2 files, +5 -1 (commit bbbbbbbbbbbb)"),
+            "{m}"
+        );
+        assert!(m.contains("claude_code_land"), "{m}");
+        job.changes = Some(crate::git::Changes {
+            commit: None,
+            parent: "a".repeat(40),
+            ..Default::default()
+        });
+        assert!(message(&job).contains("The job changed no files."));
+    }
+
+    #[test]
     fn only_failures_that_can_pass_are_retried() {
         for s in [408, 409, 429, 500, 502, 503, 504] {
             assert!(retryable(s), "{s}");

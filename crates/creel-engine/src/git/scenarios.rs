@@ -549,6 +549,14 @@ fn nothing_an_agent_plants_in_its_checkout_runs_or_reads_anything_on_the_host() 
         .status()
         .unwrap();
     f.land(LandHow::Branch, None).unwrap();
+    // Applied as edits, then undone by the user; then merged.
+    f.land(LandHow::Apply, None).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(f.repo.join("work.txt")).unwrap(),
+        "real work\n"
+    );
+    sh_git(&f.repo, &["checkout", "-q", "--", "."]);
+    sh_git(&f.repo, &["clean", "-fdq"]);
     f.land(LandHow::Merge, None).unwrap();
     assert_eq!(
         std::fs::read_to_string(f.repo.join("work.txt")).unwrap(),
@@ -623,4 +631,36 @@ fn sessions_on_one_repository_never_collide() {
     assert_eq!(sh_git(&f.repo, &["show", "creel/s1:README"]), "from s1\n");
     assert_eq!(sh_git(&f.repo, &["show", "creel/s2:README"]), "from s2\n");
     assert_eq!(sh_git(&f.repo, &["show", "main:README"]), "hello\n");
+}
+
+#[test]
+fn submodules_and_lfs_are_named_with_what_works() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.repo.join(".gitmodules"),
+        "[submodule \"lib\"]\n\tpath = lib\n\turl = https://example.com/lib.git\n",
+    )
+    .unwrap();
+    std::fs::write(
+        f.repo.join(".gitattributes"),
+        "*.bin filter=lfs diff=lfs merge=lfs -text\n",
+    )
+    .unwrap();
+    sh_git(&f.repo, &["add", "."]);
+    sh_git(&f.repo, &["commit", "-qm", "modules and lfs"]);
+    let user = session::inspect(&f.git, &f.repo, None).unwrap();
+    assert_eq!(user.warnings.len(), 2, "{:?}", user.warnings);
+    assert!(
+        user.warnings[0].contains("submodules"),
+        "{:?}",
+        user.warnings
+    );
+    assert!(
+        user.warnings[1].contains("LFS pointer files"),
+        "{:?}",
+        user.warnings
+    );
+    // A plain repository has none.
+    let plain = session::inspect(&f.git, &f.repo, Some("HEAD~1")).unwrap();
+    assert!(plain.warnings.is_empty(), "{:?}", plain.warnings);
 }

@@ -69,9 +69,14 @@ impl Engine {
         let text = text.trim_end();
         let chars = text.chars().count();
         if chars <= TAIL_CHARS {
-            text.to_string()
-        } else {
-            text.chars().skip(chars - TAIL_CHARS).collect()
+            return text.to_string();
+        }
+        // Cut at a line's start when the window holds one, else say that it was cut: never
+        // in the middle of a word without a mark.
+        let tail: String = text.chars().skip(chars - TAIL_CHARS).collect();
+        match tail.find('\n') {
+            Some(i) if i + 1 < tail.len() => tail[i + 1..].to_string(),
+            _ => format!("…{}", tail.trim_start()),
         }
     }
 }

@@ -187,7 +187,11 @@ mod tests {
         std::fs::write(dir.path().join("output.jsonl"), &raw).unwrap();
         let text = read_all(dir.path());
         assert_eq!(text, render_text(raw.as_bytes()));
-        assert_eq!(text.matches("TEXT-START").count(), 1, "the result text is not repeated");
+        assert_eq!(
+            text.matches("TEXT-START").count(),
+            1,
+            "the result text is not repeated"
+        );
         let state = std::fs::metadata(dir.path().join("transcript.state.json")).unwrap();
         assert!(state.len() < 1024, "state of {} bytes", state.len());
     }
