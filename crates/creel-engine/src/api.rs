@@ -151,6 +151,9 @@ pub struct CleanupReport {
     pub removed_sessions: Vec<String>,
     /// Sessions idle long enough but with a live job.
     pub skipped_active: Vec<String>,
+    /// `--repo` sessions idle long enough but kept: only a cleanup that deletes workspaces
+    /// removes them (their branch may hold work not yet landed).
+    pub kept_branches: Vec<String>,
     /// Workspaces deleted.
     pub deleted_workspaces: Vec<PathBuf>,
 }

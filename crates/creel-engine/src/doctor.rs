@@ -285,7 +285,7 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
             "login",
             DoctorLevel::Error,
             "no API key and no OAuth credentials".into(),
-            Some("export ANTHROPIC_API_KEY=..., or log in with `claude` on this host"),
+            Some("export ANTHROPIC_API_KEY=..., or log in with `claude` on this host; for a dry run without a key, `creel fake-model` prints what to export"),
         ),
     }
     f.add(

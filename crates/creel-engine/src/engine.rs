@@ -376,7 +376,10 @@ impl Engine {
                 report.skipped_active.push(s.record.id.clone());
                 continue;
             }
-            if keep_branches && s.record.git.is_some() {
+            // A `--repo` session goes only with its checkout: its branch may hold work not yet
+            // landed, and without it nothing could land that work.
+            if (keep_branches || !delete_workspaces) && s.record.git.is_some() {
+                report.kept_branches.push(s.record.id.clone());
                 continue;
             }
             let jobs = self.store().jobs_of_session(&s.record.id)?;
@@ -552,6 +555,15 @@ pub(crate) fn try_lock_job(home: &Path, job_id: &str) -> Result<Option<File>> {
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
     }
+}
+
+/// Whether job `job_id`'s monitor is alive (holds its lock), without taking the lock.
+pub(crate) fn monitor_alive(home: &Path, job_id: &str) -> bool {
+    let path = job_dir(home, job_id).join("monitor.lock");
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
 fn clone_runtime_error(e: &RuntimeError) -> RuntimeError {

@@ -554,6 +554,16 @@ pub(crate) fn cut_str(s: &str, max_bytes: usize) -> &str {
     &s[..end]
 }
 
+/// `s` cut to at most `max` bytes (on a character boundary), marked with `…` when cut.
+pub(crate) fn cut_marked(s: &str, max: usize) -> String {
+    let kept = cut_str(s, max);
+    if kept.len() == s.len() {
+        s.to_string()
+    } else {
+        format!("{kept}…")
+    }
+}
+
 /// Cuts `s` to at most `max_chars` characters.
 fn cut_chars(s: &str, max_chars: usize) -> &str {
     s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])

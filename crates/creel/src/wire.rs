@@ -429,6 +429,8 @@ pub struct CleanupWire {
     pub removed_sessions: Vec<String>,
     /// Sessions idle long enough but with a live job (never removed).
     pub skipped_active: Vec<String>,
+    /// Sessions with a git branch (`repo`) kept: only delete_workspaces removes them.
+    pub kept_branches: Vec<String>,
     /// Workspaces deleted (only with delete_workspaces, only those creel created).
     pub deleted_workspaces: Vec<String>,
 }
@@ -438,6 +440,7 @@ impl From<&CleanupReport> for CleanupWire {
         CleanupWire {
             removed_sessions: r.removed_sessions.clone(),
             skipped_active: r.skipped_active.clone(),
+            kept_branches: r.kept_branches.clone(),
             deleted_workspaces: r
                 .deleted_workspaces
                 .iter()

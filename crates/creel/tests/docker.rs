@@ -144,4 +144,19 @@ fn docker_repo_sessions_record_what_the_container_user_wrote() {
         assert_eq!(std::fs::metadata(repo.join(f)).unwrap().uid(), owner, "{f}");
     }
     assert_eq!(user_git(&repo, &["status", "--porcelain"]), "");
+    // A cleanup that keeps workspaces keeps the session (its branch), and says so; one that
+    // deletes them removes the checkout and creel's repository, not the user's.
+    let c = env.json(&["cleanup", "--idle-seconds", "0", "--json"]);
+    assert_eq!(c["keptBranches"], serde_json::json!([session]), "{c}");
+    assert!(ws.join("b.txt").exists());
+    let c = env.json(&[
+        "cleanup",
+        "--idle-seconds",
+        "0",
+        "--delete-workspaces",
+        "--json",
+    ]);
+    assert_eq!(c["removedSessions"], serde_json::json!([session]), "{c}");
+    assert!(!ws.exists() && !env.home.join("git").join(&session).exists());
+    assert!(repo.join("b.txt").exists());
 }

@@ -606,7 +606,7 @@ text = "Done."
 [[turn]]
 match = "NEXT-TASK"
 text = "Looking at the history."
-tool_use = [{ name = "Bash", input = { command = "git log --format=%s; git status --short; ls .git/hooks; cat .git/config", description = "history" } }]
+tool_use = [{ name = "Bash", input = { command = "git log --format=%s; git status --short; ls .git/hooks; cat .git/config; git rm -q .gitattributes", description = "history" } }]
 
 [[turn]]
 match = "Claude's own commit"
@@ -679,9 +679,31 @@ fn a_repo_session_records_each_job_on_its_branch_and_nothing_planted_runs_on_the
     assert!(!patch.contains("TOP SECRET"), "{patch}");
     env.run(&["diff", "landing", "--stat", "--job", job]);
 
-    // Landing: a branch for review, then a merge (a fast-forward onto main).
+    // Landing: a branch for review; a merge is refused while the session brings a
+    // `.gitattributes` (it names filters the user's git might run), and nothing changes.
     let b = env.json(&["branch", "landing", "--json"]);
     assert_eq!(b["branch"], "creel/landing", "{b}");
+    let refused = env.run(&["merge", "landing"]);
+    env.expect_code(&refused, 2, &["merge", "landing"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("`.gitattributes`"),
+        "{}",
+        env.describe(&["merge", "landing"], &refused)
+    );
+    assert_eq!(user_git(&repo, &["rev-parse", "HEAD"]), head);
+
+    // The next job continues on the branch, with a fresh `.git` (no planted hooks or config),
+    // and removes the attributes; then the merge goes through.
+    let (next, _) = env.start("NEXT-TASK: look", &["--session", "landing"]);
+    let s = env.wait(&next);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["result"], "The history is there.");
+    let text = env.paged_output(&next, 1 << 20, "text");
+    assert!(
+        !text.contains("fsmonitor") && !text.contains("hooksPath"),
+        "{text}"
+    );
+    assert_eq!(s["changes"]["files"], 1, "{s}");
     let m = env.json(&["merge", "landing", "--json"]);
     assert_eq!(m["fastForward"], true, "{m}");
     assert_eq!(
@@ -694,18 +716,6 @@ fn a_repo_session_records_each_job_on_its_branch_and_nothing_planted_runs_on_the
             .file_type()
             .is_symlink()
     );
-
-    // The next job continues on the branch, with a fresh `.git` (no planted hooks or config).
-    let (next, _) = env.start("NEXT-TASK: look", &["--session", "landing"]);
-    let s = env.wait(&next);
-    assert_eq!(s["status"], "completed", "{s}");
-    assert_eq!(s["result"], "The history is there.");
-    let text = env.paged_output(&next, 1 << 20, "text");
-    assert!(
-        !text.contains("fsmonitor") && !text.contains("hooksPath"),
-        "{text}"
-    );
-    assert_eq!(s["changes"]["commit"], Value::Null, "{s}");
 
     let ran: Vec<_> = std::fs::read_dir(&markers)
         .unwrap()

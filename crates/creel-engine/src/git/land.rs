@@ -237,6 +237,26 @@ fn parse_log(text: &str) -> Vec<CommitInfo> {
     commits
 }
 
+/// Files whose content decides what the user's git runs or contacts when it writes the work
+/// tree: a session that changed one is landed only by `branch`, for a person to review.
+/// (`.gitattributes` chooses filters and drivers from the user's configuration, `.lfsconfig`
+/// where git-lfs fetches from.) Attributes the user's repository already has are the user's.
+fn check_landable(files: &[String]) -> Result<()> {
+    let risky: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let name = f.rsplit('/').next().unwrap_or(f);
+            name == ".gitattributes" || name == ".lfsconfig"
+        })
+        .cloned()
+        .collect();
+    if risky.is_empty() {
+        Ok(())
+    } else {
+        Err(GitError::NeedsReview { files: risky }.into())
+    }
+}
+
 /// The path in one of `git apply`'s error lines: `error: patch failed: PATH:LINE` or
 /// `error: PATH: REASON`.
 fn apply_error_path(line: &str) -> Option<String> {
@@ -279,6 +299,7 @@ pub(super) fn apply(git: &Git, sg: &SessionGit, tip: &str, report: &mut LandRepo
         report.nothing_to_do = true;
         return Ok(());
     }
+    check_landable(&report.files)?;
     let mut c = git.trusted(&sg.session_repo, None);
     c.args([
         "diff",
@@ -346,8 +367,9 @@ pub(super) fn apply(git: &Git, sg: &SessionGit, tip: &str, report: &mut LandRepo
     Ok(())
 }
 
-/// Fetches the session branch's objects into the user's repository (no ref is written).
-fn fetch_objects(git: &Git, sg: &SessionGit) -> Result<()> {
+/// Fetches `refspec` from the session repository into the user's repository: only objects
+/// and what the refspec names, no tags, no FETCH_HEAD, never a submodule.
+fn fetch_from_session(git: &Git, sg: &SessionGit, refspec: &str) -> Result<()> {
     let mut c = git.user(&sg.repo);
     c.args([
         "fetch",
@@ -357,9 +379,14 @@ fn fetch_objects(git: &Git, sg: &SessionGit) -> Result<()> {
         "--no-recurse-submodules",
     ])
     .arg(&sg.session_repo)
-    .arg(sg.full_branch());
+    .arg(refspec);
     run(c)?;
     Ok(())
+}
+
+/// Fetches the session branch's objects into the user's repository (no ref is written).
+fn fetch_objects(git: &Git, sg: &SessionGit) -> Result<()> {
+    fetch_from_session(git, sg, &sg.full_branch())
 }
 
 pub(super) fn merge(
@@ -369,6 +396,7 @@ pub(super) fn merge(
     req: &LandRequest,
     report: &mut LandReport,
 ) -> Result<()> {
+    check_landable(&report.files)?;
     let branch = match &req.into {
         Some(b) => b.clone(),
         None => {
@@ -529,17 +557,7 @@ pub(super) fn branch(git: &Git, sg: &SessionGit, tip: &str, report: &mut LandRep
             .into());
         }
     }
-    let mut c = git.user(&sg.repo);
-    c.args([
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "--no-write-fetch-head",
-        "--no-recurse-submodules",
-    ])
-    .arg(&sg.session_repo)
-    .arg(format!("{full}:{full}"));
-    run(c)?;
+    fetch_from_session(git, sg, &format!("{full}:{full}"))?;
     report.commit = Some(tip.to_string());
     Ok(())
 }

@@ -125,6 +125,15 @@ pub enum GitError {
         /// The files.
         files: Vec<String>,
     },
+    /// The session changed files that decide what git runs while it writes a work tree.
+    #[error(
+        "the session changed {}, which decide what your git runs or contacts while writing files; land it with `creel branch` and review it yourself",
+        list(files)
+    )]
+    NeedsReview {
+        /// The files.
+        files: Vec<String>,
+    },
     /// The branch exists in the user's repository and the session branch does not extend it.
     #[error(
         "branch `{branch}` in `{repo}` has commits the session branch lacks; it was left as it was (delete or rename it first)"
@@ -155,6 +164,12 @@ fn list(files: &[String]) -> String {
 pub(crate) const MAX_OUTPUT: usize = 64 << 20;
 /// The most stderr kept from a failed command.
 const MAX_STDERR: usize = 4000;
+/// How long one git command may run before it is killed: a checkout of 100,000 files takes
+/// under a minute here, but objects and trees an agent wrote can make git work for hours.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+/// The address space one git command may use (it maps packs; a zlib bomb must not take the
+/// host's memory).
+const MAX_ADDRESS_SPACE: u64 = 8 << 30;
 
 /// The git program.
 #[derive(Debug, Clone)]
@@ -281,7 +296,19 @@ fn run_inner(
     ok: &[i32],
     code: &mut i32,
 ) -> Result<Output, GitError> {
+    use std::os::unix::process::CommandExt;
     let command = subcommand(cmd);
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: MAX_ADDRESS_SPACE,
+                rlim_max: MAX_ADDRESS_SPACE,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &limit);
+            Ok(())
+        });
+    }
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -290,6 +317,22 @@ fn run_inner(
             std::io::ErrorKind::NotFound => GitError::Missing,
             _ => GitError::Spawn(e),
         })?;
+    // The deadline: a watchdog that kills the child through a pidfd (never a reused pid).
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pidfd = rustix::process::Pid::from_raw(child.id() as i32)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    let watchdog = {
+        let timed_out = timed_out.clone();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(DEADLINE)
+                && let Some(fd) = &pidfd
+            {
+                timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+            }
+        })
+    };
     let stderr = child.stderr.take();
     let errs = std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -308,9 +351,19 @@ fn run_inner(
             let _ = child.kill();
         }
     }
-    let status = child.wait().map_err(GitError::Spawn)?;
+    let status = child.wait().map_err(GitError::Spawn);
+    let _ = done.send(());
+    let _ = watchdog.join();
+    let status = status?;
     let err = errs.join().unwrap_or_default();
     *code = status.code().unwrap_or(-1);
+    if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(GitError::Failed {
+            command,
+            status: status.to_string(),
+            stderr: format!("stopped after {} minutes", DEADLINE.as_secs() / 60),
+        });
+    }
     if !truncated && !ok.contains(code) {
         let stderr = String::from_utf8_lossy(&err).trim().to_string();
         return Err(GitError::Failed {
@@ -346,16 +399,7 @@ fn subcommand(cmd: &Command) -> String {
         .join(" ")
 }
 
-fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
+use crate::stream::cut_marked as cut;
 
 /// Whether `s` is a full hexadecimal object id (SHA-1 or SHA-256).
 pub(crate) fn is_object_id(s: &str) -> bool {

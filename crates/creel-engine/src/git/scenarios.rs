@@ -57,6 +57,8 @@ struct Fixture {
     workspace: PathBuf,
     git: Git,
     sg: SessionGit,
+    /// The branch's commit when the current job started (what `prepare_job` returned).
+    base: std::cell::RefCell<String>,
 }
 
 impl Fixture {
@@ -85,7 +87,7 @@ impl Fixture {
             None,
         )
         .unwrap();
-        session::prepare_job(&git, &sg, &workspace, None).unwrap();
+        let base = session::prepare_job(&git, &sg, &workspace, None).unwrap();
         Fixture {
             _tmp: tmp,
             root,
@@ -93,7 +95,14 @@ impl Fixture {
             workspace,
             git,
             sg,
+            base: std::cell::RefCell::new(base),
         }
+    }
+
+    /// Prepares the checkout for the next job, as `start` does.
+    fn prepare(&self) {
+        let base = session::prepare_job(&self.git, &self.sg, &self.workspace, None).unwrap();
+        *self.base.borrow_mut() = base;
     }
 
     fn record(&self, job: &str, prompt: &str) -> (session::Changes, Vec<String>) {
@@ -101,8 +110,16 @@ impl Fixture {
         let (tx, rx) = std::sync::mpsc::channel();
         let (git, sg, ws) = (self.git.clone(), self.sg.clone(), self.workspace.clone());
         let (job, prompt) = (job.to_string(), prompt.to_string());
+        let base = self.base.borrow().clone();
         std::thread::spawn(move || {
-            let _ = tx.send(session::record_job(&git, &sg, &ws, &job, &prompt));
+            let _ = tx.send(session::record_job(
+                &git,
+                &sg,
+                &ws,
+                &job,
+                &prompt,
+                Some(&base),
+            ));
         });
         rx.recv_timeout(Duration::from_secs(60))
             .expect("recording a job hung")
@@ -165,7 +182,7 @@ fn a_job_s_edits_become_one_commit_with_its_trailer_and_the_next_job_continues()
     assert_eq!(again.commit.as_deref(), Some(commit.as_str()));
     assert_eq!(f.sg.tip(&f.git).unwrap(), commit);
     // The next job sees the branch at that commit, its work tree clean.
-    session::prepare_job(&f.git, &f.sg, &f.workspace, None).unwrap();
+    f.prepare();
     assert_eq!(ws_git(&f, &["rev-parse", "HEAD"]).trim(), commit);
     assert_eq!(ws_git(&f, &["status", "--porcelain"]), "");
     // A job that changes nothing records nothing.
@@ -201,6 +218,9 @@ fn uncommitted_changes_are_carried_over_as_the_session_s_base() {
     std::fs::write(repo.join("a"), "2\n").unwrap();
     std::fs::write(repo.join("untracked"), "u\n").unwrap();
     std::fs::write(repo.join("ignored"), "i\n").unwrap();
+    // Ignored only by the repository's own exclude file, not by a `.gitignore`.
+    std::fs::write(repo.join(".git/info/exclude"), "secret.env\n").unwrap();
+    std::fs::write(repo.join("secret.env"), "TOKEN=1\n").unwrap();
     let before = sh_git(&repo, &["status", "--porcelain", "--ignored"]);
     let objects = sh_git(&repo, &["count-objects"]);
     let git = Git::find().unwrap();
@@ -211,6 +231,7 @@ fn uncommitted_changes_are_carried_over_as_the_session_s_base() {
     assert_eq!(std::fs::read_to_string(ws.join("a")).unwrap(), "2\n");
     assert!(ws.join("untracked").is_file());
     assert!(!ws.join("ignored").exists());
+    assert!(!ws.join("secret.env").exists());
     // The user's repository is as it was: same status, no new objects or refs.
     assert_eq!(
         sh_git(&repo, &["status", "--porcelain", "--ignored"]),
@@ -302,7 +323,7 @@ fn merge_fast_forwards_merges_and_on_a_conflict_leaves_the_repository_as_it_was(
     sh_git(&f.repo, &["checkout", "-q", "-b", "side"]);
     std::fs::write(f.repo.join("src/lib.rs"), "fn a() {}\nfn user() {}\n").unwrap();
     sh_git(&f.repo, &["commit", "-qam", "user change"]);
-    session::prepare_job(&f.git, &f.sg, &f.workspace, None).unwrap();
+    f.prepare();
     std::fs::write(f.workspace.join("other.txt"), "o\n").unwrap();
     f.record("job000000002", "another file");
     let r = f.land(LandHow::Merge, Some("side")).unwrap();
@@ -314,7 +335,7 @@ fn merge_fast_forwards_merges_and_on_a_conflict_leaves_the_repository_as_it_was(
     // …and a conflict when they do: nothing changes.
     std::fs::write(f.repo.join("README"), "the user's words\n").unwrap();
     sh_git(&f.repo, &["commit", "-qam", "user readme"]);
-    session::prepare_job(&f.git, &f.sg, &f.workspace, None).unwrap();
+    f.prepare();
     std::fs::write(f.workspace.join("README"), "claude's words\n").unwrap();
     f.record("job000000003", "readme again");
     let head = sh_git(&f.repo, &["rev-parse", "HEAD"]);
@@ -370,7 +391,7 @@ fn apply_is_all_or_nothing_and_branch_never_overwrites_the_user_s_commits() {
     sh_git(&f.repo, &["add", "user.txt"]);
     sh_git(&f.repo, &["commit", "-qm", "user on the branch"]);
     sh_git(&f.repo, &["checkout", "-q", "main"]);
-    session::prepare_job(&f.git, &f.sg, &f.workspace, None).unwrap();
+    f.prepare();
     std::fs::write(f.workspace.join("later.txt"), "l\n").unwrap();
     f.record("job000000002", "later");
     let mine = sh_git(&f.repo, &["rev-parse", "creel/s1"]);
@@ -477,6 +498,30 @@ fn plant_everything(ws: &Path, markers: &Path, secret: &Path) {
         format!("[core]\n\tfsmonitor = \"{}\"\n", touch("nested")),
     )
     .unwrap();
+    // Nested repositories git would open while adding: a FIFO for HEAD (hangs), a ref linked
+    // to /dev/zero (unbounded read), a `gitdir:` file naming a repository on the host (probe).
+    let fifo_repo = ws.join("nested-fifo/.git");
+    std::fs::create_dir_all(fifo_repo.join("objects")).unwrap();
+    std::fs::create_dir_all(fifo_repo.join("refs")).unwrap();
+    let head =
+        std::ffi::CString::new(fifo_repo.join("HEAD").as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(head.as_ptr(), 0o644) }, 0);
+    let zero_repo = ws.join("nested-zero/.git");
+    std::fs::create_dir_all(zero_repo.join("objects")).unwrap();
+    std::fs::create_dir_all(zero_repo.join("refs/heads")).unwrap();
+    std::fs::write(zero_repo.join("HEAD"), "ref: refs/heads/x\n").unwrap();
+    std::os::unix::fs::symlink("/dev/zero", zero_repo.join("refs/heads/x")).unwrap();
+    std::fs::create_dir_all(ws.join("nested-gitdir")).unwrap();
+    std::fs::write(
+        ws.join("nested-gitdir/.git"),
+        format!("gitdir: {}\n", markers.join("../my repo/.git").display()),
+    )
+    .unwrap();
+    // A sparse file that claims a terabyte.
+    std::fs::File::create(ws.join("huge.bin"))
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
     std::os::unix::fs::symlink(secret, ws.join("secret-link")).unwrap();
     std::os::unix::fs::symlink("/", ws.join("root-link")).unwrap();
     let fifo = std::ffi::CString::new(ws.join("fifo").as_os_str().as_encoded_bytes()).unwrap();
@@ -506,9 +551,15 @@ fn nothing_an_agent_plants_in_its_checkout_runs_or_reads_anything_on_the_host() 
     plant_everything(&f.workspace, &markers, &secret);
     let (ch, warnings) = f.record("job000000001", "hostile");
     let commit = ch.commit.clone().unwrap();
-    // The work is recorded, the FIFO left out (git skips what is not a file, link or
-    // directory), links as links.
-    assert!(warnings.is_empty(), "{warnings:?}");
+    // The work is recorded; the nested repositories and the huge file left out, said once
+    // each; the FIFO left out silently (git skips what is not a file, link or directory);
+    // links kept as links.
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("4 nested git repositories"),
+        "{warnings:?}"
+    );
+    assert!(warnings[1].contains("1 files larger than"), "{warnings:?}");
     let files = f.session_git(&["ls-tree", "-r", "--name-only", &commit]);
     for name in [
         "work.txt",
@@ -520,6 +571,10 @@ fn nothing_an_agent_plants_in_its_checkout_runs_or_reads_anything_on_the_host() 
         assert!(files.lines().any(|l| l == name), "{name} in {files}");
     }
     assert!(!files.contains("fifo"), "{files}");
+    assert!(
+        !files.contains("nested") && !files.contains("huge.bin"),
+        "{files}"
+    );
     assert!(!files.lines().any(|l| l.starts_with(".git/")), "{files}");
     let link = f.session_git(&["cat-file", "-p", &format!("{commit}:secret-link")]);
     assert_eq!(link, secret.display().to_string());
@@ -549,6 +604,29 @@ fn nothing_an_agent_plants_in_its_checkout_runs_or_reads_anything_on_the_host() 
         .status()
         .unwrap();
     f.land(LandHow::Branch, None).unwrap();
+    // The session brings a `.gitattributes` (naming filters the user's configuration might
+    // define): only `branch` lands it.
+    for how in [LandHow::Apply, LandHow::Merge] {
+        match f.land(how, None) {
+            Err(Error::Git(GitError::NeedsReview { files })) => {
+                assert_eq!(files, [".gitattributes"])
+            }
+            other => panic!("{how:?}: expected a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(sh_git(&f.repo, &["status", "--porcelain"]), "");
+    // A later job removes it; the rest (links, `.gitmodules`, hooks in the tree) lands. The
+    // fresh `.git` that job gets has nothing of the first one's.
+    f.prepare();
+    let fresh = std::fs::read_to_string(f.workspace.join(".git/config")).unwrap();
+    assert!(
+        !fresh.contains("fsmonitor") && !fresh.contains("hooksPath"),
+        "{fresh}"
+    );
+    assert!(!f.workspace.join(".git/hooks").exists());
+    std::fs::remove_file(f.workspace.join(".gitattributes")).unwrap();
+    std::fs::remove_file(f.workspace.join("fifo")).unwrap();
+    f.record("job000000002", "drop the attributes");
     // Applied as edits, then undone by the user; then merged.
     f.land(LandHow::Apply, None).unwrap();
     assert_eq!(
@@ -568,16 +646,9 @@ fn nothing_an_agent_plants_in_its_checkout_runs_or_reads_anything_on_the_host() 
             .file_type()
             .is_symlink()
     );
-    session::prepare_job(&f.git, &f.sg, &f.workspace, None).unwrap();
-    let fresh = std::fs::read_to_string(f.workspace.join(".git/config")).unwrap();
-    assert!(
-        !fresh.contains("fsmonitor") && !fresh.contains("hooksPath"),
-        "{fresh}"
-    );
-    assert!(!f.workspace.join(".git/hooks").exists());
-    std::fs::remove_file(f.workspace.join("fifo")).unwrap();
+    f.prepare();
     std::fs::write(f.workspace.join("more.txt"), "m\n").unwrap();
-    f.record("job000000002", "more");
+    f.record("job000000003", "more");
     f.land(LandHow::Merge, None).unwrap();
 
     let ran: Vec<_> = std::fs::read_dir(&markers)
@@ -610,7 +681,7 @@ fn sessions_on_one_repository_never_collide() {
     std::fs::write(f.workspace.join("README"), "from s1\n").unwrap();
     std::fs::write(ws2.join("README"), "from s2\n").unwrap();
     f.record("job000000001", "s1's edit");
-    session::record_job(&f.git, &sg2, &ws2, "job000000002", "s2's edit").unwrap();
+    session::record_job(&f.git, &sg2, &ws2, "job000000002", "s2's edit", None).unwrap();
     // Each branch holds its own edit; both land as branches side by side.
     assert_eq!(f.session_git(&["show", "creel/s1:README"]), "from s1\n");
     let mut c = f.git.trusted(&sg2.session_repo, None);
@@ -663,4 +734,31 @@ fn submodules_and_lfs_are_named_with_what_works() {
     // A plain repository has none.
     let plain = session::inspect(&f.git, &f.repo, Some("HEAD~1")).unwrap();
     assert!(plain.warnings.is_empty(), "{:?}", plain.warnings);
+}
+
+#[test]
+fn an_object_store_linked_out_of_the_checkout_is_never_copied() {
+    let f = Fixture::new();
+    // Another repository on the host, which the session's repository cannot see.
+    let other = f.root.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    sh_git(&other, &["init", "-q"]);
+    std::fs::write(other.join("private.txt"), "private\n").unwrap();
+    sh_git(&other, &["add", "."]);
+    sh_git(&other, &["commit", "-qm", "private"]);
+    let private = sh_git(&other, &["rev-parse", "HEAD"]).trim().to_string();
+    // The agent points its `.git/objects` there and its HEAD at that commit.
+    let dot = f.workspace.join(".git");
+    std::fs::remove_dir_all(dot.join("objects")).unwrap();
+    std::os::unix::fs::symlink(other.join(".git/objects"), dot.join("objects")).unwrap();
+    std::fs::write(dot.join("refs/heads/creel/s1"), format!("{private}\n")).unwrap();
+    std::fs::write(f.workspace.join("x.txt"), "x\n").unwrap();
+    let (ch, _) = f.record("job000000001", "x");
+    assert!(ch.commit.is_some());
+    let mut c = f.git.trusted(&f.sg.session_repo, None);
+    c.args(["cat-file", "-e", &private]);
+    assert!(
+        super::run(c).is_err(),
+        "the private commit reached the session repository"
+    );
 }

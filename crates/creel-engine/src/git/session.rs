@@ -214,15 +214,47 @@ pub(crate) fn create(
 /// `.gitignore` ignores) on top of the start commit, written to the session repository only.
 fn carry_uncommitted(git: &Git, sg: &SessionGit, user: &UserRepo) -> Result<String, GitError> {
     let index = sg.dir().join("carry-index");
+    // What the user's git ignores besides `.gitignore` files: the repository's
+    // `info/exclude` and the user's global excludes file, gathered into one file of creel's.
+    let mut ignored = Vec::new();
+    let mut global = git.user(&user.toplevel);
+    global.args(["config", "--path", "--get", "core.excludesFile"]);
+    let global = run(global)
+        .ok()
+        .map(|o| PathBuf::from(o.stdout.trim()))
+        .filter(|p| !p.as_os_str().is_empty())
+        .or_else(|| {
+            std::env::var_os("XDG_CONFIG_HOME")
+                .filter(|x| !x.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+                .map(|c| c.join("git/ignore"))
+        });
+    let info = user
+        .objects
+        .parent()
+        .map(|common| common.join("info/exclude"));
+    for file in [info, global].into_iter().flatten() {
+        if let Ok(f) = crate::files::open_nofollow(&file, false) {
+            let _ = f.take(1 << 20).read_to_end(&mut ignored);
+            ignored.push(b'\n');
+        }
+    }
+    let excludes = sg.dir().join("carry-excludes");
+    std::fs::write(&excludes, &ignored).map_err(GitError::Spawn)?;
+    let exclude_arg = format!("core.excludesFile={}", excludes.display());
     let cmd = |args: &[&str]| {
         let mut c = git.trusted(&sg.session_repo, Some(&user.toplevel));
-        c.env("GIT_INDEX_FILE", &index).args(args);
+        c.env("GIT_INDEX_FILE", &index)
+            .args(["-c", &exclude_arg])
+            .args(args);
         c
     };
     run(cmd(&["read-tree", &user.commit]))?;
     run(cmd(&["add", "--all", "--ignore-errors", "--", "."]))?;
     let tree = object_id(&run(cmd(&["write-tree"]))?, "write-tree")?;
     let _ = std::fs::remove_file(&index);
+    let _ = std::fs::remove_file(&excludes);
     if tree == tree_of(git, &sg.session_repo, &user.commit)? {
         return Ok(user.commit.clone());
     }
@@ -260,13 +292,14 @@ fn commit_tree(
 
 /// Gives `workspace` a fresh `.git` for the next job: whatever the last job left there is
 /// removed (never followed), and the new one is creel's: HEAD on the session branch at its
-/// tip, an index matching it, objects borrowed read-only.
+/// tip, an index matching it, objects borrowed read-only. Returns that tip: the job's base,
+/// which [`record_job`] records against.
 pub(crate) fn prepare_job(
     git: &Git,
     sg: &SessionGit,
     workspace: &Path,
     owner: Option<(u32, u32)>,
-) -> Result<(), GitError> {
+) -> Result<String, GitError> {
     let io = |e: std::io::Error| GitError::Spawn(e);
     let tip = sg.tip(git)?;
     let dot = workspace.join(".git");
@@ -314,7 +347,7 @@ pub(crate) fn prepare_job(
     if let Some(to) = owner {
         chown_tree(&dot, to).map_err(io)?;
     }
-    Ok(())
+    Ok(tip)
 }
 
 /// What a job changed, as recorded on the session branch.
@@ -342,24 +375,18 @@ pub(crate) fn record_job(
     workspace: &Path,
     job_id: &str,
     subject: &str,
+    base: Option<&str>,
 ) -> Result<(Changes, Vec<String>), GitError> {
     let mut warnings = Vec::new();
     let tip = sg.tip(git)?;
     let trailer = format!("Creel-Job: {job_id}");
-    if message_of(git, &sg.session_repo, &tip)?.contains(&trailer) {
-        // Recorded before a monitor restart: report it again.
-        let mut c = git.trusted(&sg.session_repo, None);
-        c.args([
-            "rev-list",
-            "-n",
-            "1",
-            "--grep",
-            &trailer,
-            "--invert-grep",
-            &tip,
-        ]);
-        let parent = object_id(&run(c)?, "rev-list")?;
-        return Ok((changes(git, sg, &parent, &tip)?, warnings));
+    // Only this job moves the branch while it lives (the session is busy until its monitor
+    // has recorded it): a tip past the job's base is this job's record, made before a
+    // monitor restart. Report it again.
+    if let Some(base) = base
+        && base != tip
+    {
+        return Ok((changes(git, sg, base, &tip)?, warnings));
     }
     let mut parent = tip.clone();
     match import_agent_commits(git, sg, workspace) {
@@ -377,9 +404,19 @@ pub(crate) fn record_job(
             "Claude's own commits could not be read ({e}); their content is kept in the job's commit"
         )),
     }
+    // What git must not look into: nested repositories (git opens their `.git`, which could be
+    // a FIFO, a link to /dev/zero or a `gitdir:` pointing anywhere on the host) and files too
+    // large to record. Found with `lstat` alone, listed in an exclude file of creel's.
+    let left_out = survey(workspace).map_err(GitError::Spawn)?;
+    let excludes = sg.dir().join("excludes");
+    std::fs::write(&excludes, left_out.patterns()).map_err(GitError::Spawn)?;
+    warnings.extend(left_out.warnings());
+    let exclude_arg = format!("core.excludesFile={}", excludes.display());
     let cmd = |args: &[&str]| {
         let mut c = git.trusted(&sg.session_repo, Some(workspace));
-        c.env("GIT_INDEX_FILE", sg.index()).args(args);
+        c.env("GIT_INDEX_FILE", sg.index())
+            .args(["-c", &exclude_arg])
+            .args(args);
         c
     };
     // `--ignore-errors`: a FIFO or an unreadable file is left out, not fatal.
@@ -423,10 +460,132 @@ fn subject_line(prompt: &str) -> String {
     s
 }
 
-fn message_of(git: &Git, repo: &Path, commit: &str) -> Result<String, GitError> {
-    let mut c = git.trusted(repo, None);
-    c.args(["cat-file", "commit", commit]);
-    Ok(run(c)?.stdout)
+/// The largest file a job's commit records; larger ones are left out with a warning (a
+/// sparse file can claim exabytes).
+const MAX_RECORDED_FILE: u64 = 512 << 20;
+/// The most entries the survey walks before giving up on recording.
+const MAX_SURVEYED: usize = 2_000_000;
+
+/// What [`survey`] found that git must not look into.
+#[derive(Debug, Default)]
+struct LeftOut {
+    nested: Vec<String>,
+    large: Vec<String>,
+    unnamable: usize,
+}
+
+impl LeftOut {
+    /// Exclude-file lines: each path anchored at the work tree's root, special characters
+    /// escaped.
+    fn patterns(&self) -> String {
+        let mut out = String::new();
+        let all = self.nested.iter().map(|p| (p, true));
+        for (p, dir) in all.chain(self.large.iter().map(|p| (p, false))) {
+            out.push('/');
+            for c in p.chars() {
+                if matches!(c, '*' | '?' | '[' | ']' | '\\' | '!' | '#' | ' ') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            if dir {
+                out.push('/');
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let some = |v: &[String]| v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        let mut w = Vec::new();
+        if !self.nested.is_empty() {
+            w.push(format!(
+                "left out of the job's commit: {} nested git repositories ({}); creel does not record repositories inside the workspace",
+                self.nested.len(),
+                some(&self.nested)
+            ));
+        }
+        if !self.large.is_empty() {
+            w.push(format!(
+                "left out of the job's commit: {} files larger than {} MiB ({})",
+                self.large.len(),
+                MAX_RECORDED_FILE >> 20,
+                some(&self.large)
+            ));
+        }
+        if self.unnamable > 0 {
+            w.push(format!(
+                "left out of the job's commit: {} paths whose names git cannot be told to skip (a newline, or not UTF-8), with their directories",
+                self.unnamable
+            ));
+        }
+        w
+    }
+}
+
+/// Walks the work tree with `lstat` only (never following a link, never opening a file):
+/// directories holding a `.git` entry of any kind, and files over [`MAX_RECORDED_FILE`].
+/// A directory holding a name an exclude file cannot express (not UTF-8, a newline) is left
+/// out whole.
+fn survey(workspace: &Path) -> std::io::Result<LeftOut> {
+    let mut found = LeftOut::default();
+    let mut stack = vec![(workspace.to_path_buf(), String::new())];
+    let mut seen = 0usize;
+    while let Some((dir, rel)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut subdirs = Vec::new();
+        let mut large = Vec::new();
+        let mut leave_out = false;
+        for entry in entries {
+            let entry = entry?;
+            seen += 1;
+            if seen > MAX_SURVEYED {
+                return Err(std::io::Error::other(format!(
+                    "the workspace holds more than {MAX_SURVEYED} entries"
+                )));
+            }
+            let name = entry.file_name();
+            if name == ".git" {
+                leave_out |= !rel.is_empty();
+                continue;
+            }
+            let Some(name) = name.to_str().filter(|n| !n.contains('\n')) else {
+                if rel.is_empty() {
+                    // Nothing above it to leave out instead.
+                    return Err(std::io::Error::other(
+                        "the top of the workspace holds a name git cannot be told to skip (a newline, or not UTF-8)",
+                    ));
+                }
+                found.unnamable += 1;
+                leave_out = true;
+                continue;
+            };
+            let path = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            // `DirEntry::metadata` does not follow links.
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                subdirs.push((entry.path(), path));
+            } else if meta.is_file() && meta.len() > MAX_RECORDED_FILE {
+                large.push(path);
+            }
+        }
+        if leave_out {
+            found.nested.push(rel);
+        } else {
+            found.large.extend(large);
+            stack.extend(subdirs);
+        }
+    }
+    found.nested.sort();
+    found.large.sort();
+    Ok(found)
 }
 
 pub(crate) fn is_ancestor(
@@ -504,17 +663,21 @@ fn import_agent_commits(
             &mut budget,
         );
         copy_dir(&src.join("refs"), &q.join("refs"), &mut budget, 0)?;
-        for sub in std::fs::read_dir(src.join("objects")).map_err(io)? {
-            let sub = sub.map_err(io)?;
-            if sub.file_name() == "info" {
-                continue;
+        // Never through a link: `objects` itself must be a directory, as each entry below it.
+        let objects = src.join("objects");
+        if std::fs::symlink_metadata(&objects).is_ok_and(|m| m.is_dir()) {
+            for sub in std::fs::read_dir(&objects).map_err(io)? {
+                let sub = sub.map_err(io)?;
+                if sub.file_name() == "info" {
+                    continue;
+                }
+                copy_dir(
+                    &sub.path(),
+                    &q.join("objects").join(sub.file_name()),
+                    &mut budget,
+                    0,
+                )?;
             }
-            copy_dir(
-                &sub.path(),
-                &q.join("objects").join(sub.file_name()),
-                &mut budget,
-                0,
-            )?;
         }
         std::fs::write(
             q.join("config"),
@@ -532,8 +695,11 @@ fn import_agent_commits(
         let Ok(head) = run(c).and_then(|o| object_id(&o, "rev-parse")) else {
             return Ok(None);
         };
+        // Checked as a fetch from a stranger is: malformed trees, `.git` entries and the like
+        // are refused (the content still arrives through the job's commit).
         let mut c = git.trusted(&sg.session_repo, None);
-        c.args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
+        c.args(["-c", "fetch.fsckObjects=true"])
+            .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
             .arg(&q)
             .arg("+HEAD:refs/creel/import");
         run(c)?;

@@ -275,6 +275,9 @@ pub struct JobSpec {
     /// job's changes are recorded on it when the job ends.
     #[serde(default)]
     pub git: Option<crate::git::SessionGit>,
+    /// The session branch's commit when the job started: what its changes are counted from.
+    #[serde(default)]
+    pub git_base: Option<String>,
 }
 
 /// Resource usage sampled by the monitor.

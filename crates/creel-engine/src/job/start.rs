@@ -18,6 +18,10 @@ use crate::job::{
 use crate::runtime::ContainerRuntime;
 use crate::session::{SessionRecord, new_session_id, validate_session_id};
 
+/// How long `start` waits for the previous job of a `--repo` session to finish recording its
+/// changes (after a cancel) before it calls the session busy.
+const RECORDING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Largest prompt accepted (it travels as a file, so this is about sanity, not argv limits).
 pub const MAX_PROMPT: usize = 64 << 20;
 
@@ -112,6 +116,37 @@ impl Engine {
                 job,
                 state: state.to_string(),
             });
+        }
+        // A `--repo` session's last job may have ended (a cancel marks it final at once) while
+        // its monitor still records its changes in the checkout: the next job waits for that
+        // (a few seconds at most), since both would write the checkout's `.git`.
+        if let Some(s) = existing.as_ref().filter(|s| s.git.is_some())
+            && let Some(last) = self.store().jobs_of_session(&s.id)?.pop()
+            && last.changes.is_none()
+        {
+            let until = std::time::Instant::now() + RECORDING_WAIT;
+            while crate::engine::monitor_alive(&self.home, &last.id) {
+                if std::time::Instant::now() >= until {
+                    return Err(Error::SessionBusy {
+                        session: s.id.clone(),
+                        job: last.id,
+                        state: format!("{} (its changes are still being recorded)", last.state),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        // A `--repo` session id used before (its record removed by a cleanup that kept the
+        // checkout) must not take over what is left: its branch may hold unlanded work.
+        if existing.is_none() && req.repo.is_some() {
+            let id = req.session_id.clone().unwrap_or_default();
+            let leftover = self.git_dir(&id);
+            if !id.is_empty() && leftover.exists() {
+                return Err(Error::InvalidRequest(format!(
+                    "session `{id}` was used before and its repository is still at `{}`; choose another session id, or remove it with `creel cleanup --delete-workspaces`",
+                    leftover.display()
+                )));
+            }
         }
         let user_workspace = match &req.workspace {
             Some(w) => Some(check_user_workspace(w)?),
@@ -284,6 +319,7 @@ impl Engine {
             egress,
             key_via_proxy,
             git: None,
+            git_base: None,
             credentials_file: if api_key.is_none() {
                 credentials.clone()
             } else {
@@ -295,6 +331,7 @@ impl Engine {
         let job_id = new_job_id();
         let job_dir = self.job_dir(&job_id);
         let mut session_git = existing.as_ref().and_then(|s| s.git.clone());
+        let mut git_base = None;
         let prepared = (|| -> Result<()> {
             create_private_dir(&job_dir)?;
             let (uid, gid) = match user {
@@ -329,7 +366,9 @@ impl Engine {
                 )?);
             }
             if let (Some(git), Some(sg)) = (&git, &session_git) {
-                crate::git::session::prepare_job(git, sg, &workspace, chown_to)?;
+                git_base = Some(crate::git::session::prepare_job(
+                    git, sg, &workspace, chown_to,
+                )?);
             }
             if !claude_config_dir.is_dir() {
                 create_private_dir_all(&claude_config_dir)?;
@@ -355,6 +394,7 @@ impl Engine {
         // 5. Record (the busy check again, atomically) and launch.
         let spec = JobSpec {
             git: session_git,
+            git_base,
             ..spec
         };
         let record = JobRecord::pending(job_id.clone(), session_id.clone(), spec, now, warnings);

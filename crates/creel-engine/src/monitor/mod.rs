@@ -453,7 +453,14 @@ impl Monitor {
             })
             .unwrap_or_default();
         let recorded = crate::git::Git::find().and_then(|git| {
-            crate::git::session::record_job(&git, sg, &self.job.spec.workspace, &id, &prompt)
+            crate::git::session::record_job(
+                &git,
+                sg,
+                &self.job.spec.workspace,
+                &id,
+                &prompt,
+                self.job.spec.git_base.as_deref(),
+            )
         });
         match recorded {
             Ok((changes, warnings)) => {

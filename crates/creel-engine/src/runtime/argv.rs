@@ -349,6 +349,7 @@ pub(crate) mod tests {
             egress: None,
             key_via_proxy: false,
             git: None,
+            git_base: None,
         }
     }
 

@@ -202,16 +202,7 @@ fn subcommand(args: &[OsString]) -> String {
         .join(" ")
 }
 
-fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
+use crate::stream::cut_marked as cut;
 
 impl ContainerRuntime for CliRuntime {
     fn kind(&self) -> RuntimeKind {

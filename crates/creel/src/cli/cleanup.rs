@@ -43,6 +43,11 @@ pub fn run(engine: &Engine, args: CleanupArgs) -> anyhow::Result<ExitStatus> {
         for s in &r.skipped_active {
             out.push_str(&format!("kept session {s}: it has a live job\n"));
         }
+        for s in &r.kept_branches {
+            out.push_str(&format!(
+                "kept session {s}: its branch creel/{s} may hold unlanded work (--delete-workspaces removes it)\n"
+            ));
+        }
         if out.is_empty() {
             eprintln!("nothing idle for more than {idle} s");
         }

@@ -22,7 +22,7 @@ pub fn phrase(r: &Remedy) -> String {
              or remove `image` from the config to use creel's own"
         ),
         Remedy::Login => {
-            "export ANTHROPIC_API_KEY=... or run `claude login` on this host (Claude Pro/Max)".into()
+            "export ANTHROPIC_API_KEY=... or run `claude login` on this host (Claude Pro/Max); for a dry run without a key, `creel fake-model` prints what to export".into()
         }
         Remedy::InstallRuntime { podman: true } => "install Podman (`apt-get install podman runc uidmap slirp4netns`), or pick Docker with `--runtime docker`; `creel doctor` checks the host".into(),
         Remedy::InstallRuntime { podman: false } => {

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 /// The built-in script (`creel fake-model` without `--script`, and the demo): write a file,
 /// run a command, report.
-pub const DEMO_SCRIPT: &str = r#"# creel fake-model's built-in script: a three-turn task.
+pub const DEMO_SCRIPT: &str = r#"# creel fake-model's built-in script: a three-turn task, the same for every job.
 #
 # A script is a list of [[turn]]s, answered in order, one per request. Each turn can have:
 #   text = "..."                       assistant text
@@ -50,16 +50,24 @@ pub const DEMO_SCRIPT: &str = r#"# creel fake-model's built-in script: a three-t
 #                                      the token counts reported (they make the cost)
 # At the top level, exhausted = "..." is the text once no turn is left.
 #
+# The three turns repeat, so that every job gets the same task: the first request of a job
+# fits only the last turn (the others want a tool's result), the Write's result fits the
+# first, the command's output the second.
+[[turn]]
+match = "File created successfully"
+text = "Now I'll run a command to show it."
+tool_use = [{ name = "Bash", input = { command = "cat hello.txt && id -un && claude --version", description = "Show the file, the user and the Claude Code version" } }]
+repeat = true
+
+[[turn]]
+match = "Hello from Claude Code in creel's sandbox."
+text = "Done: I wrote `hello.txt` in the workspace and ran a command in the sandbox. (This answer was scripted by `creel fake-model`.)"
+repeat = true
+
 [[turn]]
 text = "I'm creel's fake model (a scripted stand-in, not a real model). I'll write a file in the workspace."
 tool_use = [{ name = "Write", input = { file_path = "/workspace/hello.txt", content = "Hello from Claude Code in creel's sandbox.\n" } }]
-
-[[turn]]
-text = "Now I'll run a command to show it."
-tool_use = [{ name = "Bash", input = { command = "cat hello.txt && id -un && claude --version", description = "Show the file, the user and the Claude Code version" } }]
-
-[[turn]]
-text = "Done: I wrote `hello.txt` in the workspace and ran a command in the sandbox. (This answer was scripted by `creel fake-model`.)"
+repeat = true
 "#;
 
 /// A whole script.
