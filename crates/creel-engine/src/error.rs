@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::git::GitError;
 use crate::remedy::Remedy;
 
 /// Whether an error is the caller's fault or the environment's (exit codes 2 and 3).
@@ -92,7 +91,7 @@ pub enum Error {
     Image(#[from] ImageError),
     /// A session's git branch: a bad repository or ref, a conflict while landing, git failing.
     #[error(transparent)]
-    Git(#[from] crate::git::GitError),
+    Git(#[from] GitError),
     /// A filesystem operation failed.
     #[error("{action} `{path}`")]
     Io {
@@ -300,6 +299,131 @@ impl ImageError {
             source,
         }
     }
+}
+
+/// A git failure, or a request about git that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// git is not installed.
+    #[error("`git` not found on PATH; sessions with --repo need it")]
+    Missing,
+    /// git could not be started.
+    #[error("cannot run git")]
+    Spawn(#[source] std::io::Error),
+    /// git ran and failed.
+    #[error("`git {command}` failed ({status}): {stderr}")]
+    Failed {
+        /// The subcommand.
+        command: String,
+        /// Exit status.
+        status: String,
+        /// Its stderr, trimmed and cut.
+        stderr: String,
+    },
+    /// Not a git repository.
+    #[error("`{path}` is not inside a git repository")]
+    NotARepository {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A bare repository has no work tree to start from.
+    #[error(
+        "`{path}` is a bare repository; give a repository with a work tree (or a clone of this one)"
+    )]
+    Bare {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The ref does not name a commit.
+    #[error("`{reference}` does not name a commit in `{repo}`")]
+    UnknownRef {
+        /// The repository.
+        repo: PathBuf,
+        /// The ref given.
+        reference: String,
+    },
+    /// A path creel cannot mount or store safely.
+    #[error("`{path}`: {reason}")]
+    UnusablePath {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The session was not started with `--repo`.
+    #[error("session `{0}` has no git branch (it was not started with --repo)")]
+    NoBranch(String),
+    /// A job of another session, or one that recorded no commit.
+    #[error("job `{job}` recorded no commit in session `{session}`")]
+    NoJobCommit {
+        /// The session.
+        session: String,
+        /// The job.
+        job: String,
+    },
+    /// Landing would conflict; nothing was changed.
+    #[error(
+        "{action} would conflict in {}; your repository was left as it was",
+        list(files)
+    )]
+    Conflict {
+        /// merge or apply.
+        action: &'static str,
+        /// The files in conflict.
+        files: Vec<String>,
+    },
+    /// HEAD is detached and no branch was named.
+    #[error("`{repo}` has a detached HEAD: say which branch to merge into (--into BRANCH)")]
+    DetachedHead {
+        /// The user's repository.
+        repo: PathBuf,
+    },
+    /// The target branch is checked out with uncommitted changes in the files a merge touches.
+    #[error(
+        "`{branch}` is checked out in `{repo}` with uncommitted changes that the merge would overwrite ({}); commit or stash them first",
+        list(files)
+    )]
+    Dirty {
+        /// The user's repository.
+        repo: PathBuf,
+        /// The branch.
+        branch: String,
+        /// The files.
+        files: Vec<String>,
+    },
+    /// The session changed files that decide what git runs while it writes a work tree.
+    #[error(
+        "the session changed {}, which decide what your git runs or contacts while writing files; land it with `creel branch` and review it yourself",
+        list(files)
+    )]
+    NeedsReview {
+        /// The files.
+        files: Vec<String>,
+    },
+    /// The branch exists in the user's repository and the session branch does not extend it.
+    #[error(
+        "branch `{branch}` in `{repo}` has commits the session branch lacks; it was left as it was (delete or rename it first)"
+    )]
+    BranchDiverged {
+        /// The user's repository.
+        repo: PathBuf,
+        /// The branch.
+        branch: String,
+    },
+}
+
+fn list(files: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = files
+        .iter()
+        .take(SHOWN)
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if files.len() > SHOWN {
+        s.push_str(&format!(" and {} more", files.len() - SHOWN));
+    }
+    s
 }
 
 /// A container runtime failure, keeping the program's exit status and stderr.

@@ -3,6 +3,7 @@
 //! This crate holds the faces only: argument parsing, printing and the MCP server. Every verb
 //! is a thin adapter over [`creel_engine::Engine`].
 
+mod choice;
 mod cli;
 mod exit;
 mod fake_model;

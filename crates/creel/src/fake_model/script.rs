@@ -367,11 +367,29 @@ mod tests {
     }
 
     #[test]
-    fn demo_script_parses() {
+    fn demo_script_parses_and_gives_every_job_the_same_task() {
         let s = Script::parse(DEMO_SCRIPT).unwrap();
         assert_eq!(s.turns.len(), 3);
-        assert_eq!(s.turns[0].tool_use[0].name, "Write");
         assert_eq!(Script::demo(), s);
+        // The requests of two jobs, as their last user messages: the prompt, the Write
+        // tool's result, the Bash tool's output.
+        let mut c = Cursor::new(s);
+        for prompt in ["write hello.txt", "and again"] {
+            let tools: Vec<String> = [
+                prompt,
+                "File created successfully at: /workspace/hello.txt",
+                "Hello from Claude Code in creel's sandbox.\nagent\n2.1.328 (Claude Code)",
+            ]
+            .iter()
+            .map(|text| {
+                let (_, t) = c.next(text).expect("a turn for every request");
+                t.tool_use
+                    .first()
+                    .map_or("-".to_string(), |u| u.name.clone())
+            })
+            .collect();
+            assert_eq!(tools, ["Write", "Bash", "-"], "{prompt}");
+        }
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct McpArgs {
     #[arg(long, hide = true, value_name = "TOKEN")]
     pub token: Option<String>,
     #[command(flatten)]
-    pub engine: crate::cli::EngineChoice,
+    pub engine: crate::choice::EngineChoice,
 }
 
 impl McpArgs {
