@@ -3,7 +3,7 @@
 //! `scripts/dockerd.sh`; `scripts/test` exports `CREEL_TEST_DOCKER_HOST`). In CI the engine
 //! must be there; a developer without it skips these.
 
-use crate::util::TestEnv;
+use crate::util::{TestEnv, user_git, user_repo};
 
 fn docker_env(extra: &str) -> Option<TestEnv> {
     let host = match std::env::var("CREEL_TEST_DOCKER_HOST") {
@@ -102,30 +102,13 @@ fn a_missing_image_on_docker_gets_a_command_that_works_with_docker() {
     );
 }
 
-/// Plain git as the user runs it.
-fn user_git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=U", "-c", "user.email=u@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn docker_repo_sessions_record_what_the_container_user_wrote() {
     use std::os::unix::fs::MetadataExt;
     let Some(env) = docker_env("") else { return };
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    user_git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("a.txt"), "a\n").unwrap();
-    user_git(&repo, &["add", "."]);
-    user_git(&repo, &["commit", "-qm", "init"]);
+    user_repo(&repo, &[("a.txt", "a\n")]);
     let (job, session) = env.start(
         "write b.txt written on docker\nbash mkdir -p sub && echo nested > sub/c.txt",
         &["--repo", repo.to_str().unwrap()],

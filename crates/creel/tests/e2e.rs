@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::TestEnv;
-use crate::util::lines_of;
+use crate::util::{lines_of, user_git, user_repo};
 
 /// The image `creel image build` makes.
 const REAL_IMAGE: &str = "localhost/creel-claude:2.1.328";
@@ -543,23 +543,6 @@ fn a_second_image_build_reuses_what_the_first_made() {
     assert_eq!(image_id(), before, "the second build made a new image");
 }
 
-/// Plain git on the host, as the user runs it.
-fn user_git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=U", "-c", "user.email=u@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// What the job's Bash runs: real work and a commit of Claude's own, then everything a hostile
 /// agent can plant in its checkout to make git on the host run something (each would touch a
 /// file in `$1`, a directory on the host) or read outside the session.
@@ -624,12 +607,7 @@ fn a_repo_session_records_each_job_on_its_branch_and_nothing_planted_runs_on_the
     std::fs::write(dir.path().join("secret.txt"), "TOP SECRET host data\n").unwrap();
     // The user's repository, in a directory with a space, with an uncommitted edit.
     let repo = dir.path().join("user repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    user_git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("README"), "hello\n").unwrap();
-    std::fs::write(repo.join("plant.sh"), PLANT).unwrap();
-    user_git(&repo, &["add", "."]);
-    user_git(&repo, &["commit", "-qm", "init"]);
+    user_repo(&repo, &[("README", "hello\n"), ("plant.sh", PLANT)]);
     let head = user_git(&repo, &["rev-parse", "HEAD"]);
     let script = GIT_TASK.replace("MARKERS", &markers.display().to_string());
     let model = FakeModel::start(dir.path(), Some(&script));

@@ -1377,22 +1377,8 @@ async fn a_bad_config_is_reported_through_the_tools_not_a_closed_connection() {
 async fn a_repo_session_is_diffed_and_landed_through_the_tools() {
     let env = TestEnv::new();
     let repo = env.dir.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["-c", "user.name=U", "-c", "user.email=u@example.com"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("notes.txt"), "one\n").unwrap();
-    git(&["add", "."]);
-    git(&["commit", "-qm", "init"]);
+    crate::util::user_repo(&repo, &[("notes.txt", "one\n")]);
+    let git = |args: &[&str]| crate::util::user_git(&repo, args);
     let client = stdio_client(&env).await;
     let started = ok(&call(
         &client,

@@ -98,21 +98,7 @@ fn a_repo_that_is_not_a_repository() {
 fn a_ref_the_repository_does_not_have() {
     let env = TestEnv::without_image("");
     let repo = env.dir.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["-c", "user.name=U", "-c", "user.email=u@example.com"])
-            .args(args)
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["commit", "-q", "--allow-empty", "-m", "init"]);
+    crate::util::user_repo(&repo, &[]);
     insta::assert_snapshot!(shown(
         &env,
         &[

@@ -471,3 +471,31 @@ pub fn kill_monitor(env: &TestEnv, job: &str) -> String {
     wait_monitor_exit(env, job);
     pid
 }
+
+/// Plain git in `dir`, as the user runs it (with an identity for commits); its stdout.
+pub fn user_git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=U", "-c", "user.email=u@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new repository at `dir` on branch `main` with `files` committed as `init`.
+pub fn user_repo(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    user_git(dir, &["init", "-q", "-b", "main"]);
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    user_git(dir, &["add", "."]);
+    user_git(dir, &["commit", "-qm", "init", "--allow-empty"]);
+}
