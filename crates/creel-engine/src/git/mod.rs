@@ -175,14 +175,15 @@ fn run_inner(
 ) -> Result<Output, GitError> {
     use std::os::unix::process::CommandExt;
     let command = subcommand(cmd);
-    // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent's.
+    // SAFETY: the closure runs in the forked child before exec; it makes one system call
+    // (setrlimit, async-signal-safe), allocates nothing and touches no lock.
     unsafe {
         cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: MAX_ADDRESS_SPACE,
-                rlim_max: MAX_ADDRESS_SPACE,
+            let limit = rustix::process::Rlimit {
+                current: Some(MAX_ADDRESS_SPACE),
+                maximum: Some(MAX_ADDRESS_SPACE),
             };
-            libc::setrlimit(libc::RLIMIT_AS, &limit);
+            let _ = rustix::process::setrlimit(rustix::process::Resource::As, limit);
             Ok(())
         });
     }

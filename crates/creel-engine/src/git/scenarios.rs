@@ -402,6 +402,18 @@ fn apply_is_all_or_nothing_and_branch_never_overwrites_the_user_s_commits() {
     assert_eq!(sh_git(&f.repo, &["rev-parse", "creel/s1"]), mine);
 }
 
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+}
+
 /// What an agent can plant in its checkout to make git run something on the host, each
 /// touching a marker file in `markers` if it ever runs.
 fn plant_everything(ws: &Path, markers: &Path, secret: &Path) {
@@ -503,9 +515,7 @@ fn plant_everything(ws: &Path, markers: &Path, secret: &Path) {
     let fifo_repo = ws.join("nested-fifo/.git");
     std::fs::create_dir_all(fifo_repo.join("objects")).unwrap();
     std::fs::create_dir_all(fifo_repo.join("refs")).unwrap();
-    let head =
-        std::ffi::CString::new(fifo_repo.join("HEAD").as_os_str().as_encoded_bytes()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(head.as_ptr(), 0o644) }, 0);
+    mkfifo(&fifo_repo.join("HEAD"));
     let zero_repo = ws.join("nested-zero/.git");
     std::fs::create_dir_all(zero_repo.join("objects")).unwrap();
     std::fs::create_dir_all(zero_repo.join("refs/heads")).unwrap();
@@ -524,8 +534,7 @@ fn plant_everything(ws: &Path, markers: &Path, secret: &Path) {
         .unwrap();
     std::os::unix::fs::symlink(secret, ws.join("secret-link")).unwrap();
     std::os::unix::fs::symlink("/", ws.join("root-link")).unwrap();
-    let fifo = std::ffi::CString::new(ws.join("fifo").as_os_str().as_encoded_bytes()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    mkfifo(&ws.join("fifo"));
     // The agent's refs and objects pointing out of the tree.
     let _ = std::fs::remove_file(dot.join("packed-refs"));
     std::os::unix::fs::symlink(secret, dot.join("packed-refs")).unwrap();

@@ -726,15 +726,9 @@ fn over_budget() -> GitError {
 /// Copies a regular file, refusing links, FIFOs and devices, within the budget.
 fn copy_regular(src: &Path, dst: &Path, budget: &mut Budget) -> Result<(), GitError> {
     let io = |e: std::io::Error| GitError::Spawn(e);
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(src)
-        .map_err(io)?;
+    let mut f = crate::files::open_nofollow(src, false)
+        .map_err(|e| GitError::Spawn(std::io::Error::other(e.to_string())))?;
     let meta = f.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(io(std::io::Error::other("not a regular file")));
-    }
     if budget.files == 0 || meta.len() > budget.bytes {
         return Err(over_budget());
     }

@@ -423,6 +423,9 @@ impl Monitor {
         if let Some(sg) = self.job.spec.git.clone() {
             self.record_changes(&sg)?;
         }
+        // The key removed and a refreshed login written back before the job is final: whoever
+        // waits for the job finds the host's credentials current.
+        self.tidy_files();
         let state = if error.is_some() {
             JobState::Failed
         } else {
@@ -434,7 +437,6 @@ impl Monitor {
         if !applied && let Some(c) = exit_code {
             self.store.set_exit_code(&id, c)?;
         }
-        self.tidy_files();
         Ok(())
     }
 
