@@ -294,7 +294,7 @@ impl Engine {
         if self.config.session_idle_timeout == 0 {
             return;
         }
-        if let Err(e) = self.remove_idle_sessions(self.config.session_idle_timeout, false, true) {
+        if let Err(e) = self.remove_idle_sessions(self.config.session_idle_timeout, false) {
             tracing::warn!("automatic cleanup failed: {e}");
         }
     }
@@ -304,7 +304,7 @@ impl Engine {
     /// an earlier cleanup left without a session), and job directories a killed `start` left
     /// behind. Sessions with a live job are never removed.
     pub fn cleanup(&self, idle_seconds: u64, delete_workspaces: bool) -> Result<CleanupReport> {
-        let mut report = self.remove_idle_sessions(idle_seconds, delete_workspaces, false)?;
+        let mut report = self.remove_idle_sessions(idle_seconds, delete_workspaces)?;
         // Only here, not in the automatic cleanup every `start` runs: the sweeps look at every
         // job directory and workspace.
         self.remove_orphan_job_dirs();
@@ -336,23 +336,23 @@ impl Engine {
     /// only when untouched for [`ORPHAN_AGE`] (a session being created right now has its
     /// workspace before its record).
     fn remove_orphan_workspaces(&self) -> Vec<PathBuf> {
-        let mut removed = Vec::new();
         // Session repositories (`--repo`) are always creel's own.
-        for (id, path) in old_dirs(&self.home.join("git")) {
-            if crate::session::validate_session_id(&id).is_ok()
-                && matches!(self.store().session(&id), Ok(None))
-            {
-                let _ = std::fs::remove_dir_all(&path);
-            }
-        }
+        self.remove_sessionless_dirs(&self.home.join("git"));
         if self.config.workspaces_dir.is_some() {
-            return removed;
+            return Vec::new();
         }
-        for (id, path) in old_dirs(&self.home.join("workspaces")) {
+        self.remove_sessionless_dirs(&self.home.join("workspaces"))
+    }
+
+    /// Removes the directories in `dir` named like a session that no session record owns
+    /// (old enough, see [`old_dirs`]); returns those removed.
+    fn remove_sessionless_dirs(&self, dir: &Path) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        for (id, path) in old_dirs(dir) {
             if crate::session::validate_session_id(&id).is_ok()
                 && matches!(self.store().session(&id), Ok(None))
             {
-                tracing::info!("removing workspace {id}, whose session is gone");
+                tracing::info!("removing {}, whose session is gone", path.display());
                 if std::fs::remove_dir_all(&path).is_ok() {
                     removed.push(path);
                 }
@@ -365,7 +365,6 @@ impl Engine {
         &self,
         idle_seconds: u64,
         delete_workspaces: bool,
-        keep_branches: bool,
     ) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
         let now = now_ms();
@@ -378,7 +377,7 @@ impl Engine {
             }
             // A `--repo` session goes only with its checkout: its branch may hold work not yet
             // landed, and without it nothing could land that work.
-            if (keep_branches || !delete_workspaces) && s.record.git.is_some() {
+            if !delete_workspaces && s.record.git.is_some() {
                 report.kept_branches.push(s.record.id.clone());
                 continue;
             }
@@ -493,11 +492,14 @@ impl Engine {
 
 /// The first non-empty line of a prompt file, at most 100 characters ("…" when cut), read
 /// from at most its first 4 KiB; empty when it cannot be read.
-fn prompt_head(path: &Path) -> String {
+/// The first non-empty line of the prompt file at `path`, trimmed, from its first 4 KiB; and
+/// whether the file holds more than was read.
+pub(crate) fn prompt_first_line(path: &Path) -> (String, bool) {
     use std::io::Read;
+    const HEAD: usize = 4096;
     let mut buf = Vec::new();
     if let Ok(f) = crate::files::open_nofollow(path, false) {
-        let _ = f.take(4096).read_to_end(&mut buf);
+        let _ = f.take(HEAD as u64).read_to_end(&mut buf);
     }
     let text = String::from_utf8_lossy(&buf);
     let line = text
@@ -505,8 +507,13 @@ fn prompt_head(path: &Path) -> String {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("");
-    let short = crate::stream::cut_str(line, 100);
-    if short.len() < line.len() || (line.is_empty() && buf.len() == 4096) {
+    (line.to_string(), buf.len() == HEAD)
+}
+
+fn prompt_head(path: &Path) -> String {
+    let (line, more) = prompt_first_line(path);
+    let short = crate::stream::cut_str(&line, 100);
+    if short.len() < line.len() || (line.is_empty() && more) {
         format!("{short}…")
     } else {
         short.to_string()

@@ -118,9 +118,10 @@ impl Error {
             | Error::Workspace { .. } => ErrorCategory::Invalid,
             Error::Config(_) => ErrorCategory::Invalid,
             Error::Git(e) => match e {
-                GitError::Missing | GitError::Spawn(_) | GitError::Failed { .. } => {
-                    ErrorCategory::Environment
-                }
+                GitError::Missing
+                | GitError::Spawn(_)
+                | GitError::Io(_)
+                | GitError::Failed { .. } => ErrorCategory::Environment,
                 _ => ErrorCategory::Invalid,
             },
             Error::ImageMissing { .. }
@@ -310,6 +311,10 @@ pub enum GitError {
     /// git could not be started.
     #[error("cannot run git")]
     Spawn(#[source] std::io::Error),
+    /// A file of the session (its repository, its checkout, the copy of the agent's `.git`)
+    /// could not be read or written.
+    #[error("cannot read or write the session's files")]
+    Io(#[source] std::io::Error),
     /// git ran and failed.
     #[error("`git {command}` failed ({status}): {stderr}")]
     Failed {

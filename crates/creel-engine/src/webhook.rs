@@ -196,7 +196,6 @@ mod tests {
             session_repo: "/h/git/s/repo.git".into(),
             branch: "creel/s".into(),
             base: "a".repeat(40),
-            start_ref: "HEAD".into(),
         });
         let mut job = JobRecord::pending("0123456789ab".into(), "s".into(), spec, 1, vec![]);
         job.state = JobState::Completed;

@@ -83,6 +83,16 @@ impl Rootless {
     }
 }
 
+impl Rootless {
+    /// Polls the job's status until it ends (up to 90 s) and returns it.
+    fn wait(&self, job: &str) -> Value {
+        eventually(std::time::Duration::from_secs(90), "rootless job", || {
+            let s = self.json(&["status", job, "--json"]);
+            (s["status"] != "pending" && s["status"] != "running").then_some(s)
+        })
+    }
+}
+
 impl Drop for Rootless {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -108,10 +118,7 @@ fn rootless_jobs_run_as_the_invoking_user_and_report_unenforced_limits() {
     let v = r.json(&["start", "--json", &probe]);
     let job = v["jobId"].as_str().unwrap().to_string();
     let session = v["sessionId"].as_str().unwrap().to_string();
-    let s = eventually(std::time::Duration::from_secs(90), "rootless job", || {
-        let s = r.json(&["status", &job, "--json"]);
-        (s["status"] != "pending" && s["status"] != "running").then_some(s)
-    });
+    let s = r.wait(&job);
     assert_eq!(s["status"], "completed", "{s}");
     let raw =
         std::fs::read_to_string(r.dir.join("home/jobs").join(&job).join("output.jsonl")).unwrap();
@@ -198,10 +205,7 @@ fn rootless_repo_sessions_commit_the_user_s_files_and_land_them_as_the_user() {
     ]);
     let job = v["jobId"].as_str().unwrap().to_string();
     let session = v["sessionId"].as_str().unwrap().to_string();
-    let s = eventually(std::time::Duration::from_secs(90), "rootless job", || {
-        let s = r.json(&["status", &job, "--json"]);
-        (s["status"] != "pending" && s["status"] != "running").then_some(s)
-    });
+    let s = r.wait(&job);
     assert_eq!(s["status"], "completed", "{s}");
     assert_eq!(s["changes"]["files"], 1, "{s}");
     let m = r.json(&["merge", &session, "--json"]);

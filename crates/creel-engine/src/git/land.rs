@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use super::session::SessionGit;
-use super::{Git, GitError, object_id, run, run_status};
+use super::{Git, GitError, is_ancestor, numstat, object_id, rev_parse, run, run_status};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
@@ -178,6 +178,12 @@ impl Engine {
     /// repository is left as it was).
     pub fn land(&self, req: &LandRequest) -> Result<LandReport> {
         let sg = self.session_git(&req.session_id)?;
+        if !sg.repo.is_dir() {
+            return Err(GitError::NotARepository {
+                path: sg.repo.clone(),
+            }
+            .into());
+        }
         let git = Git::find()?;
         let tip = sg.tip(&git)?;
         let files = changed_files(&git, &sg, &sg.base, &tip)?;
@@ -190,12 +196,6 @@ impl Engine {
             files,
             nothing_to_do: false,
         };
-        if !sg.repo.is_dir() {
-            return Err(GitError::NotARepository {
-                path: sg.repo.clone(),
-            }
-            .into());
-        }
         match req.how {
             LandHow::Apply => apply(&git, &sg, &tip, &mut report)?,
             LandHow::Merge => merge(&git, &sg, &tip, req, &mut report)?,
@@ -224,13 +224,10 @@ fn parse_log(text: &str) -> Vec<CommitInfo> {
             insertions: 0,
             deletions: 0,
         };
-        for line in lines {
-            let mut parts = line.splitn(3, '\t');
-            if let (Some(a), Some(d), Some(_)) = (parts.next(), parts.next(), parts.next()) {
-                c.files += 1;
-                c.insertions += a.parse::<u64>().unwrap_or(0);
-                c.deletions += d.parse::<u64>().unwrap_or(0);
-            }
+        for (added, removed) in lines.filter_map(numstat) {
+            c.files += 1;
+            c.insertions += added;
+            c.deletions += removed;
         }
         commits.push(c);
     }
@@ -416,20 +413,11 @@ pub(super) fn merge(
         reference: branch.clone(),
     };
     run(c).map_err(|_| unknown())?;
-    let mut c = git.user(&sg.repo);
-    c.args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
-        .arg(format!("{full}^{{commit}}"));
-    let current = run(c)
-        .ok()
-        .and_then(|o| object_id(&o, "rev-parse").ok())
-        .ok_or_else(unknown)?;
+    let current =
+        rev_parse(git.user(&sg.repo), &format!("{full}^{{commit}}")).map_err(|_| unknown())?;
     report.branch = Some(branch.clone());
     fetch_objects(git, sg)?;
-    let ancestor = |a: &str, b: &str| -> Result<bool> {
-        let mut c = git.user(&sg.repo);
-        c.args(["merge-base", "--is-ancestor", a, b]);
-        Ok(run_status(c, &[0, 1])?.0 == 0)
-    };
+    let ancestor = |a: &str, b: &str| is_ancestor(git.user(&sg.repo), a, b);
     if ancestor(tip, &current)? {
         report.nothing_to_do = true;
         report.commit = Some(current);
@@ -538,18 +526,14 @@ fn checked_out_in(git: &Git, sg: &SessionGit, full_ref: &str) -> Result<Option<P
 pub(super) fn branch(git: &Git, sg: &SessionGit, tip: &str, report: &mut LandReport) -> Result<()> {
     let full = sg.full_branch();
     report.branch = Some(sg.branch.clone());
-    let mut c = git.user(&sg.repo);
-    c.args(["rev-parse", "--verify", "--quiet", &full]);
-    if let Ok(existing) = run(c).and_then(|o| object_id(&o, "rev-parse")) {
+    if let Ok(existing) = rev_parse(git.user(&sg.repo), &format!("{full}^{{commit}}")) {
         if existing == tip {
             report.nothing_to_do = true;
             report.commit = Some(existing);
             return Ok(());
         }
         fetch_objects(git, sg)?;
-        let mut c = git.user(&sg.repo);
-        c.args(["merge-base", "--is-ancestor", &existing, tip]);
-        if run_status(c, &[0, 1])?.0 != 0 {
+        if !is_ancestor(git.user(&sg.repo), &existing, tip)? {
             return Err(GitError::BranchDiverged {
                 repo: sg.repo.clone(),
                 branch: sg.branch.clone(),

@@ -151,28 +151,27 @@ pub(crate) struct Output {
 }
 
 /// Runs `cmd`; its stdout (cut at [`MAX_OUTPUT`]) on success, [`GitError::Failed`] otherwise.
-pub(crate) fn run(mut cmd: Command) -> Result<Output, GitError> {
-    run_limited(&mut cmd, MAX_OUTPUT, &[0])
+pub(crate) fn run(cmd: Command) -> Result<Output, GitError> {
+    run_status(cmd, &[0]).map(|(_, out)| out)
 }
 
-/// Runs `cmd` and accepts any exit status in `ok` (e.g. `merge-tree` exits 1 on a conflict).
+/// The commit (or other object) `spec` names, asked through `cmd` (a command in some
+/// repository, as [`Git::trusted`] or [`Git::user`] make it); an error if it names none.
+pub(crate) fn rev_parse(mut cmd: Command, spec: &str) -> Result<String, GitError> {
+    cmd.args(["rev-parse", "--verify", "--end-of-options", spec]);
+    object_id(&run(cmd)?, "rev-parse")
+}
+
+/// Whether commit `ancestor` is an ancestor of (or is) `of`, asked through `cmd`.
+pub(crate) fn is_ancestor(mut cmd: Command, ancestor: &str, of: &str) -> Result<bool, GitError> {
+    cmd.args(["merge-base", "--is-ancestor", ancestor, of]);
+    Ok(run_status(cmd, &[0, 1])?.0 == 0)
+}
+
+/// Runs `cmd` and accepts any exit status in `ok` (e.g. `merge-tree` exits 1 on a conflict):
+/// the status and stdout (cut at [`MAX_OUTPUT`]).
 pub(crate) fn run_status(mut cmd: Command, ok: &[i32]) -> Result<(i32, Output), GitError> {
-    let mut code = 0;
-    let out = run_inner(&mut cmd, MAX_OUTPUT, ok, &mut code)?;
-    Ok((code, out))
-}
-
-fn run_limited(cmd: &mut Command, max: usize, ok: &[i32]) -> Result<Output, GitError> {
-    let mut code = 0;
-    run_inner(cmd, max, ok, &mut code)
-}
-
-fn run_inner(
-    cmd: &mut Command,
-    max: usize,
-    ok: &[i32],
-    code: &mut i32,
-) -> Result<Output, GitError> {
+    let cmd = &mut cmd;
     use std::os::unix::process::CommandExt;
     let command = subcommand(cmd);
     // SAFETY: the closure runs in the forked child before exec; it makes one system call
@@ -222,9 +221,9 @@ fn run_inner(
     let mut buf = Vec::new();
     let mut truncated = false;
     if let Some(out) = child.stdout.take() {
-        let _ = out.take(max as u64 + 1).read_to_end(&mut buf);
-        if buf.len() > max {
-            buf.truncate(max);
+        let _ = out.take(MAX_OUTPUT as u64 + 1).read_to_end(&mut buf);
+        if buf.len() > MAX_OUTPUT {
+            buf.truncate(MAX_OUTPUT);
             truncated = true;
             let _ = child.kill();
         }
@@ -234,7 +233,7 @@ fn run_inner(
     let _ = watchdog.join();
     let status = status?;
     let err = errs.join().unwrap_or_default();
-    *code = status.code().unwrap_or(-1);
+    let code = status.code().unwrap_or(-1);
     if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(GitError::Failed {
             command,
@@ -242,7 +241,7 @@ fn run_inner(
             stderr: format!("stopped after {} minutes", DEADLINE.as_secs() / 60),
         });
     }
-    if !truncated && !ok.contains(code) {
+    if !truncated && !ok.contains(&code) {
         let stderr = String::from_utf8_lossy(&err).trim().to_string();
         return Err(GitError::Failed {
             command,
@@ -250,10 +249,13 @@ fn run_inner(
             stderr: cut(&stderr, MAX_STDERR),
         });
     }
-    Ok(Output {
-        stdout: String::from_utf8_lossy(&buf).into_owned(),
-        truncated,
-    })
+    Ok((
+        code,
+        Output {
+            stdout: String::from_utf8_lossy(&buf).into_owned(),
+            truncated,
+        },
+    ))
 }
 
 /// The first words of a command that are not options, for messages.
@@ -278,6 +280,14 @@ fn subcommand(cmd: &Command) -> String {
 }
 
 use crate::stream::cut_marked as cut;
+
+/// The lines added and removed by one line of `--numstat` output (a binary file's `-` counts
+/// 0); `None` for a line that is not one.
+pub(crate) fn numstat(line: &str) -> Option<(u64, u64)> {
+    let mut parts = line.splitn(3, '\t');
+    let (added, removed, _path) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((added.parse().unwrap_or(0), removed.parse().unwrap_or(0)))
+}
 
 /// Whether `s` is a full hexadecimal object id (SHA-1 or SHA-256).
 pub(crate) fn is_object_id(s: &str) -> bool {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Git, GitError, object_id, run, run_status};
+use super::{Git, GitError, is_ancestor, numstat, object_id, rev_parse, run, run_status};
 
 /// Where the session repository's objects are mounted (read-only) in a job's container. The
 /// agent's `.git/objects/info/alternates` names this path.
@@ -35,8 +35,6 @@ pub struct SessionGit {
     /// The commit the session started from (with `--include-uncommitted`, a commit of the
     /// user's uncommitted changes on top of the ref).
     pub base: String,
-    /// The ref the user named.
-    pub start_ref: String,
 }
 
 impl SessionGit {
@@ -56,10 +54,10 @@ impl SessionGit {
 
     /// The session branch's commit.
     pub(crate) fn tip(&self, git: &Git) -> Result<String, GitError> {
-        let mut c = git.trusted(&self.session_repo, None);
-        c.args(["rev-parse", "--verify", "--end-of-options"])
-            .arg(format!("{}^{{commit}}", self.full_branch()));
-        object_id(&run(c)?, "rev-parse")
+        rev_parse(
+            git.trusted(&self.session_repo, None),
+            &format!("{}^{{commit}}", self.full_branch()),
+        )
     }
 }
 
@@ -69,7 +67,6 @@ pub(crate) struct UserRepo {
     pub(crate) toplevel: PathBuf,
     pub(crate) objects: PathBuf,
     pub(crate) commit: String,
-    pub(crate) reference: String,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -116,13 +113,8 @@ pub(crate) fn inspect(
     if reference.is_empty() || reference.contains('\0') {
         return Err(unknown());
     }
-    let mut c = git.user(&toplevel);
-    c.args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
-        .arg(format!("{reference}^{{commit}}"));
-    let commit = run(c)
-        .ok()
-        .and_then(|o| object_id(&o, "rev-parse").ok())
-        .ok_or_else(unknown)?;
+    let commit = rev_parse(git.user(&toplevel), &format!("{reference}^{{commit}}"))
+        .map_err(|_| unknown())?;
     let mut warnings = Vec::new();
     let mut c = git.user(&toplevel);
     c.args(["ls-tree", "--name-only", &commit, "--", ".gitmodules"]);
@@ -142,7 +134,6 @@ pub(crate) fn inspect(
         toplevel,
         objects,
         commit,
-        reference,
         warnings,
     })
 }
@@ -171,7 +162,7 @@ pub(crate) fn create(
     include_uncommitted: bool,
     owner: Option<(u32, u32)>,
 ) -> Result<SessionGit, GitError> {
-    let io = |e: std::io::Error| GitError::Spawn(e);
+    let io = |e: std::io::Error| GitError::Io(e);
     std::fs::create_dir_all(dir).map_err(io)?;
     let session_repo = dir.join("repo.git");
     let mut c = git.trusted(&session_repo, None);
@@ -188,7 +179,6 @@ pub(crate) fn create(
         session_repo,
         branch: format!("creel/{session}"),
         base: user.commit.clone(),
-        start_ref: user.reference.clone(),
     };
     if include_uncommitted {
         sg.base = carry_uncommitted(git, &sg, user)?;
@@ -241,15 +231,8 @@ fn carry_uncommitted(git: &Git, sg: &SessionGit, user: &UserRepo) -> Result<Stri
         }
     }
     let excludes = sg.dir().join("carry-excludes");
-    std::fs::write(&excludes, &ignored).map_err(GitError::Spawn)?;
-    let exclude_arg = format!("core.excludesFile={}", excludes.display());
-    let cmd = |args: &[&str]| {
-        let mut c = git.trusted(&sg.session_repo, Some(&user.toplevel));
-        c.env("GIT_INDEX_FILE", &index)
-            .args(["-c", &exclude_arg])
-            .args(args);
-        c
-    };
+    std::fs::write(&excludes, &ignored).map_err(GitError::Io)?;
+    let cmd = |args: &[&str]| over_work_tree(git, sg, &user.toplevel, &index, &excludes, args);
     run(cmd(&["read-tree", &user.commit]))?;
     run(cmd(&["add", "--all", "--ignore-errors", "--", "."]))?;
     let tree = object_id(&run(cmd(&["write-tree"]))?, "write-tree")?;
@@ -265,11 +248,26 @@ fn carry_uncommitted(git: &Git, sg: &SessionGit, user: &UserRepo) -> Result<Stri
     commit_tree(git, &sg.session_repo, &tree, &[&user.commit], &message)
 }
 
+/// `git ARGS` over the session repository with `work_tree` read through `index`, skipping
+/// what `excludes` lists.
+fn over_work_tree(
+    git: &Git,
+    sg: &SessionGit,
+    work_tree: &Path,
+    index: &Path,
+    excludes: &Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut c = git.trusted(&sg.session_repo, Some(work_tree));
+    c.env("GIT_INDEX_FILE", index)
+        .arg("-c")
+        .arg(format!("core.excludesFile={}", excludes.display()))
+        .args(args);
+    c
+}
+
 fn tree_of(git: &Git, repo: &Path, commit: &str) -> Result<String, GitError> {
-    let mut c = git.trusted(repo, None);
-    c.args(["rev-parse", "--verify", "--end-of-options"])
-        .arg(format!("{commit}^{{tree}}"));
-    object_id(&run(c)?, "rev-parse")
+    rev_parse(git.trusted(repo, None), &format!("{commit}^{{tree}}"))
 }
 
 fn commit_tree(
@@ -300,7 +298,7 @@ pub(crate) fn prepare_job(
     workspace: &Path,
     owner: Option<(u32, u32)>,
 ) -> Result<String, GitError> {
-    let io = |e: std::io::Error| GitError::Spawn(e);
+    let io = |e: std::io::Error| GitError::Io(e);
     let tip = sg.tip(git)?;
     let dot = workspace.join(".git");
     match std::fs::symlink_metadata(&dot) {
@@ -367,8 +365,9 @@ pub struct Changes {
 
 /// Records what job `job_id` changed as commits on the session branch: the commits Claude made
 /// itself (when they extend the branch), then one commit of whatever the work tree holds
-/// beyond them. Runs after the job's container is gone. Idempotent: a job already recorded is
-/// recognised by its `Creel-Job` trailer. Returns the changes and any warnings.
+/// beyond them. Runs after the job's container is gone. Idempotent: with the job's `base` (the
+/// tip [`prepare_job`] returned), a branch already past it is this job's record, reported
+/// again. Returns the changes and any warnings.
 pub(crate) fn record_job(
     git: &Git,
     sg: &SessionGit,
@@ -379,7 +378,6 @@ pub(crate) fn record_job(
 ) -> Result<(Changes, Vec<String>), GitError> {
     let mut warnings = Vec::new();
     let tip = sg.tip(git)?;
-    let trailer = format!("Creel-Job: {job_id}");
     // Only this job moves the branch while it lives (the session is busy until its monitor
     // has recorded it): a tip past the job's base is this job's record, made before a
     // monitor restart. Report it again.
@@ -391,7 +389,7 @@ pub(crate) fn record_job(
     let mut parent = tip.clone();
     match import_agent_commits(git, sg, workspace) {
         Ok(Some(head)) if head != tip => {
-            if is_ancestor(git, &sg.session_repo, &tip, &head)? {
+            if is_ancestor(git.trusted(&sg.session_repo, None), &tip, &head)? {
                 parent = head;
             } else {
                 warnings.push(
@@ -407,18 +405,12 @@ pub(crate) fn record_job(
     // What git must not look into: nested repositories (git opens their `.git`, which could be
     // a FIFO, a link to /dev/zero or a `gitdir:` pointing anywhere on the host) and files too
     // large to record. Found with `lstat` alone, listed in an exclude file of creel's.
-    let left_out = survey(workspace).map_err(GitError::Spawn)?;
+    let left_out = survey(workspace).map_err(GitError::Io)?;
     let excludes = sg.dir().join("excludes");
-    std::fs::write(&excludes, left_out.patterns()).map_err(GitError::Spawn)?;
+    std::fs::write(&excludes, left_out.patterns()).map_err(GitError::Io)?;
     warnings.extend(left_out.warnings());
-    let exclude_arg = format!("core.excludesFile={}", excludes.display());
-    let cmd = |args: &[&str]| {
-        let mut c = git.trusted(&sg.session_repo, Some(workspace));
-        c.env("GIT_INDEX_FILE", sg.index())
-            .args(["-c", &exclude_arg])
-            .args(args);
-        c
-    };
+    let index = sg.index();
+    let cmd = |args: &[&str]| over_work_tree(git, sg, workspace, &index, &excludes, args);
     // `--ignore-errors`: a FIFO or an unreadable file is left out, not fatal.
     let (code, _) = run_status(
         cmd(&["add", "--all", "--ignore-errors", "--", "."]),
@@ -435,7 +427,7 @@ pub(crate) fn record_job(
         parent.clone()
     } else {
         let subject = subject_line(subject);
-        let message = format!("{subject}\n\n{trailer}\n");
+        let message = format!("{subject}\n\nCreel-Job: {job_id}\n");
         commit_tree(git, &sg.session_repo, &tree, &[&parent], &message)?
     };
     if end != tip {
@@ -588,17 +580,6 @@ fn survey(workspace: &Path) -> std::io::Result<LeftOut> {
     Ok(found)
 }
 
-pub(crate) fn is_ancestor(
-    git: &Git,
-    repo: &Path,
-    ancestor: &str,
-    of: &str,
-) -> Result<bool, GitError> {
-    let mut c = git.trusted(repo, None);
-    c.args(["merge-base", "--is-ancestor", ancestor, of]);
-    Ok(run_status(c, &[0, 1])?.0 == 0)
-}
-
 /// Counts what changed from `from` to `to`.
 pub(crate) fn changes(
     git: &Git,
@@ -623,14 +604,10 @@ pub(crate) fn changes(
         from,
         to,
     ]);
-    for line in run(c)?.stdout.lines() {
-        let mut parts = line.splitn(3, '\t');
-        let (Some(a), Some(d)) = (parts.next(), parts.next()) else {
-            continue;
-        };
+    for (added, removed) in run(c)?.stdout.lines().filter_map(numstat) {
         jc.files += 1;
-        jc.insertions += a.parse::<u64>().unwrap_or(0);
-        jc.deletions += d.parse::<u64>().unwrap_or(0);
+        jc.insertions += added;
+        jc.deletions += removed;
     }
     Ok(jc)
 }
@@ -643,7 +620,7 @@ fn import_agent_commits(
     sg: &SessionGit,
     workspace: &Path,
 ) -> Result<Option<String>, GitError> {
-    let io = |e: std::io::Error| GitError::Spawn(e);
+    let io = |e: std::io::Error| GitError::Io(e);
     let src = workspace.join(".git");
     if !std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_dir()) {
         return Ok(None);
@@ -690,9 +667,7 @@ fn import_agent_commits(
         )
         .map_err(io)?;
         std::fs::create_dir_all(q.join("refs")).map_err(io)?;
-        let mut c = git.trusted(&q, None);
-        c.args(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]);
-        let Ok(head) = run(c).and_then(|o| object_id(&o, "rev-parse")) else {
+        let Ok(head) = rev_parse(git.trusted(&q, None), "HEAD^{commit}") else {
             return Ok(None);
         };
         // Checked as a fetch from a stranger is: malformed trees, `.git` entries and the like
@@ -718,16 +693,16 @@ struct Budget {
 }
 
 fn over_budget() -> GitError {
-    GitError::Spawn(std::io::Error::other(
+    GitError::Io(std::io::Error::other(
         "the agent's .git is larger than creel imports",
     ))
 }
 
 /// Copies a regular file, refusing links, FIFOs and devices, within the budget.
 fn copy_regular(src: &Path, dst: &Path, budget: &mut Budget) -> Result<(), GitError> {
-    let io = |e: std::io::Error| GitError::Spawn(e);
+    let io = |e: std::io::Error| GitError::Io(e);
     let mut f = crate::files::open_nofollow(src, false)
-        .map_err(|e| GitError::Spawn(std::io::Error::other(e.to_string())))?;
+        .map_err(|e| GitError::Io(std::io::Error::other(e.to_string())))?;
     let meta = f.metadata().map_err(io)?;
     if budget.files == 0 || meta.len() > budget.bytes {
         return Err(over_budget());
@@ -756,7 +731,7 @@ fn copy_regular(src: &Path, dst: &Path, budget: &mut Budget) -> Result<(), GitEr
 
 /// Copies the directories and regular files under `src`; anything else is skipped.
 fn copy_dir(src: &Path, dst: &Path, budget: &mut Budget, depth: u32) -> Result<(), GitError> {
-    let io = |e: std::io::Error| GitError::Spawn(e);
+    let io = |e: std::io::Error| GitError::Io(e);
     if depth > 32 {
         return Err(over_budget());
     }

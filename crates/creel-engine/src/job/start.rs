@@ -381,13 +381,17 @@ impl Engine {
             }
             Ok(())
         })();
-        if let Err(e) = prepared {
+        // What a refused start made goes again: the job's directory, and a new `--repo`
+        // session's checkout and repository.
+        let undo = || {
             let _ = std::fs::remove_dir_all(&job_dir);
             if user_repo.is_some() {
-                // A new session's checkout and repository: nothing of it may stay.
                 let _ = std::fs::remove_dir_all(self.git_dir(&session_id));
                 let _ = std::fs::remove_dir_all(&workspace);
             }
+        };
+        if let Err(e) = prepared {
+            undo();
             return Err(e);
         }
 
@@ -409,11 +413,7 @@ impl Engine {
         });
         let lock = try_lock_job(&self.home, &job_id)?;
         if let Err((active, state)) = self.store().insert_job(&record, new_session.as_ref())? {
-            let _ = std::fs::remove_dir_all(&job_dir);
-            if user_repo.is_some() {
-                let _ = std::fs::remove_dir_all(self.git_dir(&session_id));
-                let _ = std::fs::remove_dir_all(&workspace);
-            }
+            undo();
             return Err(Error::SessionBusy {
                 session: session_id,
                 job: active,

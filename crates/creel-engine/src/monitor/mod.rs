@@ -445,15 +445,7 @@ impl Monitor {
     /// the job, never a failed job: the work is still in the workspace.
     fn record_changes(&mut self, sg: &crate::git::SessionGit) -> Result<()> {
         let id = self.job.id.clone();
-        let prompt = crate::files::open_nofollow(&self.dir.join("prompt"), false)
-            .ok()
-            .map(|f| {
-                use std::io::Read;
-                let mut head = Vec::new();
-                let _ = f.take(4096).read_to_end(&mut head);
-                String::from_utf8_lossy(&head).into_owned()
-            })
-            .unwrap_or_default();
+        let (prompt, _) = crate::engine::prompt_first_line(&self.dir.join("prompt"));
         let recorded = crate::git::Git::find().and_then(|git| {
             crate::git::session::record_job(
                 &git,

@@ -13,20 +13,12 @@ pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
         .start(args.request()?)
         .context("cannot start the job")?;
     let job = started.job_id.clone();
-    let place = match &started.branch {
-        Some(b) => format!("on branch {b} in {}", started.workspace.display()),
-        None => format!("working in {}", started.workspace.display()),
-    };
     eprintln!(
-        "creel: job {job} in session {}, {place} (ctrl-c stops following, not the job: creel cancel {job})",
+        "creel: job {job} in session {}, {} (ctrl-c stops following, not the job: creel cancel {job})",
         started.session_id,
+        super::start::place(&started),
     );
-    for w in &started.warnings {
-        eprintln!("warning: {w}");
-    }
-    if let Some(n) = args.cwd_note() {
-        eprintln!("{n}");
-    }
+    super::start::notes(&started, &args);
     // Taken before the first read, so that no output between a read and the wait is missed.
     let mut watch = engine.watch_job(&job)?;
     let mut offset = 0u64;

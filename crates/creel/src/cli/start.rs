@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use creel_engine::{Engine, StartRequest};
+use creel_engine::{Engine, StartRequest, StartResponse};
 
 use super::ExitStatus;
 use crate::{printer, wire};
@@ -89,6 +89,24 @@ impl StartArgs {
     }
 }
 
+/// Where a started job works, for people: its branch and checkout, or its workspace.
+pub(super) fn place(r: &StartResponse) -> String {
+    match &r.branch {
+        Some(b) => format!("on branch {b} in {}", r.workspace.display()),
+        None => format!("working in {}", r.workspace.display()),
+    }
+}
+
+/// The start's warnings and, where it applies, the note about the current directory.
+pub(super) fn notes(r: &StartResponse, args: &StartArgs) {
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(n) = args.cwd_note() {
+        eprintln!("{n}");
+    }
+}
+
 pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
     let r = engine
         .start(args.request()?)
@@ -97,20 +115,14 @@ pub fn run(engine: &Engine, args: StartArgs) -> anyhow::Result<ExitStatus> {
         printer::json(&wire::StartWire::from(&r))?;
     } else {
         printer::out(format!("{}\n", r.job_id).as_bytes())?;
-        let place = match &r.branch {
-            Some(b) => format!("on branch {b} in {}", r.workspace.display()),
-            None => format!("working in {}", r.workspace.display()),
-        };
         eprintln!(
-            "started job {} in session {}, {place} (follow: creel output {} --follow --format text)",
-            r.job_id, r.session_id, r.job_id
+            "started job {} in session {}, {} (follow: creel output {} --follow --format text)",
+            r.job_id,
+            r.session_id,
+            place(&r),
+            r.job_id
         );
-        for w in &r.warnings {
-            eprintln!("warning: {w}");
-        }
-        if let Some(n) = args.cwd_note() {
-            eprintln!("{n}");
-        }
+        notes(&r, &args);
     }
     Ok(ExitStatus::Success)
 }
