@@ -26,6 +26,8 @@ pub struct StartRequest {
     pub model: Option<String>,
     /// `--max-turns`.
     pub max_turns: Option<u32>,
+    /// `skip` or `ask` (default: the config's `permissions`).
+    pub permissions: Option<crate::steer::Permissions>,
     /// Started by an agent (through MCP) rather than a person: only such jobs use the
     /// completion webhook found in OpenClaw's own config; one in creel's config serves all.
     pub from_agent: bool,
@@ -57,6 +59,10 @@ pub enum Activity {
     Processing,
     /// Neither.
     Idle,
+    /// Claude asked a question (`mcp__creel__ask`) and waits for `reply`.
+    NeedsInput,
+    /// Claude waits for a permission request's `approve`.
+    NeedsApproval,
 }
 
 impl Activity {
@@ -66,6 +72,8 @@ impl Activity {
             Activity::Active => "active",
             Activity::Processing => "processing",
             Activity::Idle => "idle",
+            Activity::NeedsInput => "needs_input",
+            Activity::NeedsApproval => "needs_approval",
         }
     }
 }
@@ -83,6 +91,16 @@ pub struct JobStatus {
     pub activity: Activity,
     /// The rendered tail of the output (a few hundred characters).
     pub tail_output: String,
+    /// The oldest unanswered question or permission request, while the job is not final.
+    pub waiting_on: Option<crate::steer::Request>,
+    /// The job's questions and permission requests, with their answers (the latest
+    /// [`JobStatus::REQUESTS_SHOWN`]).
+    pub requests: Vec<crate::steer::Request>,
+}
+
+impl JobStatus {
+    /// How many of a job's requests a status carries.
+    pub const REQUESTS_SHOWN: usize = 20;
 }
 
 /// `output` paging request.
@@ -142,6 +160,8 @@ pub enum WaitOutcome {
     Finished(JobStatus),
     /// The timeout expired first.
     TimedOut(JobStatus),
+    /// The job waits for an answer (`reply` or `approve`) and will not end without one.
+    NeedsAnswer(JobStatus),
 }
 
 /// What `cleanup` did.

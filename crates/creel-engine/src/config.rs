@@ -182,6 +182,19 @@ pub struct Config {
     pub sandbox_uid: u32,
     /// Default model (`--model`), empty for Claude's default.
     pub model: Option<String>,
+    /// `skip` (default: Claude runs with `--dangerously-skip-permissions`; the container is the
+    /// wall) or `ask` (each permission request waits for `creel approve`, unless a rule decides).
+    pub permissions: crate::steer::Permissions,
+    /// With `permissions = "ask"`: requests approved without asking, in Claude Code's rule
+    /// syntax, e.g. `["Bash(git *)", "Edit"]`.
+    pub permissions_allow: Vec<String>,
+    /// With `permissions = "ask"`: requests denied without asking (they win over the allow
+    /// rules), e.g. `["Bash(curl *)"]`.
+    pub permissions_deny: Vec<String>,
+    /// Seconds a question or permission request waits for an answer; then creel answers it
+    /// (a question: "decide yourself"; a permission: denied). 0 waits forever. The idle
+    /// timeout does not run while a job waits.
+    pub input_timeout: u64,
 }
 
 impl Default for Config {
@@ -213,6 +226,10 @@ impl Default for Config {
             tmpfs_size: "512m".into(),
             sandbox_uid: 1000,
             model: None,
+            permissions: crate::steer::Permissions::Skip,
+            permissions_allow: Vec::new(),
+            permissions_deny: Vec::new(),
+            input_timeout: 3600,
         }
     }
 }
@@ -245,6 +262,10 @@ pub const KEYS: &[&str] = &[
     "tmpfs_size",
     "sandbox_uid",
     "model",
+    "permissions",
+    "permissions_allow",
+    "permissions_deny",
+    "input_timeout",
 ];
 
 /// `CREEL_*` variables creel reads besides the config keys' `CREEL_<KEY>`.
@@ -407,6 +428,7 @@ impl Config {
             ("startup_timeout", self.startup_timeout),
             ("idle_timeout", self.idle_timeout),
             ("session_idle_timeout", self.session_idle_timeout),
+            ("input_timeout", self.input_timeout),
         ] {
             if value > MAX_TIMEOUT_SECS {
                 return Err(ConfigError::BadValue {
@@ -415,6 +437,15 @@ impl Config {
                         "{value} seconds is more than the largest timeout, {MAX_TIMEOUT_SECS} (ten years); 0 turns it off"
                     ),
                 });
+            }
+        }
+        for (key, rules) in [
+            ("permissions_allow", &self.permissions_allow),
+            ("permissions_deny", &self.permissions_deny),
+        ] {
+            for rule in rules {
+                crate::steer::rules::check(rule)
+                    .map_err(|message| ConfigError::BadValue { key, message })?;
             }
         }
         if self.pids_limit == 0 {

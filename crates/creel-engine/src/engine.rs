@@ -448,6 +448,9 @@ impl Engine {
             if status.record.state.is_final() {
                 return Ok(WaitOutcome::Finished(status));
             }
+            if status.waiting_on.is_some() {
+                return Ok(WaitOutcome::NeedsAnswer(status));
+            }
             let left = match timeout {
                 Some(t) if started.elapsed() >= t => return Ok(WaitOutcome::TimedOut(status)),
                 Some(t) => t.saturating_sub(started.elapsed()),

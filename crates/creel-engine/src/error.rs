@@ -53,6 +53,16 @@ pub enum Error {
         /// What was attempted.
         action: &'static str,
     },
+    /// `reply`/`approve` for a job with no such open request.
+    #[error("job `{job}` is not waiting for {what} (it is {state})")]
+    NotWaiting {
+        /// The job.
+        job: String,
+        /// Its state and activity, in words.
+        state: String,
+        /// `an answer` or `an approval`, or the request asked for.
+        what: String,
+    },
     /// The configured image is not present in the runtime's storage.
     #[error("image `{image}` is not present in {runtime}'s image store")]
     ImageMissing {
@@ -115,6 +125,7 @@ impl Error {
             | Error::UnknownSession(_)
             | Error::SessionBusy { .. }
             | Error::IncorrectState { .. }
+            | Error::NotWaiting { .. }
             | Error::Workspace { .. } => ErrorCategory::Invalid,
             Error::Config(_) => ErrorCategory::Invalid,
             Error::Git(e) => match e {

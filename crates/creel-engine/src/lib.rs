@@ -39,6 +39,7 @@ pub(crate) mod netns;
 mod remedy;
 pub(crate) mod runtime;
 pub(crate) mod session;
+pub mod steer;
 pub(crate) mod store;
 pub mod stream;
 pub(crate) mod watch;
@@ -67,5 +68,6 @@ pub mod internals {
     pub use crate::runtime::argv::{ContainerArgs, run_args};
     pub use crate::runtime::find_in_path;
     pub use crate::session::SessionRecord;
+    pub use crate::steer::prepare as prepare_steer;
     pub use crate::store::Store;
 }

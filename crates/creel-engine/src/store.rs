@@ -60,6 +60,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     has_webhook INTEGER NOT NULL DEFAULT 0,
     changes TEXT
 );
+CREATE TABLE IF NOT EXISTS requests (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ask TEXT NOT NULL,
+    asked_at INTEGER NOT NULL,
+    answer TEXT,
+    notified_at INTEGER,
+    PRIMARY KEY (job_id, seq)
+);
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
 CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN {UNFINISHED};
 CREATE INDEX IF NOT EXISTS sessions_by_activity ON sessions(last_activity);
@@ -559,6 +568,102 @@ impl Store {
         Ok(())
     }
 
+    /// Records request `seq` of a job (once: a request already there is left as it is).
+    pub fn insert_request(
+        &self,
+        job: &str,
+        seq: u32,
+        ask: &crate::steer::Ask,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let ask = serde_json::to_string(ask).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO requests (job_id, seq, ask, asked_at) VALUES (?1, ?2, ?3, ?4)",
+                params![job, seq, ask, at_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A job's requests in order; only the unanswered ones with `open_only`.
+    pub fn requests(
+        &self,
+        job: &str,
+        open_only: bool,
+    ) -> Result<Vec<crate::steer::Request>, StoreError> {
+        let sql = if open_only {
+            "SELECT seq, ask, asked_at, answer FROM requests WHERE job_id = ?1 AND answer IS NULL ORDER BY seq"
+        } else {
+            "SELECT seq, ask, asked_at, answer FROM requests WHERE job_id = ?1 ORDER BY seq"
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([job], |r| {
+                let ask: String = r.get(1)?;
+                let answer: Option<String> = r.get(3)?;
+                Ok((r.get::<_, u32>(0)?, ask, r.get::<_, i64>(2)?, answer))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, ask, asked_at_ms, answer) = row.map_err(|e| self.err(e))?;
+            // Rows are written only from parsed values; one that does not parse is skipped.
+            let Ok(ask) = serde_json::from_str(&ask) else {
+                continue;
+            };
+            out.push(crate::steer::Request {
+                seq,
+                ask,
+                asked_at_ms,
+                answer: answer.and_then(|a| serde_json::from_str(&a).ok()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The highest request number recorded for a job (0: none).
+    pub fn last_request(&self, job: &str) -> Result<u32, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM requests WHERE job_id = ?1",
+                [job],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records the answer to request `seq`, unless it has one already. Returns whether this
+    /// call answered it (exactly one answer wins).
+    pub fn answer_request(
+        &self,
+        job: &str,
+        seq: u32,
+        answer: &crate::steer::Answer,
+    ) -> Result<bool, StoreError> {
+        let answer = serde_json::to_string(answer).unwrap_or_default();
+        let n = self
+            .conn
+            .execute(
+                "UPDATE requests SET answer = ?3 WHERE job_id = ?1 AND seq = ?2 AND answer IS NULL",
+                params![job, seq, answer],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Marks request `seq`'s notification as sent; returns false if it already was.
+    pub fn mark_notified(&self, job: &str, seq: u32, at_ms: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE requests SET notified_at = ?3 WHERE job_id = ?1 AND seq = ?2 AND notified_at IS NULL",
+                params![job, seq, at_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
     /// Deletes a session and its jobs, unless it has an active job. Returns false if it had one.
     pub fn delete_session(&mut self, id: &str) -> Result<bool, StoreError> {
         let path = self.path.clone();
@@ -582,6 +687,11 @@ impl Store {
         if active > 0 {
             return Ok(false);
         }
+        tx.execute(
+            "DELETE FROM requests WHERE job_id IN (SELECT id FROM jobs WHERE session_id = ?1)",
+            [id],
+        )
+        .map_err(err)?;
         tx.execute("DELETE FROM jobs WHERE session_id = ?1", [id])
             .map_err(err)?;
         tx.execute("DELETE FROM sessions WHERE id = ?1", [id])
@@ -593,7 +703,7 @@ impl Store {
 
 /// The schema version this code writes (`PRAGMA user_version`). Stores from before versions
 /// existed read 0.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Brings an older store up to [`SCHEMA_VERSION`], one step at a time, each step in place and
 /// idempotent (a store whose upgrade was interrupted upgrades again). A fresh store has the
@@ -630,6 +740,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     // 3: a session's git branch, a job's recorded changes.
     add_to(conn, "sessions", "git", "TEXT")?;
     add(conn, "changes", "TEXT")?;
+    // 4: the `requests` table (steering), made by the schema itself.
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }

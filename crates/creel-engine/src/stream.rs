@@ -564,6 +564,12 @@ pub(crate) fn cut_marked(s: &str, max: usize) -> String {
     }
 }
 
+/// Text from a job (a question, a tool's input) made fit for a terminal: control characters
+/// and escape sequences replaced, at most `max_bytes` bytes (marked with `…` when cut).
+pub fn terminal_text(s: &str, max_bytes: usize) -> String {
+    clean(&cut_marked(s, max_bytes)).into_owned()
+}
+
 /// Cuts `s` to at most `max_chars` characters.
 fn cut_chars(s: &str, max_chars: usize) -> &str {
     s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])

@@ -23,6 +23,9 @@ pub struct Wakeups {
     inotify: Option<OwnedFd>,
     watching: bool,
     bell: Bell,
+    /// A directory watched apart from the log (the job's steering requests).
+    dir: Option<OwnedFd>,
+    dir_woke: bool,
 }
 
 /// Wakes a [`Wakeups`] from another thread. Cheap to clone.
@@ -53,7 +56,34 @@ impl Wakeups {
             inotify,
             watching: false,
             bell: Bell(bell),
+            dir: None,
+            dir_woke: false,
         }
+    }
+
+    /// Also wakes when a file is created or renamed into `dir`; [`Wakeups::take_dir_news`]
+    /// says whether that happened. Returns false when the directory cannot be watched (the
+    /// caller then looks at it on a timer).
+    pub fn watch_dir(&mut self, dir: &Path) -> bool {
+        let Ok(fd) = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+        else {
+            return false;
+        };
+        let flags = inotify::WatchFlags::CLOSE_WRITE
+            | inotify::WatchFlags::MOVED_TO
+            | inotify::WatchFlags::CREATE;
+        if inotify::add_watch(&fd, dir, flags).is_err() {
+            return false;
+        }
+        self.dir = Some(fd);
+        // Whatever is there already is news to the first look.
+        self.dir_woke = true;
+        true
+    }
+
+    /// Whether the watched directory changed since the last call.
+    pub fn take_dir_news(&mut self) -> bool {
+        std::mem::take(&mut self.dir_woke)
     }
 
     /// A handle other threads ring to wake this sleeper.
@@ -91,6 +121,9 @@ impl Wakeups {
         if let Some(fd) = &self.bell.0 {
             fds.push(PollFd::new(fd.as_ref(), PollFlags::IN));
         }
+        if let Some(fd) = &self.dir {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
         let ts = Timespec {
             tv_sec: timeout.as_secs() as _,
             tv_nsec: timeout.subsec_nanos() as _,
@@ -110,6 +143,11 @@ impl Wakeups {
         }
         if let Some(fd) = &self.bell.0 {
             let _ = rustix::io::read(fd.as_ref(), &mut buf[..8]);
+        }
+        if let Some(fd) = &self.dir {
+            while matches!(rustix::io::read(fd, &mut buf), Ok(n) if n > 0) {
+                self.dir_woke = true;
+            }
         }
     }
 }

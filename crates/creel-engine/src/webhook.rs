@@ -65,6 +65,57 @@ pub fn body(job: &JobRecord) -> serde_json::Value {
     })
 }
 
+/// The request body announcing that a job waits for an answer: one per question or
+/// permission request.
+pub fn request_body(job: &JobRecord, request: &crate::steer::Request) -> serde_json::Value {
+    serde_json::json!({
+        "message": request_message(job, request),
+        "name": "creel",
+        "wakeMode": "now",
+    })
+}
+
+/// The text an agent receives when a job asks something.
+pub fn request_message(job: &JobRecord, request: &crate::steer::Request) -> String {
+    use crate::steer::Ask;
+    match &request.ask {
+        Ask::Question { question, options } => {
+            let mut m = format!(
+                "creel job {} (session {}) needs input. Claude asks:\n{}",
+                job.id,
+                job.session_id,
+                crate::stream::cut_str(question, 2000)
+            );
+            if !options.is_empty() {
+                let shown: Vec<&str> = options
+                    .iter()
+                    .take(10)
+                    .map(|o| crate::stream::cut_str(o, 200))
+                    .collect();
+                m.push_str(&format!("\nOptions: {}", shown.join(" | ")));
+            }
+            m.push_str(&format!(
+                "\nAnswer with claude_code_reply (job_id {}, answer ...), or `creel reply {} ANSWER`.",
+                job.id, job.id
+            ));
+            m
+        }
+        Ask::Approval { tool_name, input } => {
+            let input = serde_json::to_string(input).unwrap_or_default();
+            format!(
+                "creel job {} (session {}) needs approval: Claude wants to use {} with {}\nDecide with claude_code_approve (job_id {}, allow true or false), or `creel approve {}` / `creel approve {} --deny`.",
+                job.id,
+                job.session_id,
+                tool_name,
+                crate::stream::cut_str(&input, 1000),
+                job.id,
+                job.id,
+                job.id
+            )
+        }
+    }
+}
+
 /// How long one delivery may take: OpenClaw answers once the agent run is admitted, which it
 /// allows up to 15 s.
 pub const POST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -9,6 +9,7 @@ pub enum ExitStatus {
     Invalid = 2,
     Environment = 3,
     Timeout = 4,
+    NeedsAnswer = 5,
 }
 
 /// A mistake in what the user gave creel outside the engine (a script file, its contents):

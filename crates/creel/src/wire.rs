@@ -201,8 +201,19 @@ pub struct StatusWire {
     pub output_size: u64,
     /// Seconds since the latest output.
     pub last_output_seconds_ago: Option<f64>,
-    /// active (output within 10 s), processing (CPU busy) or idle.
+    /// active (output within 10 s), processing (CPU busy), idle, needs_input (Claude asked a
+    /// question: answer it with reply) or needs_approval (approve or deny a tool use).
     pub activity_state: String,
+    /// While the job waits on a question: the question (answer with `claude_code_reply`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_input: Option<RequestWire>,
+    /// While the job waits on a permission request: the tool and its input (decide with
+    /// `claude_code_approve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_approval: Option<RequestWire>,
+    /// The job's questions and permission requests, with their answers (the latest 20).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RequestWire>,
     /// The rendered tail of the output.
     pub tail_output: String,
     /// Latest sampled resource use.
@@ -247,6 +258,17 @@ impl From<&JobStatus> for StatusWire {
             output_size: r.output_size,
             last_output_seconds_ago: s.last_output_seconds_ago.map(round1),
             activity_state: s.activity.as_str().into(),
+            needs_input: s
+                .waiting_on
+                .as_ref()
+                .filter(|r| r.ask.kind() == "question")
+                .map(RequestWire::from),
+            needs_approval: s
+                .waiting_on
+                .as_ref()
+                .filter(|r| r.ask.kind() == "approval")
+                .map(RequestWire::from),
+            requests: s.requests.iter().map(RequestWire::from).collect(),
             tail_output: s.tail_output.clone(),
             metrics: MetricsWire {
                 cpu_percent: m.cpu_percent,
@@ -286,6 +308,94 @@ impl From<&JobStatus> for StatusWire {
                     v
                 }),
             changes: r.changes.as_ref().map(ChangesWire::from),
+        }
+    }
+}
+
+/// A question or permission request a job made.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestWire {
+    /// Its number within the job (from 1).
+    pub request: u32,
+    /// `question` or `approval`.
+    pub kind: String,
+    /// A question's text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    /// A question's suggested answers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// The tool a permission request is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+    /// That tool's input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+    /// When it was asked (RFC 3339).
+    pub since: String,
+    /// The answer, once given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<AnswerWire>,
+}
+
+/// How a request was answered.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnswerWire {
+    /// `answer`, `allow` or `deny`.
+    pub decision: String,
+    /// A question's answer, or what a denial told Claude.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// `user`, `rule`, `timeout` or `creel`.
+    pub decided_by: String,
+    /// The rule, when a rule decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+impl From<&creel_engine::steer::Request> for RequestWire {
+    fn from(r: &creel_engine::steer::Request) -> Self {
+        use creel_engine::steer::{Ask, DecidedBy, Decision};
+        let (question, options, tool_name, input) = match &r.ask {
+            Ask::Question { question, options } => {
+                (Some(question.clone()), options.clone(), None, None)
+            }
+            Ask::Approval { tool_name, input } => {
+                (None, vec![], Some(tool_name.clone()), Some(input.clone()))
+            }
+        };
+        RequestWire {
+            request: r.seq,
+            kind: r.ask.kind().into(),
+            question,
+            options,
+            tool_name,
+            input,
+            since: rfc3339(r.asked_at_ms),
+            answer: r.answer.as_ref().map(|a| {
+                let (decision, text) = match &a.decision {
+                    Decision::Answer { text } => ("answer", Some(text.clone())),
+                    Decision::Allow => ("allow", None),
+                    Decision::Deny { message } => ("deny", Some(message.clone())),
+                };
+                let (by, rule) = match &a.decided_by {
+                    DecidedBy::User => ("user", None),
+                    DecidedBy::Rule(r) => ("rule", Some(r.clone())),
+                    DecidedBy::Timeout => ("timeout", None),
+                    DecidedBy::Creel => ("creel", None),
+                };
+                AnswerWire {
+                    decision: decision.into(),
+                    text,
+                    decided_by: by.into(),
+                    rule,
+                    at: rfc3339(a.at_ms),
+                }
+            }),
         }
     }
 }

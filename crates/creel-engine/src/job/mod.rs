@@ -11,6 +11,7 @@
 
 pub mod cancel;
 pub mod output;
+pub mod reply;
 pub mod start;
 pub mod status;
 pub(crate) mod transcript;
@@ -278,6 +279,10 @@ pub struct JobSpec {
     /// The session branch's commit when the job started: what its changes are counted from.
     #[serde(default)]
     pub git_base: Option<String>,
+    /// Questions and approvals: the `creel` MCP server in the container and its settings.
+    /// (Jobs accepted before steering existed have none.)
+    #[serde(default)]
+    pub steer: Option<crate::steer::SteerSpec>,
 }
 
 /// Resource usage sampled by the monitor.

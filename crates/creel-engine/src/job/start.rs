@@ -320,6 +320,12 @@ impl Engine {
             key_via_proxy,
             git: None,
             git_base: None,
+            steer: Some(crate::steer::SteerSpec {
+                permissions: req.permissions.unwrap_or(self.config.permissions),
+                allow: self.config.permissions_allow.clone(),
+                deny: self.config.permissions_deny.clone(),
+                input_timeout: self.config.input_timeout,
+            }),
             credentials_file: if api_key.is_none() {
                 credentials.clone()
             } else {
@@ -344,6 +350,9 @@ impl Engine {
                 0o400,
                 chown_to,
             )?;
+            if let Some(steer) = &spec.steer {
+                crate::steer::prepare(&job_dir, steer, chown_to)?;
+            }
             if let Some(key) = &api_key {
                 // With the proxy adding the key, only creel's monitor reads this file: it stays
                 // creel's own, and is never mounted.

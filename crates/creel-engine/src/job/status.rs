@@ -32,7 +32,24 @@ impl Engine {
         let last_output_seconds_ago = record
             .last_output_at_ms
             .map(|t| (now - t).max(0) as f64 / 1000.0);
-        let activity = activity(&record, last_output_seconds_ago);
+        let mut requests = if record.spec.steer.is_some() {
+            self.store().requests(&record.id, false).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let waiting_on = if record.state.is_final() {
+            None
+        } else {
+            requests.iter().find(|r| r.answer.is_none()).cloned()
+        };
+        if requests.len() > JobStatus::REQUESTS_SHOWN {
+            requests.drain(..requests.len() - JobStatus::REQUESTS_SHOWN);
+        }
+        let activity = match &waiting_on {
+            Some(r) if r.ask.kind() == "question" => Activity::NeedsInput,
+            Some(_) => Activity::NeedsApproval,
+            None => activity(&record, last_output_seconds_ago),
+        };
         let tail_output = self.tail_output(&record);
         JobStatus {
             record,
@@ -40,6 +57,8 @@ impl Engine {
             last_output_seconds_ago,
             activity,
             tail_output,
+            waiting_on,
+            requests,
         }
     }
 

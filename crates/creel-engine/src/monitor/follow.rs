@@ -79,6 +79,10 @@ impl Monitor {
         // The waiter and metrics threads ring `wake` when they have news; the log's growth
         // rings it too (inotify), so an idle monitor sleeps until something happens.
         let mut wake = Wakeups::new();
+        let mut steering = self.steering()?;
+        if steering.is_some() {
+            wake.watch_dir(&crate::steer::asked_dir(&self.dir));
+        }
         let (exit_tx, exit_rx) = mpsc::channel();
         {
             let rt = self.runtime.clone();
@@ -265,6 +269,14 @@ impl Monitor {
                 }
             }
 
+            // Questions and permission requests.
+            if let Some(st) = steering.as_mut()
+                && state.can_finish()
+                && (wake.take_dir_news() || st.due())
+            {
+                self.steer(st)?;
+            }
+
             // Timeouts.
             if kill.is_none() && state.can_finish() {
                 let now = now_ms();
@@ -274,7 +286,15 @@ impl Monitor {
                     .as_ref()
                     .and_then(|m| m.cpu_percent)
                     .is_some_and(|c| c >= BUSY_CPU_PERCENT);
-                kill = verdict::timeout(&spec, now, started_ms, progress.last_output_at_ms, busy);
+                // A job waiting for an answer is not idle: its own input timeout applies.
+                let waiting = steering.as_ref().is_some_and(|s| s.open);
+                kill = verdict::timeout(
+                    &spec,
+                    now,
+                    started_ms,
+                    progress.last_output_at_ms,
+                    busy || waiting,
+                );
             }
             if kill.is_some() && !stopped {
                 let _ = self.runtime.stop(container, STOP_GRACE_SECS);

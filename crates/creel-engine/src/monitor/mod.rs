@@ -26,6 +26,7 @@ use crate::store::{Progress, Store};
 use crate::stream::{Line, StreamFacts};
 
 mod follow;
+mod steer;
 #[cfg(test)]
 mod tests;
 mod verdict;
@@ -338,6 +339,7 @@ impl Monitor {
             session_id: &self.job.session_id,
             home: &self.home,
             spec: &spec,
+            job_dir: &self.dir,
             log_path: &log_path,
             prompt_path: &prompt,
             api_key_path: (spec.api_key && !spec.key_via_proxy).then_some(key.as_path()),

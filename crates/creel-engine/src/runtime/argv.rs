@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::config::{NetworkMode, RuntimeKind};
 use crate::job::{ConversationMode, JobSpec, UserMode};
+use crate::steer::Permissions;
 
 /// Where the session's workspace is mounted (and Claude's working directory). Fixed, because
 /// Claude keys conversations by working directory.
@@ -52,6 +53,8 @@ pub struct ContainerArgs<'a> {
     pub home: &'a Path,
     /// The spec.
     pub spec: &'a JobSpec,
+    /// The job's directory (its steering files are mounted from there).
+    pub job_dir: &'a Path,
     /// Where podman writes the k8s-file log.
     pub log_path: &'a Path,
     /// Host path of the prompt file.
@@ -277,6 +280,23 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
         v.push("--volume".into());
         v.push(mount(key, API_KEY, "ro"));
     }
+    if s.steer.is_some() {
+        // The steering server and its answers (read-only), and the one directory the
+        // container writes its questions to.
+        let job_dir = a.job_dir;
+        v.push("--volume".into());
+        v.push(mount(
+            &crate::steer::steer_dir(job_dir),
+            crate::steer::CONTAINER_STEER,
+            "ro",
+        ));
+        v.push("--volume".into());
+        v.push(mount(
+            &crate::steer::asked_dir(job_dir),
+            crate::steer::CONTAINER_ASKED,
+            "rw",
+        ));
+    }
     let mut push = |x: &str| v.push(OsString::from(x));
     push("--entrypoint");
     push("/bin/sh");
@@ -288,7 +308,20 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
     push("--output-format");
     push("stream-json");
     push("--verbose");
-    push("--dangerously-skip-permissions");
+    match s.steer.as_ref().map(|st| st.permissions) {
+        Some(Permissions::Ask) => {
+            push("--permission-prompt-tool");
+            push(crate::steer::APPROVE_TOOL);
+            // Asking a question needs no permission.
+            push("--allowedTools");
+            push(crate::steer::ASK_TOOL);
+        }
+        _ => push("--dangerously-skip-permissions"),
+    }
+    if s.steer.is_some() {
+        push("--mcp-config");
+        push(crate::steer::CONTAINER_MCP_CONFIG);
+    }
     match &s.conversation {
         ConversationMode::New(id) => {
             push("--session-id");
@@ -350,6 +383,7 @@ pub(crate) mod tests {
             key_via_proxy: false,
             git: None,
             git_base: None,
+            steer: None,
         }
     }
 
@@ -368,6 +402,7 @@ pub(crate) mod tests {
             session_id: "s1",
             home: &home,
             spec,
+            job_dir: Path::new("/j"),
             log_path: Path::new("/j/container.log"),
             prompt_path: Path::new("/j/prompt"),
             api_key_path: key,

@@ -241,6 +241,10 @@ impl Bare {
         s.workspace = ws;
         s.claude_config_dir = claude;
         s.conversation = ConversationMode::New(conversation.to_string());
+        // The same steering mounts as creel's job (its MCP server starts with Claude).
+        if let Some(steer) = &s.steer {
+            creel_engine::internals::prepare_steer(dir, steer, owner).unwrap();
+        }
         let log = dir.join("container.log");
         let job_id = format!("bare{tag}");
         let args = run_args(&ContainerArgs {
@@ -248,6 +252,7 @@ impl Bare {
             session_id: "bench-bare",
             home: dir,
             spec: &s,
+            job_dir: dir,
             log_path: &log,
             prompt_path: &prompt_path,
             api_key_path: s.api_key.then_some(key_path.as_path()),

@@ -9,6 +9,7 @@ mod land;
 mod monitor;
 mod output;
 pub(crate) mod remedy;
+mod reply;
 mod run;
 mod sessions;
 mod start;
@@ -43,7 +44,8 @@ EXIT STATUS:
   1  for run/wait: the job ended failed or cancelled
   2  invalid request: usage, bad input, unknown job or session, busy session
   3  environment: runtime missing or broken, image missing, no login, store unreadable
-  4  wait --timeout expired with the job still running";
+  4  wait --timeout expired with the job still running
+  5  for wait: the job waits for an answer (creel reply / creel approve)";
 
 /// Run Claude Code jobs in hardened rootless containers.
 #[derive(Debug, Parser)]
@@ -93,6 +95,16 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Cancel a job and stop its container (idempotent)
     Cancel(cancel::CancelArgs),
+    /// Answer the question a running job asked (Claude's mcp__creel__ask)
+    ///
+    /// The answer reaches Claude as the question's result and the job goes on. `creel status`
+    /// shows the question (activity needs_input); `creel wait` ends with exit code 5 when a
+    /// job asks.
+    Reply(reply::ReplyArgs),
+    /// Allow (or with --deny refuse) the tool use a job waits on (permissions = "ask")
+    ///
+    /// `creel status` shows the tool and its input (activity needs_approval).
+    Approve(reply::ApproveArgs),
     /// List jobs, newest first: id, session, state, when, the prompt's first line
     ///
     /// Filter with --session and --state (e.g. --state active for pending or running jobs).
@@ -126,6 +138,7 @@ pub enum Command {
     /// Serve the job tools over the Model Context Protocol (stdio, or streamable HTTP)
     ///
     /// Tools: claude_code_start, claude_code_status, claude_code_output, claude_code_cancel,
+    /// claude_code_reply, claude_code_approve, claude_code_diff, claude_code_land,
     /// claude_code_cleanup, claude_code_sessions. Jobs outlive the server.
     Mcp(crate::mcp::McpArgs),
     /// Build the sandbox image: Claude Code (pinned) on Debian bookworm, for a non-root user
@@ -159,6 +172,8 @@ impl Command {
             Command::Output(a) => a.json,
             Command::Wait(a) => a.json,
             Command::Cancel(a) => a.json,
+            Command::Reply(a) => a.json,
+            Command::Approve(a) => a.json,
             Command::Jobs(a) => a.json,
             Command::Sessions(a) => a.json,
             Command::Diff(a) => a.json,
@@ -200,6 +215,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Wait(args) => wait::run(&open_engine(g)?, args),
         Command::Jobs(args) => jobs::run(&open_engine(g)?, args),
         Command::Cancel(args) => cancel::run(&open_engine(g)?, args),
+        Command::Reply(args) => reply::reply(&open_engine(g)?, args),
+        Command::Approve(args) => reply::approve(&open_engine(g)?, args),
         Command::Sessions(args) => sessions::run(&open_engine(g)?, args),
         Command::Diff(args) => land::diff(&open_engine(g)?, args),
         Command::Log(args) => land::log(&open_engine(g)?, args),

@@ -37,6 +37,11 @@ pub struct StartArgs {
     /// Stop after this many agent turns (passed as --max-turns)
     #[arg(long, value_name = "N")]
     pub max_turns: Option<u32>,
+    /// `ask`: every tool use that needs permission waits for `creel approve` (unless a
+    /// `permissions_allow`/`permissions_deny` rule in the config decides); `skip`: none does,
+    /// the container is the wall [default: the config's `permissions`, else skip]
+    #[arg(long, value_name = "MODE")]
+    pub permissions: Option<creel_engine::steer::Permissions>,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -84,6 +89,7 @@ impl StartArgs {
             include_uncommitted: self.include_uncommitted,
             model: self.model.clone(),
             max_turns: self.max_turns,
+            permissions: self.permissions,
             from_agent: false,
         })
     }

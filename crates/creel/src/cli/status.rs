@@ -62,6 +62,30 @@ pub fn human(s: &JobStatus) -> String {
     }
     out.push_str(&facts.join(" · "));
     out.push('\n');
+    if let Some(q) = &w.needs_input {
+        let text = |s: &str| creel_engine::stream::terminal_text(s, 2000);
+        out.push_str(&format!(
+            "needs input: {}\n",
+            text(q.question.as_deref().unwrap_or_default())
+        ));
+        if !q.options.is_empty() {
+            let options: Vec<String> = q.options.iter().map(|o| text(o)).collect();
+            out.push_str(&format!("  options: {}\n", options.join(" | ")));
+        }
+        out.push_str(&format!("  answer with: creel reply {} TEXT\n", w.job_id));
+    }
+    if let Some(a) = &w.needs_approval {
+        let input = a.input.as_ref().map(|i| i.to_string()).unwrap_or_default();
+        out.push_str(&format!(
+            "needs approval: {} {}\n",
+            creel_engine::stream::terminal_text(a.tool_name.as_deref().unwrap_or_default(), 200),
+            creel_engine::stream::terminal_text(&input, 600)
+        ));
+        out.push_str(&format!(
+            "  decide with: creel approve {} [--deny --message TEXT]\n",
+            w.job_id
+        ));
+    }
     if let Some(r) = &w.retry {
         out.push_str(&format!(
             "retrying: attempt {}/{} ({})\n",

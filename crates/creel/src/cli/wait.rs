@@ -12,7 +12,8 @@ use crate::{printer, wire};
 pub struct WaitArgs {
     /// The job id
     pub job: String,
-    /// Give up after this many seconds (exit code 4)
+    /// Give up after this many seconds (exit code 4). A job that asks a question or a
+    /// permission ends the wait too (exit code 5): it would not end without an answer
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
     /// Print the final status as JSON
@@ -40,11 +41,18 @@ pub fn run(engine: &Engine, args: WaitArgs) -> anyhow::Result<ExitStatus> {
         }
         WaitOutcome::Finished(s) => (s, ExitStatus::Failure),
         WaitOutcome::TimedOut(s) => (s, ExitStatus::Timeout),
+        WaitOutcome::NeedsAnswer(s) => (s, ExitStatus::NeedsAnswer),
     };
     if args.json {
         printer::json(&wire::StatusWire::from(status))?;
     } else {
         printer::out(super::status::human(status).as_bytes())?;
+        if code == ExitStatus::NeedsAnswer {
+            eprintln!(
+                "creel: job {} waits for an answer: `creel reply {} TEXT` or `creel approve {} [--deny]`",
+                status.record.id, status.record.id, status.record.id
+            );
+        }
         if code == ExitStatus::Timeout {
             eprintln!(
                 "creel: timed out; job {} is still {}",

@@ -16,6 +16,7 @@ mod http;
 mod land;
 mod output;
 mod params;
+mod reply;
 mod resources;
 mod sessions;
 mod start;
@@ -198,7 +199,7 @@ pub struct CreelServer {
 }
 
 impl CreelServer {
-    /// A server over `engine` with all eight tools.
+    /// A server over `engine` with all ten tools.
     pub fn new(engine: Result<Arc<Engine>, Arc<String>>) -> CreelServer {
         CreelServer {
             engine,
@@ -208,7 +209,8 @@ impl CreelServer {
                 + Self::cancel_router()
                 + Self::cleanup_router()
                 + Self::sessions_router()
-                + Self::land_router(),
+                + Self::land_router()
+                + Self::reply_router(),
             subscriptions: Default::default(),
         }
     }

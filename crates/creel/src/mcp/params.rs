@@ -36,6 +36,18 @@ pub struct StartParams {
     #[schemars(range(min = 1))]
     #[serde(default, deserialize_with = "lenient")]
     pub max_turns: Option<u32>,
+    /// `ask`: each tool use that needs permission waits (status activityState needs_approval) until you decide with claude_code_approve, unless the server's rules decide; `skip`: nothing waits, the container is the only wall. Default: the server's configuration (normally skip).
+    pub permissions: Option<PermissionsParam>,
+}
+
+/// `permissions` of `claude_code_start`.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PermissionsParam {
+    /// Nothing waits for approval.
+    Skip,
+    /// Permission requests wait for claude_code_approve.
+    Ask,
 }
 
 impl StartParams {
@@ -69,9 +81,40 @@ impl StartParams {
             include_uncommitted: self.include_uncommitted.unwrap_or(false),
             model: self.model,
             max_turns: self.max_turns,
+            permissions: self.permissions.map(|p| match p {
+                PermissionsParam::Skip => creel_engine::steer::Permissions::Skip,
+                PermissionsParam::Ask => creel_engine::steer::Permissions::Ask,
+            }),
             from_agent: true,
         })
     }
+}
+
+/// `claude_code_reply` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ReplyParams {
+    /// The job whose question this answers (its status has activityState needs_input).
+    pub job_id: String,
+    /// The answer, in plain language; Claude receives it as the result of its question.
+    pub answer: String,
+    /// The request number (needsInput.request); default: the job's oldest open question.
+    #[serde(default, deserialize_with = "lenient")]
+    pub request: Option<u32>,
+}
+
+/// `claude_code_approve` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ApproveParams {
+    /// The job whose permission request this decides (activityState needs_approval).
+    pub job_id: String,
+    /// true lets the tool run; false refuses it. Default true.
+    #[serde(default, deserialize_with = "lenient")]
+    pub allow: Option<bool>,
+    /// When refusing: what Claude is told (e.g. what to do instead).
+    pub message: Option<String>,
+    /// The request number (needsApproval.request); default: the job's oldest open one.
+    #[serde(default, deserialize_with = "lenient")]
+    pub request: Option<u32>,
 }
 
 /// `claude_code_status` arguments.

@@ -80,7 +80,7 @@ where
     F: FnMut(String) -> Fut,
     Fut: Future<Output = bool>,
 {
-    let mut seen: HashMap<&str, (u64, JobState)> = HashMap::new();
+    let mut seen: HashMap<&str, (u64, JobState, Option<u32>)> = HashMap::new();
     let jobs: Vec<String> = uris
         .iter()
         .filter_map(|u| resource(u).map(|(job, _, _)| job.to_string()))
@@ -104,7 +104,11 @@ where
             let Ok(status) = server.blocking(move |e| e.status(&job)).await else {
                 continue; // unknown (or cleaned up): nothing more will change
             };
-            let now = (status.record.output_size, status.record.state);
+            let now = (
+                status.record.output_size,
+                status.record.state,
+                status.waiting_on.as_ref().map(|r| r.seq),
+            );
             all_final &= now.1.is_final();
             if let Some(before) = seen.insert(uri.as_str(), now)
                 && before != now

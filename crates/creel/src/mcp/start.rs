@@ -2,7 +2,8 @@
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
-use rmcp::{tool, tool_router};
+use rmcp::service::Peer;
+use rmcp::{RoleServer, tool, tool_router};
 
 use super::params::StartParams;
 use super::{CreelServer, finish, input_schema, output_schema, success};
@@ -17,7 +18,7 @@ claude_code_status with the jobId (every 10-30 seconds; jobs take seconds to man
 status is completed, failed or cancelled, and read the work with claude_code_output. \
 Without session_id a new session with an empty workspace is created; pass a previous sessionId to \
 continue that conversation (Claude remembers it) in the same workspace. A session runs one job \
-at a time: starting another while one is pending or running fails and names the active job.";
+at a time: starting another while one is pending or running fails and names the active job. Claude may ask you a question while it works (status activityState needs_input; answer with claude_code_reply), and with permissions=ask it waits for claude_code_approve before tools that need permission; this server also sends a notification for each.";
 
 #[tool_router(router = start_router, vis = "pub(super)")]
 impl CreelServer {
@@ -34,13 +35,21 @@ impl CreelServer {
             open_world_hint = true
         )
     )]
-    async fn claude_code_start(&self, Parameters(p): Parameters<StartParams>) -> CallToolResult {
+    async fn claude_code_start(
+        &self,
+        Parameters(p): Parameters<StartParams>,
+        client: Peer<RoleServer>,
+    ) -> CallToolResult {
         let req = p.request();
         let req = match req {
             Ok(req) => req,
             Err(e) => return super::ToolError::from(e).into_result(),
         };
-        finish(self.blocking(move |e| e.start(req)).await.map(|r| {
+        let started = self.blocking(move |e| e.start(req)).await;
+        if let Ok(r) = &started {
+            super::reply::announce_requests(self, r.job_id.clone(), client);
+        }
+        finish(started.map(|r| {
             let w = StartWire::from(&r);
             let summary = format!(
                 "Started job {} in session {} ({}), working in {} on the server's host. It runs \

@@ -18,7 +18,9 @@ elapsedSeconds, outputSize, tailOutput (the last few hundred characters of the t
 resource metrics, and when finished Claude's final `result` text, numTurns and costUsd. Cheap: it \
 only reads stored state. For the full transcript use claude_code_output. Instead of polling, pass \
 wait_seconds to wait (up to 600 s) for the job to end; progress notifications report it meanwhile \
-when the request carries a progress token.";
+when the request carries a progress token. The wait also ends when Claude asks something \
+(activityState needs_input: answer with claude_code_reply; needs_approval: decide with \
+claude_code_approve).";
 
 #[tool_router(router = status_router, vis = "pub(super)")]
 impl CreelServer {
@@ -59,7 +61,9 @@ impl CreelServer {
             let done = match (&status, wait) {
                 (Err(_), _) | (_, None) => true,
                 (Ok(s), Some(w)) => {
-                    s.record.state.is_final() || started.elapsed().as_secs_f64() >= w
+                    s.record.state.is_final()
+                        || s.waiting_on.is_some()
+                        || started.elapsed().as_secs_f64() >= w
                 }
             };
             if done {
@@ -119,6 +123,23 @@ fn summary(w: &StatusWire, is_final: bool) -> String {
             let more = if short.len() < r.len() { "…" } else { "" };
             out.push_str(&format!("\nResult: {short}{more}"));
         }
+    } else if let Some(q) = &w.needs_input {
+        out.push_str(&format!(
+            ". It waits for your answer (request {}): {}",
+            q.request,
+            q.question.as_deref().unwrap_or_default()
+        ));
+        if !q.options.is_empty() {
+            out.push_str(&format!("\nOptions: {}", q.options.join(" | ")));
+        }
+        out.push_str("\nAnswer with claude_code_reply.");
+    } else if let Some(a) = &w.needs_approval {
+        out.push_str(&format!(
+            ". It waits for approval (request {}) to use {} with {}\nDecide with claude_code_approve.",
+            a.request,
+            a.tool_name.as_deref().unwrap_or_default(),
+            a.input.as_ref().map(|i| i.to_string()).unwrap_or_default()
+        ));
     } else {
         out.push_str(&format!(
             ", {}. Still working: poll again in 10-30 s.",

@@ -1,0 +1,215 @@
+//! The monitor's part in steering (see [`crate::steer`]): it reads each new request the
+//! container writes into the store, decides what a rule or the `input_timeout` decides, and
+//! sends one webhook per request. Answers from people and agents do not pass through here:
+//! whoever answers writes the answer file. A new monitor picks up where a dead one stopped,
+//! since everything it knows is in the store and the job's directory.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::Monitor;
+use crate::error::Result;
+use crate::job::{JobRecord, now_ms};
+use crate::steer::{Ask, DecidedBy, Decision, MAX_REQUESTS, Read, Request, read_request};
+
+/// How often open requests are looked at again (for the input timeout, and for answers whose
+/// file a dead process did not write).
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// What the monitor keeps between looks.
+pub(super) struct Steering {
+    /// The next request number to read.
+    next: u32,
+    /// Whether a request is open (the idle timeout does not run meanwhile).
+    pub(super) open: bool,
+    last_look: Option<Instant>,
+    /// Webhooks go out from one thread, in order, so that a slow receiver holds up nothing.
+    notifier: Option<mpsc::SyncSender<(JobRecord, Request)>>,
+}
+
+impl Steering {
+    /// Whether it is time for a look without news from the directory.
+    pub(super) fn due(&self) -> bool {
+        self.last_look
+            .is_none_or(|t| self.open && t.elapsed() >= RECHECK)
+    }
+}
+
+impl Monitor {
+    /// The steering state for this job, if it has steering.
+    pub(super) fn steering(&self) -> Result<Option<Steering>> {
+        if self.job.spec.steer.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Steering {
+            next: self.store.last_request(&self.job.id)? + 1,
+            open: false,
+            last_look: None,
+            notifier: None,
+        }))
+    }
+
+    /// One look: new requests in, rules and timeouts applied, notifications out.
+    pub(super) fn steer(&mut self, st: &mut Steering) -> Result<()> {
+        let Some(spec) = self.job.spec.steer.clone() else {
+            return Ok(());
+        };
+        st.last_look = Some(Instant::now());
+        let id = self.job.id.clone();
+        let mut changed = false;
+        while st.next <= MAX_REQUESTS {
+            let seq = st.next;
+            match read_request(&self.dir, seq) {
+                Read::Missing => break,
+                Read::Found(ask) => {
+                    self.store.insert_request(&id, seq, &ask, now_ms())?;
+                    tracing::info!(job = %id, seq, kind = ask.kind(), "request");
+                }
+                Read::Bad(why) => {
+                    // Not from creel's server: recorded, and answered at once so that nothing
+                    // waits on it.
+                    tracing::warn!(job = %id, seq, "unreadable request: {why}");
+                    let request = Request {
+                        seq,
+                        ask: Ask::Question {
+                            question: format!("(creel could not read request {seq}: {why})"),
+                            options: vec![],
+                        },
+                        asked_at_ms: now_ms(),
+                        answer: None,
+                    };
+                    self.store
+                        .insert_request(&id, seq, &request.ask, request.asked_at_ms)?;
+                    let decision = Decision::Answer {
+                        text: "creel could not read this request.".into(),
+                    };
+                    crate::job::reply::deliver(
+                        &self.store,
+                        &self.home,
+                        &self.job,
+                        &request,
+                        decision,
+                        DecidedBy::Creel,
+                    )?;
+                }
+            }
+            st.next += 1;
+            changed = true;
+        }
+        let open = self.store.requests(&id, true)?;
+        let now = now_ms();
+        for request in &open {
+            let decided = match &request.ask {
+                Ask::Approval { tool_name, input } => {
+                    crate::steer::rules::decide(&spec.allow, &spec.deny, tool_name, input).map(
+                        |(allowed, rule)| {
+                            let decision = if allowed {
+                                Decision::Allow
+                            } else {
+                                Decision::Deny {
+                                    message: format!("creel's rule `{rule}` denies this."),
+                                }
+                            };
+                            (decision, DecidedBy::Rule(rule))
+                        },
+                    )
+                }
+                Ask::Question { .. } => None,
+            };
+            let timed_out = spec.input_timeout > 0
+                && now - request.asked_at_ms >= (spec.input_timeout as i64).saturating_mul(1000);
+            let decided = decided.or_else(|| {
+                timed_out.then(|| {
+                    let decision = match &request.ask {
+                        Ask::Question { .. } => Decision::Answer {
+                            text: format!(
+                                "No answer came within {} seconds. Go on with your best judgement, and say in your final result what you assumed.",
+                                spec.input_timeout
+                            ),
+                        },
+                        Ask::Approval { .. } => Decision::Deny {
+                            message: format!(
+                                "Nobody approved this within {} seconds, so it is denied. Find another way, or finish and say what you needed.",
+                                spec.input_timeout
+                            ),
+                        },
+                    };
+                    (decision, DecidedBy::Timeout)
+                })
+            });
+            if let Some((decision, by)) = decided {
+                crate::job::reply::deliver(
+                    &self.store,
+                    &self.home,
+                    &self.job,
+                    request,
+                    decision,
+                    by,
+                )?;
+                changed = true;
+                continue;
+            }
+            if self.store.mark_notified(&id, request.seq, now)? {
+                changed = true;
+                self.announce(st, request);
+            }
+        }
+        // An answer recorded by a process that died before writing its file.
+        for request in self.store.requests(&id, false)? {
+            if let Some(answer) = &request.answer
+                && !crate::steer::answer_written(&self.dir, request.seq)
+            {
+                crate::steer::write_answer(
+                    &self.dir,
+                    request.seq,
+                    &request.ask,
+                    &answer.decision,
+                    crate::steer::agent_owner(&self.job.spec.user),
+                )?;
+            }
+        }
+        st.open = !self.store.requests(&id, true)?.is_empty();
+        if changed {
+            crate::steer::stamp(&self.dir);
+        }
+        Ok(())
+    }
+
+    /// Sends request's webhook (when the job has one), from the notifier thread.
+    fn announce(&self, st: &mut Steering, request: &Request) {
+        let Some(spec) = self.job.spec.webhook.clone() else {
+            return;
+        };
+        let tx = st.notifier.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::sync_channel::<(JobRecord, Request)>(16);
+            std::thread::spawn(move || {
+                for (job, request) in rx {
+                    let body = crate::webhook::request_body(&job, &request);
+                    let key = format!("{}-request-{}", job.id, request.seq);
+                    let mut delay = Duration::from_millis(500);
+                    for attempt in 1..=crate::job::WEBHOOK_MAX_ATTEMPTS {
+                        match crate::webhook::post(&spec, &body, &key, crate::webhook::POST_TIMEOUT)
+                        {
+                            crate::webhook::Delivery::Delivered => break,
+                            crate::webhook::Delivery::GiveUp(e) => {
+                                tracing::warn!(job = %job.id, "request webhook refused: {e}");
+                                break;
+                            }
+                            crate::webhook::Delivery::Retry(e) => {
+                                tracing::warn!(job = %job.id, attempt, "request webhook not delivered: {e}");
+                                std::thread::sleep(delay);
+                                delay = (delay * 2).min(Duration::from_secs(8));
+                            }
+                        }
+                    }
+                }
+            });
+            tx
+        });
+        // A full queue (a job asking faster than the receiver takes it) drops the webhook;
+        // the request itself is in the store for everyone to see.
+        if tx.try_send((self.job.clone(), request.clone())).is_err() {
+            tracing::warn!(job = %self.job.id, seq = request.seq, "request webhook dropped: queue full");
+        }
+    }
+}

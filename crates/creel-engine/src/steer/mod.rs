@@ -1,0 +1,447 @@
+//! Steering a running job: Claude asks, someone answers.
+//!
+//! Every job's Claude Code gets a stdio MCP server named `creel` (`server.py`, run by the
+//! image's `python3`), so Claude sees `mcp__creel__ask`; with `permissions = "ask"` the same
+//! server's `approve` tool is Claude Code's `--permission-prompt-tool`. The server reaches
+//! creel through files only, so it works in every network mode and opens no way out:
+//!
+//! ```text
+//!   container                         host (jobs/<id>/)
+//!   /creel/asked/NNNNNN.json   rw  ──  asked/            requests, written by the container
+//!   /creel/steer/answers/…     ro  ──  steer/answers/    answers, written by creel
+//!   /creel/steer/server.py     ro  ──  steer/server.py   this module's SERVER, unchanged
+//! ```
+//!
+//! The monitor reads each new request (numbered from 1, read without following links, at most
+//! [`MAX_REQUEST_BYTES`]) into the store, where `status` sees it as `needs_input` or
+//! `needs_approval`; it applies the job's approval rules and its `input_timeout`, and sends one
+//! webhook per request. Whoever answers (`creel reply`, `creel approve`, MCP, a rule, the
+//! timeout) first claims the request in the store, then writes the answer file; the server in
+//! the container waits for that file. Nothing is in memory only: a monitor killed while a
+//! request waits is replaced, and the answer still reaches Claude.
+
+pub(crate) mod rules;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The MCP server run inside the container (Python 3, standard library only).
+pub const SERVER: &str = include_str!("server.py");
+/// Where the read-only steering directory (server, MCP config, answers) is mounted.
+pub const CONTAINER_STEER: &str = "/creel/steer";
+/// Where the container's request directory is mounted (read-write).
+pub const CONTAINER_ASKED: &str = "/creel/asked";
+/// The MCP config Claude is given (`--mcp-config`), inside the container.
+pub const CONTAINER_MCP_CONFIG: &str = "/creel/steer/mcp.json";
+/// The tool Claude Code asks for permission (`--permission-prompt-tool`).
+pub const APPROVE_TOOL: &str = "mcp__creel__approve";
+/// The question tool, as Claude names it.
+pub const ASK_TOOL: &str = "mcp__creel__ask";
+/// Requests one job may make; later ones are not read (the job's idle timeout ends it).
+pub const MAX_REQUESTS: u32 = 1000;
+/// The largest request file read; a larger approval request is denied, a larger question
+/// answered with a note.
+pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
+/// The largest answer a person or agent may give.
+pub const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+/// Whether Claude asks before using tools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permissions {
+    /// `--dangerously-skip-permissions`: the container is the only wall (the default).
+    #[default]
+    Skip,
+    /// Every permission request becomes `needs_approval`, unless a rule decides it.
+    Ask,
+}
+
+impl Permissions {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permissions::Skip => "skip",
+            Permissions::Ask => "ask",
+        }
+    }
+}
+
+impl std::str::FromStr for Permissions {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "skip" => Ok(Permissions::Skip),
+            "ask" => Ok(Permissions::Ask),
+            _ => Err(format!("unknown permissions `{s}` (expected skip or ask)")),
+        }
+    }
+}
+
+/// A job's steering settings, fixed when the job is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SteerSpec {
+    /// Skip or ask.
+    pub permissions: Permissions,
+    /// Rules that approve a permission request without asking.
+    pub allow: Vec<String>,
+    /// Rules that deny one without asking (they win over `allow`).
+    pub deny: Vec<String>,
+    /// Seconds a request waits for an answer before creel answers it (0: forever).
+    pub input_timeout: u64,
+}
+
+/// What Claude asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Ask {
+    /// `mcp__creel__ask`.
+    Question {
+        /// The question.
+        question: String,
+        /// Possible answers, if any.
+        #[serde(default)]
+        options: Vec<String>,
+    },
+    /// A permission request.
+    Approval {
+        /// The tool Claude wants to use.
+        tool_name: String,
+        /// Its input.
+        #[serde(default)]
+        input: serde_json::Value,
+    },
+}
+
+impl Ask {
+    /// `question` or `approval`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ask::Question { .. } => "question",
+            Ask::Approval { .. } => "approval",
+        }
+    }
+}
+
+/// How a request was answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "lowercase")]
+pub enum Decision {
+    /// A question's answer.
+    Answer {
+        /// The text Claude receives.
+        text: String,
+    },
+    /// The tool may run.
+    Allow,
+    /// The tool may not run.
+    Deny {
+        /// What Claude is told.
+        message: String,
+    },
+}
+
+/// Who answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "by", content = "rule", rename_all = "lowercase")]
+pub enum DecidedBy {
+    /// A person or agent (`creel reply`/`approve`, MCP).
+    User,
+    /// A configured rule, named.
+    Rule(String),
+    /// Nobody answered within `input_timeout`.
+    Timeout,
+    /// creel itself (a request it could not read or show).
+    Creel,
+}
+
+/// An answer, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// What was decided.
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// By whom.
+    pub decided_by: DecidedBy,
+    /// When (unix ms).
+    pub at_ms: i64,
+}
+
+/// One request of a job, as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Its number within the job, from 1.
+    pub seq: u32,
+    /// What was asked.
+    pub ask: Ask,
+    /// When the monitor read it (unix ms).
+    pub asked_at_ms: i64,
+    /// The answer, once given.
+    pub answer: Option<Answer>,
+}
+
+/// What reading one request file found.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// No such request (yet).
+    Missing,
+    /// A request.
+    Found(Ask),
+    /// A file that is not a request creel can take (a link, too big, not JSON).
+    Bad(String),
+}
+
+/// `jobs/<id>/steer`: the server, its MCP config and the answers (read-only in the container).
+pub(crate) fn steer_dir(job_dir: &Path) -> PathBuf {
+    job_dir.join("steer")
+}
+
+/// `jobs/<id>/asked`: the requests (written by the container).
+pub(crate) fn asked_dir(job_dir: &Path) -> PathBuf {
+    job_dir.join("asked")
+}
+
+/// Makes a new job's steering directories and files, owned by the agent's user where creel
+/// runs as root (`owner`).
+pub fn prepare(job_dir: &Path, spec: &SteerSpec, owner: Option<(u32, u32)>) -> Result<()> {
+    use crate::files::{chown, create_private_dir, write_file_atomic};
+    let steer = steer_dir(job_dir);
+    for d in [steer.clone(), steer.join("answers"), asked_dir(job_dir)] {
+        create_private_dir(&d)?;
+        chown(&d, owner)?;
+    }
+    write_file_atomic(&steer.join("server.py"), SERVER.as_bytes(), 0o444, owner)?;
+    let mut args = vec![format!("{CONTAINER_STEER}/server.py")];
+    if spec.permissions == Permissions::Ask {
+        args.push("--approvals".into());
+    }
+    let config = serde_json::json!({
+        "mcpServers": { "creel": { "type": "stdio", "command": "python3", "args": args } }
+    });
+    write_file_atomic(
+        &steer.join("mcp.json"),
+        config.to_string().as_bytes(),
+        0o444,
+        owner,
+    )?;
+    Ok(())
+}
+
+/// Reads request `seq` from the container's directory: never through a link, never blocking
+/// on a FIFO, never more than [`MAX_REQUEST_BYTES`].
+pub(crate) fn read_request(job_dir: &Path, seq: u32) -> Read {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read as _;
+    let path = asked_dir(job_dir).join(format!("{seq:06}.json"));
+    let fd = match rustix::fs::open(
+        &path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Read::Missing,
+        Err(e) => return Read::Bad(format!("cannot open it: {e}")),
+    };
+    let file = std::fs::File::from(fd);
+    match file.metadata() {
+        Ok(m) if !m.is_file() => return Read::Bad("not a regular file".into()),
+        Ok(m) if m.len() > MAX_REQUEST_BYTES => {
+            return Read::Bad(format!(
+                "{} bytes, more than creel reads ({MAX_REQUEST_BYTES})",
+                m.len()
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Read::Bad(format!("cannot stat it: {e}")),
+    }
+    let mut data = Vec::new();
+    if let Err(e) = file.take(MAX_REQUEST_BYTES + 1).read_to_end(&mut data) {
+        return Read::Bad(format!("cannot read it: {e}"));
+    }
+    if data.len() as u64 > MAX_REQUEST_BYTES {
+        return Read::Bad("it grew past the size creel reads".into());
+    }
+    parse_request(&data)
+}
+
+/// Parses a request file's bytes (also the fuzz target's entry).
+pub(crate) fn parse_request(data: &[u8]) -> Read {
+    match serde_json::from_slice::<Ask>(data) {
+        Ok(Ask::Question { question, .. }) if question.trim().is_empty() => {
+            Read::Bad("an empty question".into())
+        }
+        Ok(Ask::Question { options, .. }) if options.len() > 50 => {
+            Read::Bad("more than 50 options".into())
+        }
+        Ok(ask) => Read::Found(ask),
+        Err(e) => Read::Bad(format!("not a request: {e}")),
+    }
+}
+
+/// The text the container's server hands Claude for `decision`: a question's answer as is; for
+/// a permission request, the JSON Claude Code's `--permission-prompt-tool` expects.
+pub(crate) fn tool_result(ask: &Ask, decision: &Decision) -> String {
+    match (ask, decision) {
+        (_, Decision::Answer { text }) => text.clone(),
+        (Ask::Approval { input, .. }, Decision::Allow) => {
+            serde_json::json!({ "behavior": "allow", "updatedInput": input }).to_string()
+        }
+        (Ask::Question { .. }, Decision::Allow) => "yes".into(),
+        (Ask::Approval { .. }, Decision::Deny { message }) => {
+            serde_json::json!({ "behavior": "deny", "message": message }).to_string()
+        }
+        (Ask::Question { .. }, Decision::Deny { message }) => message.clone(),
+    }
+}
+
+/// Writes the answer file for request `seq` (atomically; the container only ever sees a
+/// whole answer). Called after the store has recorded the answer.
+pub(crate) fn write_answer(
+    job_dir: &Path,
+    seq: u32,
+    ask: &Ask,
+    decision: &Decision,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let body = serde_json::json!({ "text": tool_result(ask, decision) }).to_string();
+    let path = steer_dir(job_dir)
+        .join("answers")
+        .join(format!("{seq:06}.json"));
+    crate::files::write_file_atomic(&path, body.as_bytes(), 0o444, owner)
+}
+
+/// Whether request `seq`'s answer file is in place.
+pub(crate) fn answer_written(job_dir: &Path, seq: u32) -> bool {
+    steer_dir(job_dir)
+        .join("answers")
+        .join(format!("{seq:06}.json"))
+        .is_file()
+}
+
+/// Marks the job's directory changed, so that everyone waiting on it (`creel wait`, MCP waits
+/// and subscriptions) looks again: a request came or was answered.
+pub(crate) fn stamp(job_dir: &Path) {
+    let path = job_dir.join("requests.stamp");
+    let _ = crate::files::write_file_atomic(
+        &path,
+        crate::job::now_ms().to_string().as_bytes(),
+        0o600,
+        None,
+    );
+}
+
+/// The owner of files creel writes for the agent: its uid when creel runs as root.
+pub(crate) fn agent_owner(user: &crate::job::UserMode) -> Option<(u32, u32)> {
+    let (uid, gid) = match user {
+        crate::job::UserMode::KeepId { uid, gid } | crate::job::UserMode::Plain { uid, gid } => {
+            (*uid, *gid)
+        }
+    };
+    rustix::process::geteuid().is_root().then_some((uid, gid))
+}
+
+/// Checks an answer a person or agent gives.
+pub(crate) fn check_answer(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(Error::InvalidRequest("the answer is empty".into()));
+    }
+    if text.len() > MAX_ANSWER_BYTES {
+        return Err(Error::InvalidRequest(format!(
+            "the answer is {} bytes; at most {MAX_ANSWER_BYTES} are passed on",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_bad_ones_are_named() {
+        assert!(matches!(
+            parse_request(br#"{"kind":"question","question":"Which?","options":["a","b"]}"#),
+            Read::Found(Ask::Question { ref options, .. }) if options.len() == 2
+        ));
+        assert!(matches!(
+            parse_request(br#"{"kind":"approval","tool_name":"Bash","input":{"command":"ls"},"tool_use_id":"t"}"#),
+            Read::Found(Ask::Approval { .. })
+        ));
+        for bad in [
+            &br#"{"kind":"question","question":"  "}"#[..],
+            br#"{"kind":"shell","command":"rm -rf /"}"#,
+            b"\xff\xfe",
+            b"[]",
+        ] {
+            assert!(matches!(parse_request(bad), Read::Bad(_)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_request_files_are_not_followed_or_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path();
+        std::fs::create_dir(asked_dir(job)).unwrap();
+        std::fs::write(
+            job.join("secret"),
+            br#"{"kind":"question","question":"leak"}"#,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(job.join("secret"), asked_dir(job).join("000001.json")).unwrap();
+        assert!(matches!(read_request(job, 1), Read::Bad(_)), "a link");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            asked_dir(job).join("000002.json"),
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        assert!(matches!(read_request(job, 2), Read::Bad(_)), "a FIFO");
+        let big = vec![b' '; MAX_REQUEST_BYTES as usize + 1];
+        std::fs::write(asked_dir(job).join("000003.json"), big).unwrap();
+        assert!(matches!(read_request(job, 3), Read::Bad(_)), "too big");
+        assert!(matches!(read_request(job, 4), Read::Missing));
+    }
+
+    #[test]
+    fn approvals_answer_in_claude_code_s_shape() {
+        let ask = Ask::Approval {
+            tool_name: "Bash".into(),
+            input: serde_json::json!({"command": "ls"}),
+        };
+        let allow: serde_json::Value =
+            serde_json::from_str(&tool_result(&ask, &Decision::Allow)).unwrap();
+        assert_eq!(allow["behavior"], "allow");
+        assert_eq!(allow["updatedInput"]["command"], "ls");
+        let deny: serde_json::Value = serde_json::from_str(&tool_result(
+            &ask,
+            &Decision::Deny {
+                message: "no".into(),
+            },
+        ))
+        .unwrap();
+        assert_eq!(
+            (deny["behavior"].as_str(), deny["message"].as_str()),
+            (Some("deny"), Some("no"))
+        );
+    }
+
+    #[test]
+    fn prepared_files_name_the_server_and_approvals_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SteerSpec {
+            permissions: Permissions::Ask,
+            ..Default::default()
+        };
+        prepare(dir.path(), &spec, None).unwrap();
+        let config = std::fs::read_to_string(steer_dir(dir.path()).join("mcp.json")).unwrap();
+        assert!(config.contains("--approvals"), "{config}");
+        assert_eq!(
+            std::fs::read_to_string(steer_dir(dir.path()).join("server.py")).unwrap(),
+            SERVER
+        );
+        assert!(asked_dir(dir.path()).is_dir());
+    }
+}
