@@ -568,19 +568,22 @@ impl Store {
         Ok(())
     }
 
-    /// Records request `seq` of a job (once: a request already there is left as it is).
+    /// Records request `seq` of a job, with its answer when one is known at once (once: a
+    /// request already there is left as it is).
     pub fn insert_request(
         &self,
         job: &str,
         seq: u32,
         ask: &crate::steer::Ask,
         at_ms: i64,
+        answer: Option<&crate::steer::Answer>,
     ) -> Result<(), StoreError> {
         let ask = serde_json::to_string(ask).unwrap_or_default();
+        let answer = answer.map(|a| serde_json::to_string(a).unwrap_or_default());
         self.conn
             .execute(
-                "INSERT OR IGNORE INTO requests (job_id, seq, ask, asked_at) VALUES (?1, ?2, ?3, ?4)",
-                params![job, seq, ask, at_ms],
+                "INSERT OR IGNORE INTO requests (job_id, seq, ask, asked_at, answer) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![job, seq, ask, at_ms, answer],
             )
             .map_err(|e| self.err(e))?;
         Ok(())

@@ -708,3 +708,123 @@ fn a_repo_session_records_each_job_on_its_branch_and_nothing_planted_runs_on_the
     assert!(!env.home.join("git/landing").exists());
     user_git(&repo, &["rev-parse", "--verify", "creel/landing"]);
 }
+
+const STEER: &str = r#"
+[[turn]]
+match = "STEER-TASK"
+text = "I need a decision first."
+tool_use = [{ name = "mcp__creel__ask", input = { question = "Which greeting should hello.txt hold?", options = ["hello", "howdy"] } }]
+
+[[turn]]
+match = "HOWDY-ANSWER"
+text = "Writing it with a command."
+tool_use = [{ name = "Bash", input = { command = "echo howdy > /workspace/hello.txt && cat /workspace/hello.txt", description = "Write hello.txt" } }]
+
+[[turn]]
+match = "howdy"
+text = "And a secret file."
+tool_use = [{ name = "Write", input = { file_path = "/workspace/secret.txt", content = "x\n" } }]
+
+[[turn]]
+match = "denies this"
+expect = ["HOWDY-ANSWER", "Write(/workspace/secret*)"]
+text = "Done without the secret file."
+"#;
+
+/// The steering server and Claude Code's own permission prompt, for real: Claude calls
+/// `mcp__creel__ask` and waits; a person answers with `creel reply`; Claude's Bash call waits
+/// for `creel approve` (permissions = "ask"), survives a kill -9 of the monitor meanwhile, and
+/// a rule denies its Write. All in the default network mode (allowlist), where the container has
+/// no network of its own.
+#[test]
+fn real_claude_asks_waits_for_approval_and_obeys_the_rules() {
+    if !real_image() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(dir.path(), Some(STEER));
+    let env = env_for(
+        &model,
+        "permissions = \"ask\"\npermissions_deny = [\"Write(/workspace/secret*)\"]\n",
+    );
+    let (job, session) = env.start("STEER-TASK: write hello.txt", &[]);
+    let wait = |what: &str| -> Value {
+        let out = env.run(&["wait", &job, "--timeout", "120", "--json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "{what}: {}",
+            env.describe(&["wait", &job], &out)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let s = wait("the question");
+    assert_eq!(s["activityState"], "needs_input", "{s}");
+    assert_eq!(
+        s["needsInput"]["question"],
+        "Which greeting should hello.txt hold?"
+    );
+    assert_eq!(
+        s["needsInput"]["options"],
+        serde_json::json!(["hello", "howdy"])
+    );
+    env.json(&["reply", &job, "HOWDY-ANSWER: use howdy", "--json"]);
+
+    let s = wait("the permission request");
+    assert_eq!(s["activityState"], "needs_approval", "{s}");
+    assert_eq!(s["needsApproval"]["toolName"], "Bash", "{s}");
+    assert_eq!(
+        s["needsApproval"]["input"]["command"],
+        "echo howdy > /workspace/hello.txt && cat /workspace/hello.txt"
+    );
+    let ws = workspace_of(&env, &session);
+    assert!(
+        !ws.join("hello.txt").exists(),
+        "nothing ran before the approval"
+    );
+    crate::util::kill_monitor(&env, &job);
+    assert_eq!(
+        env.json(&["status", &job, "--json"])["needsApproval"]["request"],
+        2
+    );
+    env.json(&["approve", &job, "--json"]);
+
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["result"], "Done without the secret file.", "{s}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("hello.txt")).unwrap(),
+        "howdy\n"
+    );
+    assert!(!ws.join("secret.txt").exists(), "the rule denied the Write");
+    let decided: Vec<(Value, Value)> = s["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["answer"]["decision"].clone(),
+                r["answer"]["decidedBy"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decided,
+        vec![
+            ("answer".into(), "user".into()),
+            ("allow".into(), "user".into()),
+            ("deny".into(), "rule".into())
+        ],
+        "{s}"
+    );
+    let failed: Vec<Value> = model
+        .messages_requests()
+        .into_iter()
+        .filter(|r| {
+            !r["failedExpectations"]
+                .as_array()
+                .is_none_or(|a| a.is_empty())
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}

@@ -25,6 +25,8 @@ mod help;
 mod messages;
 // Rootless Podman as an unprivileged user.
 mod rootless;
+// Steering: questions, approvals and their answers (the test image's stand-in asks).
+mod steer;
 // The MCP server (`creel mcp`) driven by rmcp's client over stdio and streamable HTTP.
 mod mcp;
 // The real Claude Code in the real sandbox image, against `creel fake-model` (needs the image).

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use super::Monitor;
 use crate::error::Result;
 use crate::job::{JobRecord, now_ms};
-use crate::steer::{Ask, DecidedBy, Decision, MAX_REQUESTS, Read, Request, read_request};
+use crate::steer::{
+    Answer, Ask, DecidedBy, Decision, MAX_REQUESTS, Read, Request, SteerSpec, read_request,
+};
 
 /// How often open requests are looked at again (for the input timeout, and for answers whose
 /// file a dead process did not write).
@@ -59,39 +61,44 @@ impl Monitor {
         let mut changed = false;
         while st.next <= MAX_REQUESTS {
             let seq = st.next;
-            match read_request(&self.dir, seq) {
+            let (ask, decided) = match read_request(&self.dir, seq) {
                 Read::Missing => break,
                 Read::Found(ask) => {
-                    self.store.insert_request(&id, seq, &ask, now_ms())?;
                     tracing::info!(job = %id, seq, kind = ask.kind(), "request");
+                    let decided = rule(&spec, &ask);
+                    (ask, decided)
                 }
                 Read::Bad(why) => {
                     // Not from creel's server: recorded, and answered at once so that nothing
                     // waits on it.
                     tracing::warn!(job = %id, seq, "unreadable request: {why}");
-                    let request = Request {
-                        seq,
-                        ask: Ask::Question {
-                            question: format!("(creel could not read request {seq}: {why})"),
-                            options: vec![],
-                        },
-                        asked_at_ms: now_ms(),
-                        answer: None,
+                    let ask = Ask::Question {
+                        question: format!("(creel could not read request {seq}: {why})"),
+                        options: vec![],
                     };
-                    self.store
-                        .insert_request(&id, seq, &request.ask, request.asked_at_ms)?;
-                    let decision = Decision::Answer {
+                    let answer = Decision::Answer {
                         text: "creel could not read this request.".into(),
                     };
-                    crate::job::reply::deliver(
-                        &self.store,
-                        &self.home,
-                        &self.job,
-                        &request,
-                        decision,
-                        DecidedBy::Creel,
-                    )?;
+                    (ask, Some((answer, DecidedBy::Creel)))
                 }
+            };
+            // What a rule decides is recorded with the request itself: nobody ever sees it
+            // waiting.
+            let answer = decided.map(|(decision, decided_by)| Answer {
+                decision,
+                decided_by,
+                at_ms: now_ms(),
+            });
+            self.store
+                .insert_request(&id, seq, &ask, now_ms(), answer.as_ref())?;
+            if let Some(a) = &answer {
+                crate::steer::write_answer(
+                    &self.dir,
+                    seq,
+                    &ask,
+                    &a.decision,
+                    crate::steer::agent_owner(&self.job.spec.user),
+                )?;
             }
             st.next += 1;
             changed = true;
@@ -99,23 +106,8 @@ impl Monitor {
         let open = self.store.requests(&id, true)?;
         let now = now_ms();
         for request in &open {
-            let decided = match &request.ask {
-                Ask::Approval { tool_name, input } => {
-                    crate::steer::rules::decide(&spec.allow, &spec.deny, tool_name, input).map(
-                        |(allowed, rule)| {
-                            let decision = if allowed {
-                                Decision::Allow
-                            } else {
-                                Decision::Deny {
-                                    message: format!("creel's rule `{rule}` denies this."),
-                                }
-                            };
-                            (decision, DecidedBy::Rule(rule))
-                        },
-                    )
-                }
-                Ask::Question { .. } => None,
-            };
+            // (A request a dead monitor recorded without applying the rules.)
+            let decided = rule(&spec, &request.ask);
             let timed_out = spec.input_timeout > 0
                 && now - request.asked_at_ms >= (spec.input_timeout as i64).saturating_mul(1000);
             let decided = decided.or_else(|| {
@@ -212,4 +204,20 @@ impl Monitor {
             tracing::warn!(job = %self.job.id, seq = request.seq, "request webhook dropped: queue full");
         }
     }
+}
+
+/// What the job's rules decide about a permission request, if anything.
+fn rule(spec: &SteerSpec, ask: &Ask) -> Option<(Decision, DecidedBy)> {
+    let Ask::Approval { tool_name, input } = ask else {
+        return None;
+    };
+    let (allowed, rule) = crate::steer::rules::decide(&spec.allow, &spec.deny, tool_name, input)?;
+    let decision = if allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny {
+            message: format!("creel's rule `{rule}` denies this."),
+        }
+    };
+    Some((decision, DecidedBy::Rule(rule)))
 }
