@@ -143,3 +143,30 @@ fn docker_repo_sessions_record_what_the_container_user_wrote() {
     assert!(!ws.exists() && !env.home.join("git").join(&session).exists());
     assert!(repo.join("b.txt").exists());
 }
+
+/// Steering on Docker: the request directory is writable and the answers readable for the
+/// job's user, and an approval and a question go through.
+#[test]
+fn docker_job_asks_and_waits_for_approval() {
+    let Some(env) = docker_env("permissions = \"ask\"\n") else {
+        return;
+    };
+    let (job, _) = env.start(
+        "ask Docker question?\napprove echo approved-on-docker\nsay end",
+        &[],
+    );
+    let wait = || {
+        let out = env.run(&["wait", &job, "--timeout", "60", "--json"]);
+        env.expect_code(&out, 5, &["wait", &job]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(wait()["needsInput"]["question"], "Docker question?");
+    env.json(&["reply", &job, "docker answer", "--json"]);
+    assert_eq!(wait()["needsApproval"]["toolName"], "Bash");
+    env.json(&["approve", &job, "--json"]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    let raw = String::from_utf8_lossy(&env.raw_output(&job)).into_owned();
+    assert!(raw.contains(r#""content":"docker answer""#), "{raw}");
+    assert!(raw.contains("approved-on-docker"), "{raw}");
+}

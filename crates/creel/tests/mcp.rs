@@ -19,12 +19,14 @@ use crate::util::{TestEnv, external_tool};
 
 type Client = RunningService<RoleClient, ()>;
 
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 10] = [
+    "claude_code_approve",
     "claude_code_cancel",
     "claude_code_cleanup",
     "claude_code_diff",
     "claude_code_land",
     "claude_code_output",
+    "claude_code_reply",
     "claude_code_sessions",
     "claude_code_start",
     "claude_code_status",
@@ -290,7 +292,7 @@ async fn tools_are_listed_with_schemas_and_safety_hints() {
             .contains("claude_code_status")
     );
 
-    // Eight tools, each with an input schema, an output schema, a description and safety hints.
+    // Ten tools, each with an input schema, an output schema, a description and safety hints.
     let tools = client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names, TOOLS);
@@ -304,7 +306,9 @@ async fn tools_are_listed_with_schemas_and_safety_hints() {
             | "claude_code_output"
             | "claude_code_sessions"
             | "claude_code_diff" => (true, false, true),
-            "claude_code_land" => (false, false, false),
+            "claude_code_land" | "claude_code_reply" | "claude_code_approve" => {
+                (false, false, false)
+            }
             "claude_code_cancel" => (false, true, true),
             "claude_code_cleanup" => (false, true, false),
             "claude_code_start" => (false, false, false),
@@ -334,6 +338,7 @@ async fn tools_are_listed_with_schemas_and_safety_hints() {
         "include_uncommitted",
         "model",
         "max_turns",
+        "permissions",
     ] {
         assert!(props.get(p).is_some(), "claude_code_start lacks {p}");
     }
@@ -755,11 +760,12 @@ async fn cancel_and_jobs_outlive_the_server() {
     client.cancel().await.unwrap();
 }
 
-/// A client that forwards resource updates and progress notifications to channels.
+/// A client that forwards resource updates, progress and log notifications to channels.
 #[derive(Clone)]
 struct Listener {
     updates: tokio::sync::mpsc::UnboundedSender<String>,
     progress: tokio::sync::mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>,
+    logs: tokio::sync::mpsc::UnboundedSender<Value>,
 }
 
 impl Listener {
@@ -771,7 +777,16 @@ impl Listener {
     ) {
         let (updates, u) = tokio::sync::mpsc::unbounded_channel();
         let (progress, p) = tokio::sync::mpsc::unbounded_channel();
-        (Listener { updates, progress }, u, p)
+        let (logs, _) = tokio::sync::mpsc::unbounded_channel();
+        (
+            Listener {
+                updates,
+                progress,
+                logs,
+            },
+            u,
+            p,
+        )
     }
 }
 
@@ -791,6 +806,102 @@ impl ClientHandler for Listener {
     ) {
         let _ = self.progress.send(params);
     }
+
+    #[allow(deprecated)] // MCP logging (SEP-2577), still what clients show
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self
+            .logs
+            .send(json!({"logger": params.logger, "data": params.data}));
+    }
+}
+
+/// A job asks through the tools: a status wait ends at the question, the client is notified
+/// once per request, and the answers go back through claude_code_reply and
+/// claude_code_approve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_and_an_approval_are_notified_and_answered_through_the_tools() {
+    let env = TestEnv::new();
+    let (mut listener, _updates, _progress) = Listener::new();
+    let (logs, mut log_rx) = tokio::sync::mpsc::unbounded_channel();
+    listener.logs = logs;
+    let cmd = tokio::process::Command::from(env.cmd(&["mcp"]));
+    let client = listener
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .expect("MCP handshake");
+    let started = ok(&call(
+        &client,
+        "claude_code_start",
+        json!({"prompt": "ask Deploy now?\napprove echo deployed > /workspace/deployed\nsay done", "permissions": "ask"}),
+    )
+    .await);
+    let job = started["jobId"].as_str().unwrap().to_string();
+    let begun = Instant::now();
+    let r = call(
+        &client,
+        "claude_code_status",
+        json!({"job_id": job, "wait_seconds": 120}),
+    )
+    .await;
+    assert!(
+        begun.elapsed() < Duration::from_secs(60),
+        "the wait ended at the question"
+    );
+    let s = ok(&r);
+    assert_eq!(s["activityState"], "needs_input", "{s}");
+    assert_eq!(s["needsInput"]["question"], "Deploy now?", "{s}");
+    assert!(texts(&r).contains("claude_code_reply"), "{}", texts(&r));
+    let note = tokio::time::timeout(Duration::from_secs(30), log_rx.recv())
+        .await
+        .expect("a notification for the question")
+        .unwrap();
+    assert_eq!(note["logger"], "creel", "{note}");
+    assert_eq!(note["data"]["jobId"], job.as_str(), "{note}");
+    assert_eq!(note["data"]["request"]["question"], "Deploy now?", "{note}");
+
+    // The wrong tool for the request says which one is right.
+    let e = tool_error(&call(&client, "claude_code_approve", json!({"job_id": job})).await);
+    assert!(e.contains("not waiting for an approval"), "{e}");
+    let a = ok(&call(
+        &client,
+        "claude_code_reply",
+        json!({"job_id": job, "answer": "yes, deploy"}),
+    )
+    .await);
+    assert_eq!(a["requests"][0]["answer"]["text"], "yes, deploy", "{a}");
+
+    let s = status_until(&client, &job, "the permission request", |s| {
+        s["activityState"] == "needs_approval"
+    })
+    .await;
+    assert_eq!(
+        s["needsApproval"]["input"]["command"],
+        "echo deployed > /workspace/deployed"
+    );
+    let note = tokio::time::timeout(Duration::from_secs(30), log_rx.recv())
+        .await
+        .expect("a notification for the permission request")
+        .unwrap();
+    assert_eq!(note["data"]["request"]["toolName"], "Bash", "{note}");
+    ok(&call(
+        &client,
+        "claude_code_approve",
+        json!({"job_id": job, "allow": true}),
+    )
+    .await);
+    let s = status_until(&client, &job, "completion", |s| s["status"] == "completed").await;
+    assert_eq!(s["requests"].as_array().unwrap().len(), 2, "{s}");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), log_rx.recv())
+            .await
+            .is_err(),
+        "one notification per request, no more"
+    );
+    client.cancel().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,30 @@ impl Drop for Rootless {
     }
 }
 
+/// The steering files work with the user namespace's ownership: the job writes its question,
+/// creel (as the user) answers, the job reads the answer.
+#[test]
+fn rootless_a_job_asks_and_gets_its_answer() {
+    let Some(r) = Rootless::new() else { return };
+    let v = r.json(&[
+        "start",
+        "--json",
+        "ask Rootless question?\nsay after the answer",
+    ]);
+    let job = v["jobId"].as_str().unwrap().to_string();
+    let s = eventually(std::time::Duration::from_secs(90), "the question", || {
+        let s = r.json(&["status", &job, "--json"]);
+        (s["activityState"] == "needs_input").then_some(s)
+    });
+    assert_eq!(s["needsInput"]["question"], "Rootless question?", "{s}");
+    r.json(&["reply", &job, "rootless answer", "--json"]);
+    let s = r.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    let raw =
+        std::fs::read_to_string(r.dir.join("home/jobs").join(&job).join("output.jsonl")).unwrap();
+    assert!(raw.contains(r#""content":"rootless answer""#), "{raw}");
+}
+
 #[test]
 fn rootless_jobs_run_as_the_invoking_user_and_report_unenforced_limits() {
     let Some(r) = Rootless::new() else { return };
