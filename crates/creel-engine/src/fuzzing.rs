@@ -137,3 +137,28 @@ mod tests {
         }
     }
 }
+
+/// A steering request file (what the container writes into its `asked/` directory): parsed
+/// without a panic, and, for a permission request, judged by the approval rules without one.
+/// A rule may approve a Bash command only when every part of it is approved: `git *` never
+/// approves a command that also runs something else.
+pub fn steer_request(data: &[u8]) {
+    if let crate::steer::Read::Found(crate::steer::Ask::Approval { tool_name, input }) =
+        crate::steer::parse_request(data)
+    {
+        let allow = ["Bash(git *)".to_string(), "Edit".to_string()];
+        let deny = ["Bash(curl *)".to_string()];
+        if let Some((true, _)) = crate::steer::rules::decide(&allow, &deny, &tool_name, &input)
+            && tool_name == "Bash"
+        {
+            let cmd = input["command"].as_str().unwrap_or_default();
+            for s in ["$(", "`", "<(", ">("] {
+                assert!(!cmd.contains(s), "{cmd:?}");
+            }
+            for part in cmd.split(['\n', ';', '&', '|']).map(str::trim) {
+                assert!(part.is_empty() || part.starts_with("git "), "{cmd:?}");
+                assert!(!part.starts_with("curl "), "{cmd:?}");
+            }
+        }
+    }
+}

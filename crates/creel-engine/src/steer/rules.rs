@@ -10,8 +10,11 @@
 //!
 //! Deny rules win. For `Bash` a command is split at `;`, `&&`, `||`, `|`, `&` and new lines: a
 //! deny rule matching any part denies it, and an allow rule approves it only if every part is
-//! approved and it has no command substitution (`` ` ``, `$(`), so that `git status; curl …`
+//! approved and it has no command or process substitution (`` ` ``, `$(`, `<(`, `>(`), so that `git status; curl …`
 //! is not approved by `Bash(git *)`. Anything no rule decides is asked.
+
+/// What makes a shell run a command inside another one's arguments: never approved by a rule.
+const SUBSTITUTIONS: [&str; 4] = ["`", "$(", "<(", ">("];
 
 /// The rule that decides a request, if one does: `(allowed, the rule as written)`.
 pub(crate) fn decide(
@@ -39,7 +42,7 @@ pub(crate) fn decide(
     if tool == "Bash"
         && let Some(cmd) = &subject
     {
-        if cmd.contains('`') || cmd.contains("$(") || parts.is_empty() {
+        if SUBSTITUTIONS.iter().any(|s| cmd.contains(s)) || parts.is_empty() {
             return None;
         }
         let mut used = None;
@@ -202,6 +205,11 @@ mod tests {
             "substitution is never approved"
         );
         assert_eq!(bash("gitx"), None);
+        assert_eq!(
+            bash("git diff <(curl -s x)"),
+            None,
+            "process substitution is never approved"
+        );
         assert_eq!(
             decide(
                 &allow,
