@@ -113,31 +113,6 @@ pub fn config(data: &[u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each target runs on a few inputs here, so that a broken target fails `cargo test`
-    /// rather than only a fuzz run.
-    #[test]
-    fn targets_run() {
-        for input in [
-            &b""[..],
-            b"\x80GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-            b"\x10{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false}\n{\"type\":",
-            b"\x402026-11-25T19:37:26.2+00:00 stdout F hi\n2026-11-25T19:37:26.2+00:00 stderr P x",
-            b"idle_timeout = 5\nmemory = \"1g\"\n",
-            b"/v1/messages?beta=true",
-        ] {
-            proxy_head(input);
-            api_target(input);
-            stream_json(input);
-            log_decode(input);
-            config(input);
-        }
-    }
-}
-
 /// A steering request file (what the container writes into its `asked/` directory): parsed
 /// without a panic, and, for a permission request, judged by the approval rules without one.
 /// A rule may approve a Bash command only when every part of it is approved: `git *` never
@@ -159,6 +134,31 @@ pub fn steer_request(data: &[u8]) {
                 assert!(part.is_empty() || part.starts_with("git "), "{cmd:?}");
                 assert!(!part.starts_with("curl "), "{cmd:?}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each target runs on a few inputs here, so that a broken target fails `cargo test`
+    /// rather than only a fuzz run.
+    #[test]
+    fn targets_run() {
+        for input in [
+            &b""[..],
+            b"\x80GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\x10{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false}\n{\"type\":",
+            b"\x402026-11-25T19:37:26.2+00:00 stdout F hi\n2026-11-25T19:37:26.2+00:00 stderr P x",
+            b"idle_timeout = 5\nmemory = \"1g\"\n",
+            b"/v1/messages?beta=true",
+        ] {
+            proxy_head(input);
+            api_target(input);
+            stream_json(input);
+            log_decode(input);
+            config(input);
         }
     }
 }
