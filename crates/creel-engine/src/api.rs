@@ -26,6 +26,9 @@ pub struct StartRequest {
     pub model: Option<String>,
     /// `--max-turns`.
     pub max_turns: Option<u32>,
+    /// Limits for the session's jobs together; for an existing session, limits given here
+    /// replace its own (as `Engine::budget` does).
+    pub budget: crate::job::budget::Budget,
     /// `skip` or `ask` (default: the config's `permissions`).
     pub permissions: Option<crate::steer::Permissions>,
     /// Started by an agent (through MCP) rather than a person: only such jobs use the
@@ -96,6 +99,8 @@ pub struct JobStatus {
     /// The job's questions and permission requests, with their answers (the latest
     /// [`JobStatus::REQUESTS_SHOWN`]).
     pub requests: Vec<crate::steer::Request>,
+    /// The session's budget and what its jobs spent, when it has one.
+    pub budget: Option<crate::job::budget::BudgetStatus>,
 }
 
 impl JobStatus {

@@ -195,6 +195,12 @@ pub struct Config {
     /// (a question: "decide yourself"; a permission: denied). 0 waits forever. The idle
     /// timeout does not run while a job waits.
     pub input_timeout: u64,
+    /// A new session's budget in dollars, for all its jobs together (as Claude reports cost).
+    pub max_cost_usd: Option<f64>,
+    /// A new session's budget in agent turns, for all its jobs together.
+    pub max_turns: Option<u64>,
+    /// A new session's budget in seconds of running jobs, for all its jobs together.
+    pub max_wall_seconds: Option<u64>,
 }
 
 impl Default for Config {
@@ -230,6 +236,9 @@ impl Default for Config {
             permissions_allow: Vec::new(),
             permissions_deny: Vec::new(),
             input_timeout: 3600,
+            max_cost_usd: None,
+            max_turns: None,
+            max_wall_seconds: None,
         }
     }
 }
@@ -266,6 +275,9 @@ pub const KEYS: &[&str] = &[
     "permissions_allow",
     "permissions_deny",
     "input_timeout",
+    "max_cost_usd",
+    "max_turns",
+    "max_wall_seconds",
 ];
 
 /// `CREEL_*` variables creel reads besides the config keys' `CREEL_<KEY>`.
@@ -448,6 +460,16 @@ impl Config {
                     .map_err(|message| ConfigError::BadValue { key, message })?;
             }
         }
+        crate::job::budget::Budget {
+            max_cost_usd: self.max_cost_usd,
+            max_turns: self.max_turns,
+            max_wall_seconds: self.max_wall_seconds,
+        }
+        .check()
+        .map_err(|e| ConfigError::BadValue {
+            key: "max_cost_usd",
+            message: e.to_string(),
+        })?;
         if self.pids_limit == 0 {
             return Err(ConfigError::BadValue {
                 key: "pids_limit",

@@ -270,7 +270,11 @@ impl Engine {
     /// Lists sessions (after automatic cleanup of idle ones).
     pub fn sessions(&self) -> Result<Vec<SessionSummary>> {
         self.auto_cleanup();
-        Ok(self.store().sessions()?)
+        let mut list = self.store().sessions()?;
+        for s in &mut list {
+            s.budget = self.budget_status(&s.record.id)?;
+        }
+        Ok(list)
     }
 
     /// Jobs, newest first, as `req` selects them, each with the first line of its prompt.

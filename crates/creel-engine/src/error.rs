@@ -53,6 +53,14 @@ pub enum Error {
         /// What was attempted.
         action: &'static str,
     },
+    /// The session's budget is spent.
+    #[error("session `{session}` has spent its budget: {why}")]
+    BudgetSpent {
+        /// The session.
+        session: String,
+        /// Which limit, and how much was used.
+        why: String,
+    },
     /// `reply`/`approve` for a job with no such open request.
     #[error("job `{job}` is not waiting for {what} (it is {state})")]
     NotWaiting {
@@ -126,6 +134,7 @@ impl Error {
             | Error::SessionBusy { .. }
             | Error::IncorrectState { .. }
             | Error::NotWaiting { .. }
+            | Error::BudgetSpent { .. }
             | Error::Workspace { .. } => ErrorCategory::Invalid,
             Error::Config(_) => ErrorCategory::Invalid,
             Error::Git(e) => match e {
@@ -150,6 +159,9 @@ impl Error {
             Error::InvalidSessionId { .. } => Some(Remedy::SessionIdFormat),
             Error::UnknownJob(_) => Some(Remedy::FindJob),
             Error::SessionBusy { job, .. } => Some(Remedy::WaitOrCancel { job: job.clone() }),
+            Error::BudgetSpent { session, .. } => Some(Remedy::RaiseBudget {
+                session: session.clone(),
+            }),
             Error::ImageMissing { image, runtime } => {
                 Some(Remedy::missing_image(image, runtime == "docker"))
             }

@@ -15,6 +15,11 @@ pub enum Remedy {
         /// The active job.
         job: String,
     },
+    /// The session's budget is spent: raise it (then the next job resumes the conversation).
+    RaiseBudget {
+        /// The session.
+        session: String,
+    },
     /// The sandbox image is missing: build it (Podman builds; Docker loads Podman's build), or
     /// configure another `image`.
     BuildImage {

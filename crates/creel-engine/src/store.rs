@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS requests (
     notified_at INTEGER,
     PRIMARY KEY (job_id, seq)
 );
+CREATE TABLE IF NOT EXISTS budgets (
+    session_id TEXT PRIMARY KEY,
+    budget TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
 CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN {UNFINISHED};
 CREATE INDEX IF NOT EXISTS sessions_by_activity ON sessions(last_activity);
@@ -551,6 +555,7 @@ impl Store {
                         let (id, state) = l.split_once(' ')?;
                         Some((id.to_string(), JobState::parse(state)?))
                     }),
+                    budget: None,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -566,6 +571,65 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// A session's budget, if one was set.
+    pub fn budget(&self, session: &str) -> Result<Option<crate::job::budget::Budget>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT budget FROM budgets WHERE session_id = ?1",
+                [session],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Sets a session's budget.
+    pub fn set_budget(
+        &self,
+        session: &str,
+        budget: &crate::job::budget::Budget,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO budgets (session_id, budget) VALUES (?1, ?2)
+                 ON CONFLICT(session_id) DO UPDATE SET budget = excluded.budget",
+                params![session, serde_json::to_string(budget).unwrap_or_default()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// What a session's jobs have used, a running job's time counted up to `now_ms`. Claude
+    /// reports the cost of the whole conversation (a resumed conversation's cost includes the
+    /// jobs before), and the turns of one run: so the cost is the highest reported per
+    /// conversation, added up over the session's conversations, and the turns a plain sum.
+    pub fn spent(
+        &self,
+        session: &str,
+        now_ms: i64,
+    ) -> Result<crate::job::budget::Spent, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT
+                    (SELECT COALESCE(SUM(c), 0) FROM (SELECT MAX(cost_usd) AS c FROM jobs
+                        WHERE session_id = ?1 GROUP BY COALESCE(claude_session_id, id))),
+                    COALESCE(SUM(num_turns), 0),
+                    COALESCE(SUM(MAX(COALESCE(finished_at, ?2) - started_at, 0)), 0)
+                 FROM jobs WHERE session_id = ?1 AND started_at IS NOT NULL",
+                params![session, now_ms],
+                |r| {
+                    Ok(crate::job::budget::Spent {
+                        cost_usd: r.get(0)?,
+                        turns: r.get::<_, i64>(1)?.max(0) as u64,
+                        wall_seconds: r.get::<_, i64>(2)?.max(0) as f64 / 1000.0,
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Records request `seq` of a job, with its answer when one is known at once (once: a
@@ -695,6 +759,8 @@ impl Store {
             [id],
         )
         .map_err(err)?;
+        tx.execute("DELETE FROM budgets WHERE session_id = ?1", [id])
+            .map_err(err)?;
         tx.execute("DELETE FROM jobs WHERE session_id = ?1", [id])
             .map_err(err)?;
         tx.execute("DELETE FROM sessions WHERE id = ?1", [id])
@@ -743,7 +809,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     // 3: a session's git branch, a job's recorded changes.
     add_to(conn, "sessions", "git", "TEXT")?;
     add(conn, "changes", "TEXT")?;
-    // 4: the `requests` table (steering), made by the schema itself.
+    // 4: the `requests` (steering) and `budgets` tables, made by the schema itself.
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }

@@ -477,6 +477,8 @@ impl StreamFacts {
 pub enum ResultFailure {
     /// The run hit `--max-turns` (`error_max_turns`).
     MaxTurns,
+    /// The run hit `--max-budget-usd` (`error_max_budget_usd`).
+    MaxBudget,
     /// The API refused the credentials (HTTP 401 or 403).
     Auth,
     /// The API rate-limited the run (HTTP 429).
@@ -492,6 +494,7 @@ impl ResultFailure {
     pub fn as_str(self) -> &'static str {
         match self {
             ResultFailure::MaxTurns => "max_turns",
+            ResultFailure::MaxBudget => "max_budget",
             ResultFailure::Auth => "auth",
             ResultFailure::RateLimit => "rate_limit",
             ResultFailure::ApiError => "api_error",
@@ -516,6 +519,8 @@ pub fn failure_kind(facts: &StreamFacts) -> Option<ResultFailure> {
     Some(
         if subtype == Some("error_max_turns") || reason == Some("max_turns") {
             ResultFailure::MaxTurns
+        } else if subtype == Some("error_max_budget_usd") || reason == Some("budget_exhausted") {
+            ResultFailure::MaxBudget
         } else {
             match facts.api_error_status {
                 Some(401 | 403) => ResultFailure::Auth,

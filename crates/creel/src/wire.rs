@@ -214,6 +214,9 @@ pub struct StatusWire {
     /// The job's questions and permission requests, with their answers (the latest 20).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<RequestWire>,
+    /// The session's budget, spent and left, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetWire>,
     /// The rendered tail of the output.
     pub tail_output: String,
     /// Latest sampled resource use.
@@ -269,6 +272,7 @@ impl From<&JobStatus> for StatusWire {
                 .filter(|r| r.ask.kind() == "approval")
                 .map(RequestWire::from),
             requests: s.requests.iter().map(RequestWire::from).collect(),
+            budget: s.budget.as_ref().map(BudgetWire::from),
             tail_output: s.tail_output.clone(),
             metrics: MetricsWire {
                 cpu_percent: m.cpu_percent,
@@ -466,6 +470,95 @@ pub struct SessionWire {
     /// The repository it was started from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repo: Option<String>,
+    /// Its budget, spent and left, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetWire>,
+}
+
+/// A session's budget: the limits, what its jobs spent, what is left.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetWire {
+    /// The session.
+    pub session_id: String,
+    /// The limits (absent: none).
+    pub limits: BudgetAmounts,
+    /// What the session's jobs used.
+    pub spent: BudgetAmounts,
+    /// What is left of each limit.
+    pub remaining: BudgetAmounts,
+    /// The limit that is reached, in words: new jobs are refused until it is raised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exhausted: Option<String>,
+}
+
+/// Dollars, turns and seconds.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetAmounts {
+    /// Dollars.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Agent turns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turns: Option<u64>,
+    /// Seconds of running jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_seconds: Option<f64>,
+}
+
+impl From<&creel_engine::BudgetStatus> for BudgetWire {
+    fn from(b: &creel_engine::BudgetStatus) -> Self {
+        BudgetWire {
+            session_id: b.session_id.clone(),
+            limits: BudgetAmounts {
+                cost_usd: b.budget.max_cost_usd,
+                turns: b.budget.max_turns,
+                wall_seconds: b.budget.max_wall_seconds.map(|s| s as f64),
+            },
+            spent: BudgetAmounts {
+                cost_usd: Some((b.spent.cost_usd * 1e6).round() / 1e6),
+                turns: Some(b.spent.turns),
+                wall_seconds: Some(round1(b.spent.wall_seconds)),
+            },
+            remaining: BudgetAmounts {
+                cost_usd: b.cost_left().map(|c| (c * 1e6).round() / 1e6),
+                turns: b.turns_left(),
+                wall_seconds: b.wall_seconds_left().map(|s| s as f64),
+            },
+            exhausted: b.exhausted.clone(),
+        }
+    }
+}
+
+impl BudgetWire {
+    /// One line for people: `$0.0150 of $0.0500 · 3 of 10 turns · …`.
+    pub fn human(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(m) = self.limits.cost_usd {
+            parts.push(format!(
+                "${:.4} of ${m:.4}",
+                self.spent.cost_usd.unwrap_or_default()
+            ));
+        }
+        if let Some(m) = self.limits.turns {
+            parts.push(format!(
+                "{} of {m} turns",
+                self.spent.turns.unwrap_or_default()
+            ));
+        }
+        if let Some(m) = self.limits.wall_seconds {
+            parts.push(format!(
+                "{:.0} of {m:.0} s",
+                self.spent.wall_seconds.unwrap_or_default()
+            ));
+        }
+        let mut s = format!("budget: {}", parts.join(" · "));
+        if let Some(e) = &self.exhausted {
+            s.push_str(&format!(" (exhausted: {e})"));
+        }
+        s
+    }
 }
 
 impl From<&SessionSummary> for SessionWire {
@@ -482,6 +575,7 @@ impl From<&SessionSummary> for SessionWire {
             workspace: s.record.workspace.display().to_string(),
             branch: s.record.git.as_ref().map(|g| g.branch.clone()),
             repo: s.record.git.as_ref().map(|g| g.repo.display().to_string()),
+            budget: s.budget.as_ref().map(BudgetWire::from),
         }
     }
 }

@@ -828,3 +828,66 @@ fn real_claude_asks_waits_for_approval_and_obeys_the_rules() {
         .collect();
     assert!(failed.is_empty(), "{failed:?}");
 }
+
+const SPENDER: &str = r#"
+[[turn]]
+match = "SPEND-AGAIN"
+expect = ["SPEND-FIRST"]
+text = "Spending more (resumed)."
+tool_use = [{ name = "Bash", input = { command = "echo step", description = "One step" } }]
+repeat = true
+
+[[turn]]
+text = "Spending."
+tool_use = [{ name = "Bash", input = { command = "echo step", description = "One step" } }]
+repeat = true
+"#;
+
+/// A cost budget with the real Claude Code: creel passes what is left as Claude's own
+/// `--max-budget-usd`, Claude stops after the turn that crosses it, the job ends `budget`
+/// (each turn costs $0.005 at the fake model's token counts), the session refuses new jobs,
+/// and after `creel budget` raises it the next job resumes the conversation with what is left.
+#[test]
+fn real_claude_stops_at_the_session_s_cost_budget_and_resumes_once_raised() {
+    if !real_image() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(dir.path(), Some(SPENDER));
+    let env = env_for(&model, "");
+    let (job, session) = env.start(
+        "SPEND-FIRST: keep going",
+        &["--session", "spender", "--max-cost-usd", "0.012"],
+    );
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["kind"], "budget", "{s}");
+    assert_eq!(s["numTurns"], 3, "three turns of $0.005 cross $0.012: {s}");
+    assert_eq!(s["budget"]["spent"]["costUsd"], 0.015, "{s}");
+    assert!(s["budget"]["exhausted"].is_string(), "{s}");
+    let out = env.run(&["start", "--session", &session, "SPEND-AGAIN"]);
+    env.expect_code(&out, 2, &["start", "--session", &session]);
+
+    let b = env.json(&["budget", &session, "--max-cost-usd", "0.03", "--json"]);
+    assert_eq!(b["remaining"]["costUsd"], 0.015, "{b}");
+    let (again, _) = env.start("SPEND-AGAIN: more", &["--session", &session]);
+    let s = env.wait(&again);
+    assert_eq!(s["error"]["kind"], "budget", "{s}");
+    // Claude reports the conversation's cost (both jobs); the session counts it once.
+    assert_eq!(s["costUsd"], 0.03, "{s}");
+    assert_eq!(s["budget"]["spent"]["costUsd"], 0.03, "{s}");
+    assert_eq!(s["budget"]["spent"]["turns"], 6, "{s}");
+    let failed: Vec<Value> = model
+        .messages_requests()
+        .into_iter()
+        .filter(|r| {
+            !r["failedExpectations"]
+                .as_array()
+                .is_none_or(|a| a.is_empty())
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "the second job resumed the first's conversation: {failed:?}"
+    );
+}

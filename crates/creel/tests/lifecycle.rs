@@ -774,3 +774,55 @@ fn jobs_lists_newest_first_with_filters_and_sessions_name_the_last_job() {
     assert!(a["activeJobId"].is_null());
     env.run(&["cancel", &live]);
 }
+
+/// A session's running-time budget: the job that spends it ends `budget` while it runs, the
+/// session refuses the next job (exit 2, with the command that raises it), and once raised
+/// the next job runs with what is left.
+#[test]
+fn a_wall_budget_ends_the_job_and_holds_the_session_until_raised() {
+    let env = TestEnv::new();
+    let (job, session) = env.start(
+        "say working\nsleep 30\nsay never",
+        &["--session", "walled", "--max-wall-seconds", "3"],
+    );
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["kind"], "budget", "{s}");
+    assert!(
+        s["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_wall_seconds"),
+        "{s}"
+    );
+    assert!(s["elapsedSeconds"].as_f64().unwrap() < 20.0, "{s}");
+    assert!(s["budget"]["exhausted"].is_string(), "{s}");
+    let refused = env.run(&["start", "--session", &session, "say again"]);
+    env.expect_code(&refused, 2, &["start", "--session", &session]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("has spent its budget") && err.contains("creel budget walled --max-cost-usd"),
+        "{err}"
+    );
+    let b = env.json(&["budget", &session, "--max-wall-seconds", "60", "--json"]);
+    assert_eq!(b["limits"]["wallSeconds"], 60.0, "{b}");
+    assert!(
+        b["remaining"]["wallSeconds"].as_f64().unwrap() > 50.0,
+        "{b}"
+    );
+    assert!(b.get("exhausted").is_none(), "{b}");
+    let (again, _) = env.start("say resumed", &["--session", &session]);
+    assert_eq!(env.wait(&again)["status"], "completed");
+    let listed = env.json(&["sessions", "--json"]);
+    let spent = listed[0]["budget"]["spent"]["wallSeconds"]
+        .as_f64()
+        .unwrap();
+    assert!(spent >= 3.0, "{listed}");
+    // Bad budgets are refused before anything runs.
+    for bad in [["--max-cost-usd", "-1"], ["--max-session-turns", "0"]] {
+        let mut args = vec!["start", "say x"];
+        args.extend(bad);
+        env.expect_code(&env.run(&args), 2, &args);
+    }
+    env.expect_code(&env.run(&["budget", "nope"]), 2, &["budget", "nope"]);
+}

@@ -9,6 +9,7 @@
 //!      └───────────┴──────► cancelled
 //! ```
 
+pub mod budget;
 pub mod cancel;
 pub mod output;
 pub mod reply;
@@ -118,6 +119,8 @@ pub enum ErrorKind {
     RateLimit,
     /// `--max-turns` reached.
     MaxTurns,
+    /// The session's budget (cost, turns or running time) is spent.
+    Budget,
     /// The image vanished after the job was accepted.
     ImageMissing,
     /// The container runtime failed.
@@ -137,6 +140,7 @@ impl ErrorKind {
             ErrorKind::Auth => "auth",
             ErrorKind::RateLimit => "rate_limit",
             ErrorKind::MaxTurns => "max_turns",
+            ErrorKind::Budget => "budget",
             ErrorKind::ImageMissing => "image_missing",
             ErrorKind::Runtime => "runtime",
         }
@@ -154,6 +158,7 @@ impl ErrorKind {
             ErrorKind::Auth,
             ErrorKind::RateLimit,
             ErrorKind::MaxTurns,
+            ErrorKind::Budget,
             ErrorKind::ImageMissing,
             ErrorKind::Runtime,
         ]
@@ -283,6 +288,9 @@ pub struct JobSpec {
     /// (Jobs accepted before steering existed have none.)
     #[serde(default)]
     pub steer: Option<crate::steer::SteerSpec>,
+    /// What the job may use of its session's budget.
+    #[serde(default)]
+    pub budget: Option<budget::JobBudget>,
 }
 
 /// Resource usage sampled by the monitor.

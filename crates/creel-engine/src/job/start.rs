@@ -108,6 +108,43 @@ impl Engine {
                 s.id
             )));
         }
+        req.budget.check()?;
+        let budget = match &existing {
+            Some(s) => self
+                .store()
+                .budget(&s.id)?
+                .unwrap_or_default()
+                .overlaid(&req.budget),
+            None => crate::job::budget::Budget {
+                max_cost_usd: self.config.max_cost_usd,
+                max_turns: self.config.max_turns,
+                max_wall_seconds: self.config.max_wall_seconds,
+            }
+            .overlaid(&req.budget),
+        };
+        let budget_now = match &existing {
+            Some(s) if !budget.is_empty() => {
+                let spent = self.store().spent(&s.id, now_ms())?;
+                let st = crate::job::budget::status_of(&s.id, budget.clone(), spent);
+                if let Some(why) = &st.exhausted {
+                    // A raise given with this start is kept even though the job is refused.
+                    if !req.budget.is_empty() {
+                        self.store().set_budget(&s.id, &budget)?;
+                    }
+                    return Err(Error::BudgetSpent {
+                        session: s.id.clone(),
+                        why: why.clone(),
+                    });
+                }
+                Some(st)
+            }
+            None if !budget.is_empty() => Some(crate::job::budget::status_of(
+                "",
+                budget.clone(),
+                Default::default(),
+            )),
+            _ => None,
+        };
         if let Some(s) = &existing
             && let Some((job, state)) = self.store().active_job(&s.id)?
         {
@@ -304,7 +341,14 @@ impl Engine {
             max_output_size: self.config.max_output_size,
             claude_path: self.config.claude_path.clone(),
             model,
-            max_turns: req.max_turns,
+            max_turns: match (
+                req.max_turns,
+                budget_now.as_ref().and_then(|b| b.turns_left()),
+            ) {
+                (Some(own), Some(left)) => Some(own.min(u32::try_from(left).unwrap_or(u32::MAX))),
+                (own, None) => own,
+                (None, Some(left)) => Some(u32::try_from(left).unwrap_or(u32::MAX)),
+            },
             workspace: workspace.clone(),
             claude_config_dir: claude_config_dir.clone(),
             conversation,
@@ -325,6 +369,13 @@ impl Engine {
                 allow: self.config.permissions_allow.clone(),
                 deny: self.config.permissions_deny.clone(),
                 input_timeout: self.config.input_timeout,
+            }),
+            budget: budget_now.as_ref().map(|b| crate::job::budget::JobBudget {
+                cost_usd: b.cost_left(),
+                turns_from_budget: b
+                    .turns_left()
+                    .is_some_and(|left| req.max_turns.is_none_or(|own| u64::from(own) >= left)),
+                wall_seconds: b.wall_seconds_left(),
             }),
             credentials_file: if api_key.is_none() {
                 credentials.clone()
@@ -428,6 +479,9 @@ impl Engine {
                 job: active,
                 state: state.to_string(),
             });
+        }
+        if !budget.is_empty() {
+            self.store().set_budget(&session_id, &budget)?;
         }
         if let Some(lock) = lock {
             self.spawn_monitor(&job_id, lock)?;

@@ -51,7 +51,9 @@ impl Engine {
             None => activity(&record, last_output_seconds_ago),
         };
         let tail_output = self.tail_output(&record);
+        let budget = self.budget_status(&record.session_id).ok().flatten();
         JobStatus {
+            budget,
             record,
             elapsed_seconds,
             last_output_seconds_ago,

@@ -54,6 +54,16 @@ pub(super) fn timeout(
     last_output_ms: Option<i64>,
     busy: bool,
 ) -> Option<KillReason> {
+    if let Some(left) = spec.budget.as_ref().and_then(|b| b.wall_seconds)
+        && now_ms.saturating_sub(started_ms) >= secs_to_ms(left)
+    {
+        return Some(KillReason {
+            kind: ErrorKind::Budget,
+            message: format!(
+                "the session's max_wall_seconds budget ran out ({left} s were left for this job)"
+            ),
+        });
+    }
     match last_output_ms {
         None if spec.startup_timeout > 0
             && now_ms.saturating_sub(started_ms) > secs_to_ms(spec.startup_timeout) =>
@@ -107,16 +117,31 @@ pub(super) fn decide(
         });
     }
     if let Some(f) = failure_kind(facts) {
+        let from_budget = spec.budget.as_ref().is_some_and(|b| b.turns_from_budget);
         let kind = match f {
+            ResultFailure::MaxTurns if from_budget => ErrorKind::Budget,
             ResultFailure::MaxTurns => ErrorKind::MaxTurns,
+            ResultFailure::MaxBudget => ErrorKind::Budget,
             ResultFailure::Auth => ErrorKind::Auth,
             ResultFailure::RateLimit => ErrorKind::RateLimit,
             ResultFailure::ApiError => ErrorKind::ApiError,
             ResultFailure::Other => ErrorKind::ExitNonzero,
         };
-        let message = facts
-            .result
-            .clone()
+        let message = match kind {
+            ErrorKind::Budget => Some(match f {
+                ResultFailure::MaxBudget => format!(
+                    "the session's max_cost_usd budget is spent ({})",
+                    facts
+                        .errors
+                        .first()
+                        .map_or("Claude stopped", String::as_str)
+                ),
+                _ => "the session's max_turns budget is spent".to_string(),
+            }),
+            _ => None,
+        };
+        let message = message
+            .or_else(|| facts.result.clone())
             .filter(|r| !r.is_empty())
             .or_else(|| facts.errors.first().cloned())
             .unwrap_or_else(|| {
@@ -193,6 +218,36 @@ mod tests {
             "{}",
             k.message
         );
+    }
+
+    #[test]
+    fn the_budget_s_limits_end_a_job_as_budget() {
+        let mut s = spec(0, 0);
+        s.budget = Some(crate::job::budget::JobBudget {
+            cost_usd: Some(0.5),
+            turns_from_budget: true,
+            wall_seconds: Some(10),
+        });
+        assert!(timeout(&s, 9_999, 0, Some(9_000), true).is_none());
+        let k = timeout(&s, 10_000, 0, Some(9_000), true).unwrap();
+        assert_eq!(k.kind, ErrorKind::Budget, "even while busy: {k:?}");
+        let mut facts = StreamFacts {
+            saw_result: true,
+            is_error: Some(true),
+            result_subtype: Some("error_max_turns".into()),
+            ..Default::default()
+        };
+        let e = decide(&s, None, false, Some(1), &facts, "").unwrap();
+        assert_eq!(e.kind, ErrorKind::Budget, "{e:?}");
+        facts.result_subtype = Some("error_max_budget_usd".into());
+        facts.errors = vec!["Reached maximum budget ($0.5)".into()];
+        let e = decide(&s, None, false, Some(1), &facts, "").unwrap();
+        assert_eq!(e.kind, ErrorKind::Budget);
+        assert!(e.message.contains("Reached maximum budget"), "{e:?}");
+        s.budget = None;
+        facts.result_subtype = Some("error_max_turns".into());
+        let e = decide(&s, None, false, Some(1), &facts, "").unwrap();
+        assert_eq!(e.kind, ErrorKind::MaxTurns, "the job's own --max-turns");
     }
 
     #[test]

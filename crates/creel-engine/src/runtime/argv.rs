@@ -340,6 +340,10 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
         push("--max-turns");
         push(&n.to_string());
     }
+    if let Some(usd) = s.budget.as_ref().and_then(|b| b.cost_usd) {
+        push("--max-budget-usd");
+        push(&format!("{usd:.6}"));
+    }
     v
 }
 
@@ -384,6 +388,7 @@ pub(crate) mod tests {
             git: None,
             git_base: None,
             steer: None,
+            budget: None,
         }
     }
 
@@ -504,6 +509,37 @@ pub(crate) mod tests {
             !p.iter().any(|a| a.starts_with("io.creel.job=")),
             "the pause container is not the job's container"
         );
+    }
+
+    #[test]
+    fn steering_and_budget_flags() {
+        let mut s = spec();
+        let v = args(&s);
+        assert!(v.iter().any(|a| a == "--dangerously-skip-permissions"));
+        assert!(
+            !v.iter()
+                .any(|a| a == "--mcp-config" || a == "--max-budget-usd")
+        );
+        s.steer = Some(crate::steer::SteerSpec {
+            permissions: Permissions::Ask,
+            ..Default::default()
+        });
+        s.budget = Some(crate::job::budget::JobBudget {
+            cost_usd: Some(0.25),
+            ..Default::default()
+        });
+        let v = args(&s);
+        assert!(!v.iter().any(|a| a == "--dangerously-skip-permissions"));
+        assert!(has_pair(
+            &v,
+            "--permission-prompt-tool",
+            "mcp__creel__approve"
+        ));
+        assert!(has_pair(&v, "--allowedTools", "mcp__creel__ask"));
+        assert!(has_pair(&v, "--mcp-config", "/creel/steer/mcp.json"));
+        assert!(has_pair(&v, "--max-budget-usd", "0.250000"));
+        assert!(has_pair(&v, "--volume", "/j/steer:/creel/steer:ro"));
+        assert!(has_pair(&v, "--volume", "/j/asked:/creel/asked:rw"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line: global options, one file per subcommand, error reporting and exit codes.
 
+mod budget;
 mod cancel;
 mod cleanup;
 mod doctor;
@@ -111,6 +112,11 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// List sessions: workspace, job count, active job, Claude conversation
     Sessions(sessions::SessionsArgs),
+    /// Show a session's budget (dollars, turns, running time), spent and left; or change it
+    ///
+    /// A job that spends the rest ends failed with error kind `budget`, and `start` refuses the
+    /// session until the budget is raised; the next job then resumes the conversation.
+    Budget(budget::BudgetArgs),
     /// Show what a --repo session changed: the patch since it started, or one job's
     ///
     /// Reads creel's copy of the session branch only; your repository is not touched.
@@ -176,6 +182,7 @@ impl Command {
             Command::Approve(a) => a.json,
             Command::Jobs(a) => a.json,
             Command::Sessions(a) => a.json,
+            Command::Budget(a) => a.json,
             Command::Diff(a) => a.json,
             Command::Log(a) => a.json,
             Command::Apply(a) => a.json,
@@ -218,6 +225,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Reply(args) => reply::reply(&open_engine(g)?, args),
         Command::Approve(args) => reply::approve(&open_engine(g)?, args),
         Command::Sessions(args) => sessions::run(&open_engine(g)?, args),
+        Command::Budget(args) => budget::run(&open_engine(g)?, args),
         Command::Diff(args) => land::diff(&open_engine(g)?, args),
         Command::Log(args) => land::log(&open_engine(g)?, args),
         Command::Apply(args) => land::apply(&open_engine(g)?, args),

@@ -7,6 +7,9 @@ pub fn phrase(r: &Remedy) -> String {
     match r {
         Remedy::SessionIdFormat => "session ids are 1-128 characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit".into(),
         Remedy::FindJob => "`creel jobs` lists the newest jobs (`--session S` for one session's)".into(),
+        Remedy::RaiseBudget { session } => format!(
+            "raise it with `creel budget {session} --max-cost-usd N` (or --max-turns, --max-wall-seconds); the next `creel start --session {session}` resumes the conversation"
+        ),
         Remedy::WaitOrCancel { job } => {
             format!("wait for it with `creel wait {job}` or stop it with `creel cancel {job}`")
         }

@@ -38,6 +38,11 @@ pub fn run(engine: &Engine, args: SessionsArgs) -> anyhow::Result<ExitStatus> {
             s.workspace
         ));
     }
+    for s in list.iter().filter(|s| s.budget.is_some()) {
+        if let Some(b) = &s.budget {
+            out.push_str(&format!("{}  {}\n", s.session_id, b.human()));
+        }
+    }
     printer::out(out.as_bytes())?;
     Ok(ExitStatus::Success)
 }

@@ -37,6 +37,16 @@ pub struct StartArgs {
     /// Stop after this many agent turns (passed as --max-turns)
     #[arg(long, value_name = "N")]
     pub max_turns: Option<u32>,
+    /// The session's budget in dollars, for all its jobs together (sets or raises it; see
+    /// `creel budget`)
+    #[arg(long, value_name = "USD")]
+    pub max_cost_usd: Option<f64>,
+    /// The session's budget in agent turns, for all its jobs together
+    #[arg(long, value_name = "N")]
+    pub max_session_turns: Option<u64>,
+    /// The session's budget in seconds of running jobs, for all its jobs together
+    #[arg(long, value_name = "SECS")]
+    pub max_wall_seconds: Option<u64>,
     /// `ask`: every tool use that needs permission waits for `creel approve` (unless a
     /// `permissions_allow`/`permissions_deny` rule in the config decides); `skip`: none does,
     /// the container is the wall [default: the config's `permissions`, else skip]
@@ -90,6 +100,11 @@ impl StartArgs {
             model: self.model.clone(),
             max_turns: self.max_turns,
             permissions: self.permissions,
+            budget: creel_engine::Budget {
+                max_cost_usd: self.max_cost_usd,
+                max_turns: self.max_session_turns,
+                max_wall_seconds: self.max_wall_seconds,
+            },
             from_agent: false,
         })
     }

@@ -62,6 +62,10 @@ pub fn human(s: &JobStatus) -> String {
     }
     out.push_str(&facts.join(" · "));
     out.push('\n');
+    if let Some(b) = &w.budget {
+        out.push_str(&b.human());
+        out.push('\n');
+    }
     if let Some(q) = &w.needs_input {
         let text = |s: &str| creel_engine::stream::terminal_text(s, 2000);
         out.push_str(&format!(

@@ -397,6 +397,9 @@ fn phrase(r: &creel_engine::Remedy) -> String {
     match r {
         Remedy::SessionIdFormat => "session ids are 1-128 characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit".into(),
         Remedy::FindJob => "claude_code_sessions lists sessions and their active jobs".into(),
+        Remedy::RaiseBudget { session } => format!(
+            "ask the person who set it whether to spend more; claude_code_start with session_id `{session}` and a higher max_cost_usd (or max_turns, max_wall_seconds) raises it and resumes the conversation"
+        ),
         Remedy::WaitOrCancel { job } => format!(
             "poll claude_code_status with job_id `{job}` until it ends, or stop it with claude_code_cancel"
         ),

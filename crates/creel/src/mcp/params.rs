@@ -36,6 +36,15 @@ pub struct StartParams {
     #[schemars(range(min = 1))]
     #[serde(default, deserialize_with = "lenient")]
     pub max_turns: Option<u32>,
+    /// The session's budget in dollars, for all its jobs together (Claude stops once it is spent; the job then fails with error kind `budget`). On an existing session it replaces the limit, e.g. to raise it.
+    #[serde(default, deserialize_with = "lenient")]
+    pub max_cost_usd: Option<f64>,
+    /// The session's budget in agent turns, all jobs together.
+    #[serde(default, deserialize_with = "lenient")]
+    pub max_session_turns: Option<u64>,
+    /// The session's budget in seconds of running jobs, all jobs together.
+    #[serde(default, deserialize_with = "lenient")]
+    pub max_wall_seconds: Option<u64>,
     /// `ask`: each tool use that needs permission waits (status activityState needs_approval) until you decide with claude_code_approve, unless the server's rules decide; `skip`: nothing waits, the container is the only wall. Default: the server's configuration (normally skip).
     pub permissions: Option<PermissionsParam>,
 }
@@ -85,6 +94,11 @@ impl StartParams {
                 PermissionsParam::Skip => creel_engine::steer::Permissions::Skip,
                 PermissionsParam::Ask => creel_engine::steer::Permissions::Ask,
             }),
+            budget: creel_engine::Budget {
+                max_cost_usd: self.max_cost_usd,
+                max_turns: self.max_session_turns,
+                max_wall_seconds: self.max_wall_seconds,
+            },
             from_agent: true,
         })
     }
