@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     webhook_attempts INTEGER NOT NULL DEFAULT 0,
     egress_denied TEXT,
     has_webhook INTEGER NOT NULL DEFAULT 0,
-    changes TEXT
+    changes TEXT,
+    messages INTEGER NOT NULL DEFAULT 1,
+    input_closed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS requests (
     job_id TEXT NOT NULL,
@@ -573,6 +575,48 @@ impl Store {
         Ok(())
     }
 
+    /// How many user messages a job has been given (the prompt is the first), and whether its
+    /// input is closed.
+    pub fn messages(&self, job: &str) -> Result<(u32, bool), StoreError> {
+        self.conn
+            .query_row(
+                "SELECT messages, input_closed FROM jobs WHERE id = ?1",
+                [job],
+                |r| Ok((r.get::<_, u32>(0)?, r.get::<_, bool>(1)?)),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Counts one more message for a job whose input is open and which has not ended; returns
+    /// its number, or None when the job takes no more.
+    pub fn add_message(&self, job: &str) -> Result<Option<u32>, StoreError> {
+        self.conn
+            .query_row(
+                &format!(
+                    "UPDATE jobs SET messages = messages + 1
+                     WHERE id = ?1 AND input_closed = 0 AND state IN {UNFINISHED}
+                     RETURNING messages"
+                ),
+                [job],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Closes a job's input if it still has exactly `messages` messages (one sent meanwhile
+    /// keeps it open). Returns whether it closed it.
+    pub fn close_input(&self, job: &str, messages: u32) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE jobs SET input_closed = 1 WHERE id = ?1 AND messages = ?2 AND input_closed = 0",
+                params![job, messages],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
     /// A session's budget, if one was set.
     pub fn budget(&self, session: &str) -> Result<Option<crate::job::budget::Budget>, StoreError> {
         let text: Option<String> = self
@@ -772,7 +816,7 @@ impl Store {
 
 /// The schema version this code writes (`PRAGMA user_version`). Stores from before versions
 /// existed read 0.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Brings an older store up to [`SCHEMA_VERSION`], one step at a time, each step in place and
 /// idempotent (a store whose upgrade was interrupted upgrades again). A fresh store has the
@@ -810,6 +854,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     add_to(conn, "sessions", "git", "TEXT")?;
     add(conn, "changes", "TEXT")?;
     // 4: the `requests` (steering) and `budgets` tables, made by the schema itself.
+    // 5: messages into a running job.
+    add(conn, "messages", "INTEGER NOT NULL DEFAULT 1")?;
+    add(conn, "input_closed", "INTEGER NOT NULL DEFAULT 0")?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }

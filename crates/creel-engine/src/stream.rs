@@ -284,6 +284,8 @@ struct Event<'a> {
     terminal_reason: Option<Scalar<'a>>,
     #[serde(borrow)]
     errors: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    queued_turn_count: Option<Scalar<'a>>,
 }
 
 fn field_str<'s>(v: &'s Option<Scalar<'_>>) -> Option<&'s str> {
@@ -363,6 +365,12 @@ pub struct StreamFacts {
     pub saw_init: bool,
     /// Whether a `result` event was seen.
     pub saw_result: bool,
+    /// How many `result` events were seen (a message sent while Claude works joins the
+    /// running turn; one sent after a result starts another).
+    pub results: u64,
+    /// `queued_turn_count` of the last `result` event: user messages Claude has read but not
+    /// yet started on.
+    pub queued_turns: u64,
     /// How many `assistant` events were seen (one per content block).
     pub assistant_messages: u64,
 }
@@ -439,7 +447,10 @@ impl StreamFacts {
                 }
             }
             ("result", _) => {
-                changed |= set(&mut self.saw_result, true);
+                self.saw_result = true;
+                self.results = self.results.saturating_add(1);
+                self.queued_turns = field_u64(&ev.queued_turn_count).unwrap_or(0);
+                changed = true;
                 changed |= set(&mut self.num_turns, field_u64(&ev.num_turns));
                 changed |= set(&mut self.cost_usd, field_f64(&ev.total_cost_usd));
                 let result = field_str(&ev.result).map(|s| bounded(s, MAX_RESULT_BYTES));

@@ -891,3 +891,53 @@ fn real_claude_stops_at_the_session_s_cost_budget_and_resumes_once_raised() {
         "the second job resumed the first's conversation: {failed:?}"
     );
 }
+
+const TWO_MESSAGES: &str = r#"
+[[turn]]
+match = "FIRST-MESSAGE"
+text = "Working on the first message."
+tool_use = [{ name = "Bash", input = { command = "sleep 4; echo first-step-done", description = "A slow step" } }]
+
+[[turn]]
+match = "SECOND-MESSAGE"
+expect = ["FIRST-MESSAGE", "first-step-done"]
+text = "Both done: I saw the second message while I worked."
+"#;
+
+/// `creel send` with the real Claude Code: a message sent while Claude works on the prompt
+/// reaches it within the running turn (Claude Code surfaces it beside the next tool result),
+/// the model sees it in the same conversation, and the job ends once Claude has answered.
+#[test]
+fn real_claude_reads_a_message_sent_while_it_works() {
+    if !real_image() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(dir.path(), Some(TWO_MESSAGES));
+    let env = env_for(&model, "");
+    let (job, _) = env.start("FIRST-MESSAGE: take your time", &[]);
+    crate::util::eventually(Duration::from_secs(60), "the slow step", || {
+        let raw = String::from_utf8_lossy(&env.raw_output(&job)).into_owned();
+        raw.contains("sleep 4").then_some(())
+    });
+    let out = env.run(&["send", &job, "SECOND-MESSAGE: and then this"]);
+    env.expect_code(&out, 0, &["send", &job]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(
+        s["result"], "Both done: I saw the second message while I worked.",
+        "{s}"
+    );
+    let failed: Vec<Value> = model
+        .messages_requests()
+        .into_iter()
+        .filter(|r| {
+            !r["failedExpectations"]
+                .as_array()
+                .is_none_or(|a| a.is_empty())
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let late = env.run(&["send", &job, "too late"]);
+    env.expect_code(&late, 2, &["send", &job]);
+}

@@ -19,7 +19,7 @@ use crate::util::{TestEnv, external_tool};
 
 type Client = RunningService<RoleClient, ()>;
 
-const TOOLS: [&str; 10] = [
+const TOOLS: [&str; 11] = [
     "claude_code_approve",
     "claude_code_cancel",
     "claude_code_cleanup",
@@ -27,6 +27,7 @@ const TOOLS: [&str; 10] = [
     "claude_code_land",
     "claude_code_output",
     "claude_code_reply",
+    "claude_code_send",
     "claude_code_sessions",
     "claude_code_start",
     "claude_code_status",
@@ -292,7 +293,7 @@ async fn tools_are_listed_with_schemas_and_safety_hints() {
             .contains("claude_code_status")
     );
 
-    // Ten tools, each with an input schema, an output schema, a description and safety hints.
+    // Eleven tools, each with an input schema, an output schema, a description and safety hints.
     let tools = client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names, TOOLS);
@@ -306,9 +307,10 @@ async fn tools_are_listed_with_schemas_and_safety_hints() {
             | "claude_code_output"
             | "claude_code_sessions"
             | "claude_code_diff" => (true, false, true),
-            "claude_code_land" | "claude_code_reply" | "claude_code_approve" => {
-                (false, false, false)
-            }
+            "claude_code_land"
+            | "claude_code_reply"
+            | "claude_code_approve"
+            | "claude_code_send" => (false, false, false),
             "claude_code_cancel" => (false, true, true),
             "claude_code_cleanup" => (false, true, false),
             "claude_code_start" => (false, false, false),
@@ -895,6 +897,15 @@ async fn a_question_and_an_approval_are_notified_and_answered_through_the_tools(
     .await);
     let s = status_until(&client, &job, "completion", |s| s["status"] == "completed").await;
     assert_eq!(s["requests"].as_array().unwrap().len(), 2, "{s}");
+    let e = tool_error(
+        &call(
+            &client,
+            "claude_code_send",
+            json!({"job_id": job, "message": "too late"}),
+        )
+        .await,
+    );
+    assert!(e.contains("start a new job in session"), "{e}");
     assert!(
         tokio::time::timeout(Duration::from_secs(2), log_rx.recv())
             .await

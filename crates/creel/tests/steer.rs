@@ -254,3 +254,44 @@ fn wait_and_status_say_nothing_of_requests_for_a_job_that_asks_nothing() {
         assert!(raw.contains(want), "{want}: {raw}");
     }
 }
+
+/// `creel send`: a message into a running job is read after the prompt, in order, and the job
+/// ends only once Claude has answered every message; a job that has ended takes no more.
+#[test]
+fn messages_sent_to_a_running_job_are_answered_before_it_ends() {
+    let env = TestEnv::new();
+    let (job, _) = env.start("say first\nsleep 3\nsay first done", &[]);
+    eventually(Duration::from_secs(30), "the job to run", || {
+        (env.json(&["status", &job, "--json"])["status"] == "running").then_some(())
+    });
+    let out = env.run(&[
+        "send",
+        &job,
+        "say second\nbash echo from-the-second-message",
+    ]);
+    env.expect_code(&out, 0, &["send", &job]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent message 2"));
+    let out = env.run_stdin(&["send", &job, "-"], b"say third, from stdin");
+    env.expect_code(&out, 0, &["send", &job, "-"]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(
+        s["result"], "third, from stdin",
+        "the last message's result is the job's: {s}"
+    );
+    let raw = String::from_utf8_lossy(&env.raw_output(&job)).into_owned();
+    let order: Vec<usize> = ["first done", "from-the-second-message", "third, from stdin"]
+        .iter()
+        .map(|w| raw.find(w).unwrap_or_else(|| panic!("{w} missing: {raw}")))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "in order: {raw}");
+    assert_eq!(
+        raw.matches(r#""type":"result""#).count(),
+        3,
+        "one result per message"
+    );
+    let late = env.run(&["send", &job, "say too late"]);
+    env.expect_code(&late, 2, &["send", &job]);
+    assert!(String::from_utf8_lossy(&late.stderr).contains("start a new job in session"));
+    env.expect_code(&env.run(&["send", &job, " "]), 2, &["send", &job, " "]);
+}

@@ -45,6 +45,51 @@ impl Engine {
         self.decide(job_id, seq, "approval", decision)
     }
 
+    /// Sends job `job_id` a new user message while it runs (as if the person typed it in
+    /// Claude Code): Claude reads it once it has finished with the messages before it.
+    /// Returns the message's number (the prompt is 1).
+    pub fn send(&self, job_id: &str, text: &str) -> Result<u32> {
+        if text.trim().is_empty() {
+            return Err(Error::InvalidRequest("the message is empty".into()));
+        }
+        if text.len() > crate::job::start::MAX_PROMPT {
+            return Err(Error::InvalidRequest(format!(
+                "the message is {} bytes; the limit is {}",
+                text.len(),
+                crate::job::start::MAX_PROMPT
+            )));
+        }
+        let record = self.load_job(job_id)?;
+        let refused = |why: &str| Error::NotWaiting {
+            job: job_id.to_string(),
+            state: why.to_string(),
+            what: "messages".into(),
+        };
+        if !record.spec.steer.as_ref().is_some_and(|s| s.messages) {
+            return Err(refused(
+                "a job from before `send` existed, which reads only its prompt",
+            ));
+        }
+        if record.state.is_final() {
+            return Err(refused(&format!(
+                "{}: start a new job in session `{}` instead, which continues the conversation",
+                record.state, record.session_id
+            )));
+        }
+        let Some(n) = self.store().add_message(job_id)? else {
+            return Err(refused(
+                "finishing: Claude has answered every message and its input is closed; start a new job in the session instead",
+            ));
+        };
+        crate::steer::write_message(
+            &job_dir(&self.home, job_id),
+            n,
+            text,
+            crate::steer::agent_owner(&record.spec.user),
+        )?;
+        Ok(n)
+    }
+
     fn decide(
         &self,
         job_id: &str,

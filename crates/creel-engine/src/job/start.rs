@@ -365,6 +365,7 @@ impl Engine {
             git: None,
             git_base: None,
             steer: Some(crate::steer::SteerSpec {
+                messages: true,
                 permissions: req.permissions.unwrap_or(self.config.permissions),
                 allow: self.config.permissions_allow.clone(),
                 deny: self.config.permissions_deny.clone(),
@@ -403,6 +404,9 @@ impl Engine {
             )?;
             if let Some(steer) = &spec.steer {
                 crate::steer::prepare(&job_dir, steer, chown_to)?;
+                if steer.messages {
+                    crate::steer::write_message(&job_dir, 1, &req.prompt, chown_to)?;
+                }
             }
             if let Some(key) = &api_key {
                 // With the proxy adding the key, only creel's monitor reads this file: it stays

@@ -80,6 +80,11 @@ impl Monitor {
         // rings it too (inotify), so an idle monitor sleeps until something happens.
         let mut wake = Wakeups::new();
         let mut steering = self.steering()?;
+        // Stream input: after a result with nothing queued Claude waits for more input; the
+        // input is then closed after the messages sent so far, and Claude finishes them.
+        let stream_input = spec.steer.as_ref().is_some_and(|s| s.messages);
+        let mut input_closed = false;
+        let mut results_checked: Option<u64> = None;
         if steering.is_some() {
             wake.watch_dir(&crate::steer::asked_dir(&self.dir));
         }
@@ -267,6 +272,13 @@ impl Monitor {
                     let _ = self.runtime.stop(container, STOP_GRACE_SECS);
                     stopped = true;
                 }
+            }
+
+            if stream_input && !input_closed && results_checked != Some(facts.results) {
+                results_checked = Some(facts.results);
+                input_closed = facts.results > 0
+                    && facts.queued_turns == 0
+                    && self.close_input_when_answered()?;
             }
 
             // Questions and permission requests.

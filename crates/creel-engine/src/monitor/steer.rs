@@ -167,6 +167,32 @@ impl Monitor {
         Ok(())
     }
 
+    /// Closes Claude's input after the messages sent so far (called once Claude has answered
+    /// and waits for more): it reads them, answers them, and finishes; a later `send` is
+    /// refused. The store decides between this and a concurrent `send`. Returns whether the
+    /// input is closed.
+    pub(super) fn close_input_when_answered(&mut self) -> Result<bool> {
+        let id = self.job.id.clone();
+        let owner = crate::steer::agent_owner(&self.job.spec.user);
+        // A `send` between the read and the close moves the count: read it again.
+        for _ in 0..8 {
+            let (messages, closed) = self.store.messages(&id)?;
+            if closed {
+                // (Also a monitor that died between the store and the file.)
+                if !crate::steer::close_written(&self.dir) {
+                    crate::steer::write_close(&self.dir, messages, owner)?;
+                }
+                return Ok(true);
+            }
+            if self.store.close_input(&id, messages)? {
+                crate::steer::write_close(&self.dir, messages, owner)?;
+                tracing::debug!(job = %id, messages, "input closed");
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Sends request's webhook (when the job has one), from the notifier thread.
     fn announce(&self, st: &mut Steering, request: &Request) {
         let Some(spec) = self.job.spec.webhook.clone() else {

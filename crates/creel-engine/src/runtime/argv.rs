@@ -25,6 +25,21 @@ pub const API_KEY: &str = "/creel/api-key";
 /// the prompt on standard input. `$0` is Claude's path and `$@` its arguments.
 pub const WRAPPER: &str = "if [ -r /creel/api-key ]; then IFS= read -r ANTHROPIC_API_KEY < /creel/api-key; export ANTHROPIC_API_KEY; fi; exec \"$0\" \"$@\" < /creel/prompt";
 
+/// The wrapper for a job that reads its messages as stream-json: a feeder in the background
+/// passes the inbox's messages (`1.json`, `2.json`, …; the prompt is the first) to Claude's
+/// standard input through a FIFO in `/tmp`, sleeping on the doorbell FIFO between them, and
+/// ends the input once `close` says how many there are. Like [`WRAPPER`] it carries no user
+/// data; `$0` is Claude's path and `$@` its arguments.
+pub const WRAPPER_STREAM: &str = concat!(
+    "if [ -r /creel/api-key ]; then IFS= read -r ANTHROPIC_API_KEY < /creel/api-key; export ANTHROPIC_API_KEY; fi; ",
+    "mkfifo /tmp/.creel-input || exit 125; ",
+    "( exec 4<>/creel/steer/doorbell; n=1; while :; do ",
+    "if [ -e /creel/steer/inbox/$n.json ]; then cat /creel/steer/inbox/$n.json || exit 0; n=$((n + 1)); ",
+    "elif [ -e /creel/steer/inbox/close ] && [ \"$(cat /creel/steer/inbox/close)\" -lt \"$n\" ]; then exit 0; ",
+    "else read -r _ <&4 || exit 0; fi; done ) > /tmp/.creel-input & ",
+    "exec \"$0\" \"$@\" < /tmp/.creel-input"
+);
+
 /// Labels that mark a container as creel's.
 pub const LABEL_JOB: &str = "io.creel.job";
 /// The session label.
@@ -302,9 +317,18 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
     push("/bin/sh");
     push(&s.image);
     push("-c");
-    push(WRAPPER);
+    let stream_input = s.steer.as_ref().is_some_and(|st| st.messages);
+    push(if stream_input {
+        WRAPPER_STREAM
+    } else {
+        WRAPPER
+    });
     push(&s.claude_path);
     push("-p");
+    if stream_input {
+        push("--input-format");
+        push("stream-json");
+    }
     push("--output-format");
     push("stream-json");
     push("--verbose");

@@ -32,6 +32,10 @@ use crate::error::{Error, Result};
 pub const SERVER: &str = include_str!("server.py");
 /// Where the read-only steering directory (server, MCP config, answers) is mounted.
 pub const CONTAINER_STEER: &str = "/creel/steer";
+/// The user messages Claude reads (`--input-format stream-json`), in the container: the
+/// prompt is `1.json`, each `creel send` the next number; `close` holds how many there are once
+/// creel ends the input.
+pub const CONTAINER_INBOX: &str = "/creel/steer/inbox";
 /// Where the container's request directory is mounted (read-write).
 pub const CONTAINER_ASKED: &str = "/creel/asked";
 /// The MCP config Claude is given (`--mcp-config`), inside the container.
@@ -83,6 +87,10 @@ impl std::str::FromStr for Permissions {
 /// A job's steering settings, fixed when the job is accepted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SteerSpec {
+    /// Claude reads its prompt, and later messages (`send`), as stream-json from the inbox
+    /// (jobs accepted before `send` existed read the prompt file).
+    #[serde(default)]
+    pub messages: bool,
     /// Skip or ask.
     pub permissions: Permissions,
     /// Rules that approve a permission request without asking.
@@ -208,9 +216,27 @@ pub(crate) fn asked_dir(job_dir: &Path) -> PathBuf {
 pub fn prepare(job_dir: &Path, spec: &SteerSpec, owner: Option<(u32, u32)>) -> Result<()> {
     use crate::files::{chown, create_private_dir, write_file_atomic};
     let steer = steer_dir(job_dir);
-    for d in [steer.clone(), steer.join("answers"), asked_dir(job_dir)] {
+    for d in [
+        steer.clone(),
+        steer.join("answers"),
+        steer.join("inbox"),
+        asked_dir(job_dir),
+    ] {
         create_private_dir(&d)?;
         chown(&d, owner)?;
+    }
+    if spec.messages {
+        // The feeder in the container sleeps on this FIFO; creel rings it (a newline) when a
+        // message or the end of input is there. It keeps a write end open itself, so no ring
+        // is ever lost and creel's non-blocking ring never waits.
+        let bell = steer.join("doorbell");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &bell,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| Error::io("cannot create", &bell, e.into()))?;
+        chown(&bell, owner)?;
     }
     write_file_atomic(&steer.join("server.py"), SERVER.as_bytes(), 0o444, owner)?;
     let mut args = vec![format!("{CONTAINER_STEER}/server.py")];
@@ -227,6 +253,52 @@ pub fn prepare(job_dir: &Path, spec: &SteerSpec, owner: Option<(u32, u32)>) -> R
         owner,
     )?;
     Ok(())
+}
+
+/// The stream-json line of a user message: what Claude reads on standard input.
+pub(crate) fn user_message_line(text: &str) -> String {
+    let content = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
+    format!(r#"{{"type":"user","message":{{"role":"user","content":{content}}}}}"#) + "\n"
+}
+
+/// Writes message `n` (1 is the prompt) into the job's inbox and rings the feeder.
+pub(crate) fn write_message(
+    job_dir: &Path,
+    n: u32,
+    text: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let path = steer_dir(job_dir).join("inbox").join(format!("{n}.json"));
+    crate::files::write_file_atomic(&path, user_message_line(text).as_bytes(), 0o444, owner)?;
+    ring(job_dir);
+    Ok(())
+}
+
+/// Ends Claude's input after `n` messages (Claude then finishes and exits) and rings.
+pub(crate) fn write_close(job_dir: &Path, n: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    let path = steer_dir(job_dir).join("inbox").join("close");
+    crate::files::write_file_atomic(&path, format!("{n}\n").as_bytes(), 0o444, owner)?;
+    ring(job_dir);
+    Ok(())
+}
+
+/// Whether the input's end is written.
+pub(crate) fn close_written(job_dir: &Path) -> bool {
+    steer_dir(job_dir).join("inbox").join("close").is_file()
+}
+
+/// Wakes the feeder: one newline into the doorbell FIFO, never blocking (a FIFO with no
+/// reader yet, or a full one, needs no ring: the feeder looks at the inbox before it sleeps).
+fn ring(job_dir: &Path) {
+    use rustix::fs::{Mode, OFlags};
+    let bell = steer_dir(job_dir).join("doorbell");
+    if let Ok(fd) = rustix::fs::open(
+        &bell,
+        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        let _ = rustix::io::write(&fd, b"\n");
+    }
 }
 
 /// Reads request `seq` from the container's directory: never through a link, never blocking

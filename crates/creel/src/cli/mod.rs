@@ -102,6 +102,12 @@ pub enum Command {
     /// shows the question (activity needs_input); `creel wait` ends with exit code 5 when a
     /// job asks.
     Reply(reply::ReplyArgs),
+    /// Send a running job another message, e.g. "also update the docs"
+    ///
+    /// Claude reads it as the next user message, once it has answered the ones before; the
+    /// job ends after it has answered them all. For a job that has ended, start a new job in
+    /// its session instead (it continues the conversation).
+    Send(reply::SendArgs),
     /// Allow (or with --deny refuse) the tool use a job waits on (permissions = "ask")
     ///
     /// `creel status` shows the tool and its input (activity needs_approval).
@@ -179,6 +185,7 @@ impl Command {
             Command::Wait(a) => a.json,
             Command::Cancel(a) => a.json,
             Command::Reply(a) => a.json,
+            Command::Send(_) => false,
             Command::Approve(a) => a.json,
             Command::Jobs(a) => a.json,
             Command::Sessions(a) => a.json,
@@ -223,6 +230,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Jobs(args) => jobs::run(&open_engine(g)?, args),
         Command::Cancel(args) => cancel::run(&open_engine(g)?, args),
         Command::Reply(args) => reply::reply(&open_engine(g)?, args),
+        Command::Send(args) => reply::send(&open_engine(g)?, args),
         Command::Approve(args) => reply::approve(&open_engine(g)?, args),
         Command::Sessions(args) => sessions::run(&open_engine(g)?, args),
         Command::Budget(args) => budget::run(&open_engine(g)?, args),

@@ -40,6 +40,39 @@ pub struct ApproveArgs {
     pub json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// The job id (a running job)
+    pub job: String,
+    /// The message, as if typed to Claude; `-` reads it from standard input
+    pub message: String,
+}
+
+pub fn send(engine: &Engine, args: SendArgs) -> anyhow::Result<ExitStatus> {
+    let message = if args.message == "-" {
+        use std::io::Read;
+        let mut s = String::new();
+        std::io::stdin()
+            .take(creel_engine::MAX_PROMPT_BYTES as u64 + 1)
+            .read_to_string(&mut s)
+            .context("cannot read the message from standard input (it must be UTF-8)")?;
+        s
+    } else {
+        args.message.clone()
+    };
+    let n = engine
+        .send(&args.job, &message)
+        .with_context(|| format!("cannot send job {} a message", args.job))?;
+    printer::out(
+        format!(
+            "sent message {n} to job {}; Claude reads it once it has finished with the ones before\n",
+            args.job
+        )
+        .as_bytes(),
+    )?;
+    Ok(ExitStatus::Success)
+}
+
 pub fn reply(engine: &Engine, args: ReplyArgs) -> anyhow::Result<ExitStatus> {
     let answer = if args.answer == "-" {
         use std::io::Read;

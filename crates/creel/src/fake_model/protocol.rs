@@ -25,20 +25,31 @@ impl RequestFacts {
     pub fn from_body(body: &Value) -> RequestFacts {
         let messages = body.get("messages").and_then(Value::as_array);
         // Claude can put a `role: "system"` entry after the first user message: look for the
-        // last `user` one, not the last one.
-        let last_user = messages.and_then(|m| {
-            m.iter()
-                .rev()
-                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        });
+        // last `user` one, not the last one. What comes after it is part of it: Claude Code
+        // passes a message the user sent mid-turn as a `system` entry after the tool results.
+        let last_user_text = messages
+            .and_then(|m| {
+                let at = m
+                    .iter()
+                    .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+                let texts: Vec<String> = m[at..]
+                    .iter()
+                    .filter(|m| {
+                        matches!(
+                            m.get("role").and_then(Value::as_str),
+                            Some("user" | "system")
+                        )
+                    })
+                    .filter_map(|m| m.get("content").map(content_text))
+                    .collect();
+                Some(texts.join("\n"))
+            })
+            .unwrap_or_default();
         RequestFacts {
             model: body.get("model").and_then(Value::as_str).map(String::from),
             stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
             messages: messages.map_or(0, Vec::len),
-            last_user_text: last_user
-                .and_then(|m| m.get("content"))
-                .map(content_text)
-                .unwrap_or_default(),
+            last_user_text,
         }
     }
 }
@@ -293,7 +304,7 @@ mod tests {
     use crate::fake_model::script::ToolCall;
 
     #[test]
-    fn last_user_message_skips_system_entries() {
+    fn last_user_message_and_what_claude_put_after_it() {
         let body = json!({
             "model": "claude-x",
             "stream": true,
@@ -304,7 +315,7 @@ mod tests {
                     {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "out"}]},
                     {"type": "text", "text": "more"}
                 ]},
-                {"role": "system", "content": "a reminder"}
+                {"role": "system", "content": "The user sent a new message while you were working:\nmid-turn"}
             ],
             "unknown": {"fields": "are fine"}
         });
@@ -312,7 +323,10 @@ mod tests {
         assert_eq!(f.model.as_deref(), Some("claude-x"));
         assert!(f.stream);
         assert_eq!(f.messages, 4);
-        assert_eq!(f.last_user_text, "out\nmore");
+        assert_eq!(
+            f.last_user_text,
+            "out\nmore\nThe user sent a new message while you were working:\nmid-turn"
+        );
         assert_eq!(
             RequestFacts::from_body(&json!("not an object")),
             RequestFacts::default()

@@ -2,7 +2,8 @@
 //!
 //! A script is a list of turns (TOML `[[turn]]` tables, or JSON `{"turn": [...]}`). Each
 //! request to `POST /v1/messages` takes the first unused turn whose `match` (if any) occurs in
-//! the request's last `user` message, and gets that turn's answer: text and/or tool calls, an
+//! the request's last `user` message (with what Claude Code puts after it: a message the user
+//! sent mid-turn comes as a `system` entry), and gets that turn's answer: text and/or tool calls, an
 //! HTTP error, or silence. A turn is used once unless `repeat = true`. When no turn fits, the
 //! answer is the text `exhausted`.
 //!

@@ -19,6 +19,7 @@ pub struct StartParams {
     /// The task for Claude Code, in plain language, with everything it needs to know: it cannot see this conversation.
     pub prompt: String,
     /// Continue this session (conversation and workspace); omit to start a new one. Session ids are 1-128 letters, digits, `.`, `_` or `-`, starting with a letter or digit; an unknown id creates a session with that name.
+    #[serde(default, deserialize_with = "opt_session_id")]
     pub session_id: Option<String>,
     /// For a new session only: an existing directory on the host to use as its workspace (absolute path; Claude reads and writes it, creel never deletes it). Omit for a fresh empty workspace.
     pub workspace: Option<String>,
@@ -108,6 +109,7 @@ impl StartParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReplyParams {
     /// The job whose question this answers (its status has activityState needs_input).
+    #[serde(deserialize_with = "job_id")]
     pub job_id: String,
     /// The answer, in plain language; Claude receives it as the result of its question.
     pub answer: String,
@@ -116,10 +118,21 @@ pub struct ReplyParams {
     pub request: Option<u32>,
 }
 
+/// `claude_code_send` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SendParams {
+    /// The running job to send the message to.
+    #[serde(deserialize_with = "job_id")]
+    pub job_id: String,
+    /// The message, as a person would type it to Claude (e.g. "also update the docs").
+    pub message: String,
+}
+
 /// `claude_code_approve` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ApproveParams {
     /// The job whose permission request this decides (activityState needs_approval).
+    #[serde(deserialize_with = "job_id")]
     pub job_id: String,
     /// true lets the tool run; false refuses it. Default true.
     #[serde(default, deserialize_with = "lenient")]
@@ -135,8 +148,10 @@ pub struct ApproveParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct StatusParams {
     /// The job id claude_code_start returned.
+    #[serde(deserialize_with = "job_id")]
     pub job_id: String,
     /// If given, the job must belong to this session (a safety check).
+    #[serde(default, deserialize_with = "opt_session_id")]
     pub session_id: Option<String>,
     /// Wait up to this many seconds (max 600) for the job to end before answering.
     #[serde(default, deserialize_with = "lenient")]
@@ -174,8 +189,10 @@ pub const DEFAULT_LIMIT: u64 = 64 * 1024;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct OutputParams {
     /// The job id claude_code_start returned.
+    #[serde(deserialize_with = "job_id")]
     pub job_id: String,
     /// If given, the job must belong to this session (a safety check).
+    #[serde(default, deserialize_with = "opt_session_id")]
     pub session_id: Option<String>,
     /// Byte offset to start at: 0 (default) or a previous page's nextOffset.
     #[serde(default, deserialize_with = "lenient")]
@@ -205,8 +222,10 @@ impl OutputParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct CancelParams {
     /// The job id claude_code_start returned.
+    #[serde(deserialize_with = "job_id")]
     pub job_id: String,
     /// If given, the job must belong to this session (a safety check); nothing is cancelled otherwise.
+    #[serde(default, deserialize_with = "opt_session_id")]
     pub session_id: Option<String>,
 }
 
@@ -214,8 +233,10 @@ pub struct CancelParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct DiffParams {
     /// A session started with `repo`.
+    #[serde(deserialize_with = "session_id")]
     pub session_id: String,
     /// Only what this job changed; default: everything since the session started.
+    #[serde(default, deserialize_with = "opt_job_id")]
     pub job_id: Option<String>,
     /// A summary (files and line counts) instead of the patch; default false.
     #[serde(default, deserialize_with = "lenient")]
@@ -249,6 +270,7 @@ pub enum LandHowParam {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct LandParams {
     /// A session started with `repo`.
+    #[serde(deserialize_with = "session_id")]
     pub session_id: String,
     /// `merge`, `apply` or `branch`.
     pub how: LandHowParam,
@@ -302,6 +324,44 @@ pub fn resource(uri: &str) -> Option<(&str, OutputFormat, &'static str)> {
 
 /// A value as JSON has it, or the same value written as a string (`"30"`, `"true"`); `null` is
 /// the same as absent.
+/// An id as a string, or as the number a client made of an all-digit one (MCP Inspector's CLI
+/// turns `"581410212356"` into `581410212356`). A job id is 12 characters: a number gets back
+/// the leading zeros it lost.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Id {
+    Text(String),
+    Number(u64),
+}
+
+fn job_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Id::deserialize(d)? {
+        Id::Text(s) => s,
+        Id::Number(n) => format!("{n:012}"),
+    })
+}
+
+fn opt_job_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Id>::deserialize(d)?.map(|id| match id {
+        Id::Text(s) => s,
+        Id::Number(n) => format!("{n:012}"),
+    }))
+}
+
+fn session_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Id::deserialize(d)? {
+        Id::Text(s) => s,
+        Id::Number(n) => n.to_string(),
+    })
+}
+
+fn opt_session_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Id>::deserialize(d)?.map(|id| match id {
+        Id::Text(s) => s,
+        Id::Number(n) => n.to_string(),
+    }))
+}
+
 fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
@@ -402,6 +462,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.idle_seconds, p.delete_workspaces), (Some(0), Some(true)));
+    }
+
+    #[test]
+    fn all_digit_ids_may_arrive_as_numbers() {
+        // MCP Inspector's CLI sends `"job_id": "012345678901"` as the number 12345678901.
+        let p: StatusParams =
+            serde_json::from_value(json!({"job_id": 12345678901u64, "session_id": 42})).unwrap();
+        assert_eq!(p.job_id, "012345678901");
+        assert_eq!(p.session_id.as_deref(), Some("42"));
+        let p: StatusParams = serde_json::from_value(json!({"job_id": "abc"})).unwrap();
+        assert_eq!((p.job_id.as_str(), p.session_id), ("abc", None));
+        assert!(serde_json::from_value::<StatusParams>(json!({"job_id": -1})).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use rmcp::model::CallToolResult;
 use rmcp::service::Peer;
 use rmcp::{RoleServer, tool, tool_router};
 
-use super::params::{ApproveParams, ReplyParams};
+use super::params::{ApproveParams, ReplyParams, SendParams};
 use super::{CreelServer, JobChanges, finish, input_schema, output_schema, success};
 use crate::wire::{RequestWire, StatusWire};
 
@@ -15,6 +15,12 @@ Answer the question a running Claude Code job asked (its claude_code_status show
 needs_input and needsInput.question, with needsInput.options when it is a choice). Claude \
 receives the answer as the result of its question and goes on. Answer as the person who gave \
 the task would; if you cannot, say so in the answer. Returns the job's status.";
+
+const SEND: &str = "\
+Send a running Claude Code job another message, e.g. \"also update the docs\" or a correction: \
+Claude reads it as the next user message once it has finished with the ones before, and the job \
+ends after it has answered them all. Fails for a job that has ended or is finishing: then start a \
+new job in its session (claude_code_start with session_id), which continues the conversation.";
 
 const APPROVE: &str = "\
 Decide a running Claude Code job's permission request (a job started with permissions=ask; its \
@@ -51,6 +57,38 @@ impl CreelServer {
     }
 
     #[tool(
+        name = "claude_code_send",
+        description = SEND,
+        input_schema = input_schema::<SendParams>(),
+        output_schema = output_schema::<SentWire>(),
+        annotations(
+            title = "Send a running Claude Code job a message",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn claude_code_send(&self, Parameters(p): Parameters<SendParams>) -> CallToolResult {
+        let job = p.job_id.clone();
+        finish(
+            self.blocking(move |e| e.send(&p.job_id, &p.message))
+                .await
+                .map(|n| {
+                    let w = SentWire {
+                        job_id: job,
+                        message: n,
+                    };
+                    let summary = format!(
+                        "Sent message {} to job {}; Claude reads it after the ones before. Poll claude_code_status until the job ends.",
+                        w.message, w.job_id
+                    );
+                    success(&w, summary, None)
+                }),
+        )
+    }
+
+    #[tool(
         name = "claude_code_approve",
         description = APPROVE,
         input_schema = input_schema::<ApproveParams>(),
@@ -78,6 +116,16 @@ impl CreelServer {
                 }),
         )
     }
+}
+
+/// `claude_code_send`'s result.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SentWire {
+    /// The job.
+    pub job_id: String,
+    /// The message's number (the prompt is 1).
+    pub message: u32,
 }
 
 fn after(w: &StatusWire, verb: &str) -> String {
