@@ -483,7 +483,9 @@ fn fake_model_speaks_the_messages_api_and_logs_requests() {
     let log = model.requests();
     assert_eq!(log.len(), 6, "{log:#?}");
     assert_eq!(log[0]["turn"], 1);
-    assert_eq!(log[0]["lastUserText"], "please read");
+    // What Claude puts after the last user message (a `system` entry: a mid-turn message from
+    // the user, a reminder) counts as part of it.
+    assert_eq!(log[0]["lastUserText"], "please read\na reminder");
     assert_eq!(log[0]["headers"]["anthropic-beta"], "future-2099-01-01");
     assert_eq!(
         log[0]["headers"]["x-api-key"],
