@@ -28,7 +28,7 @@ pub struct StartRequest {
     pub max_turns: Option<u32>,
     /// Limits for the session's jobs together; for an existing session, limits given here
     /// replace its own (as `Engine::budget` does).
-    pub budget: crate::job::budget::Budget,
+    pub budget: Budget,
     /// `skip` or `ask` (default: the config's `permissions`).
     pub permissions: Option<crate::steer::Permissions>,
     /// Started by an agent (through MCP) rather than a person: only such jobs use the
@@ -100,7 +100,7 @@ pub struct JobStatus {
     /// [`JobStatus::REQUESTS_SHOWN`]).
     pub requests: Vec<crate::steer::Request>,
     /// The session's budget and what its jobs spent, when it has one.
-    pub budget: Option<crate::job::budget::BudgetStatus>,
+    pub budget: Option<BudgetStatus>,
 }
 
 impl JobStatus {
@@ -203,4 +203,95 @@ pub struct JobSummary {
     pub record: JobRecord,
     /// The prompt's first line, shortened (empty when the prompt is gone).
     pub prompt_head: String,
+}
+
+/// A session's limits; `None` is no limit.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Budget {
+    /// Dollars, as Claude reports its cost.
+    pub max_cost_usd: Option<f64>,
+    /// Agent turns.
+    pub max_turns: Option<u64>,
+    /// Seconds the session's jobs may run, together.
+    pub max_wall_seconds: Option<u64>,
+}
+
+impl Budget {
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        self.max_cost_usd.is_none() && self.max_turns.is_none() && self.max_wall_seconds.is_none()
+    }
+
+    /// `self` with every limit `other` sets replaced.
+    pub fn overlaid(&self, other: &Budget) -> Budget {
+        Budget {
+            max_cost_usd: other.max_cost_usd.or(self.max_cost_usd),
+            max_turns: other.max_turns.or(self.max_turns),
+            max_wall_seconds: other.max_wall_seconds.or(self.max_wall_seconds),
+        }
+    }
+
+    /// Checks the values (a cost must be a positive number).
+    pub fn check(&self) -> crate::error::Result<()> {
+        if let Some(c) = self.max_cost_usd
+            && !(c > 0.0 && c.is_finite())
+        {
+            return Err(crate::error::Error::InvalidRequest(format!(
+                "max_cost_usd {c} is not a positive number of dollars"
+            )));
+        }
+        if self.max_turns == Some(0) || self.max_wall_seconds == Some(0) {
+            return Err(crate::error::Error::InvalidRequest(
+                "a budget of 0 turns or 0 seconds allows nothing; leave it out for no limit".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a session's jobs have used.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spent {
+    /// Dollars (finished jobs, and running ones as far as Claude has reported).
+    pub cost_usd: f64,
+    /// Turns.
+    pub turns: u64,
+    /// Seconds the jobs have run (a running job up to now).
+    pub wall_seconds: f64,
+}
+
+/// A session's budget with what is spent and left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetStatus {
+    /// The session.
+    pub session_id: String,
+    /// The limits.
+    pub budget: Budget,
+    /// What is used.
+    pub spent: Spent,
+    /// The first limit reached, in words, once one is.
+    pub exhausted: Option<String>,
+}
+
+impl BudgetStatus {
+    /// Dollars left, if limited.
+    pub fn cost_left(&self) -> Option<f64> {
+        self.budget
+            .max_cost_usd
+            .map(|m| (m - self.spent.cost_usd).max(0.0))
+    }
+
+    /// Turns left, if limited.
+    pub fn turns_left(&self) -> Option<u64> {
+        self.budget
+            .max_turns
+            .map(|m| m.saturating_sub(self.spent.turns))
+    }
+
+    /// Seconds left, if limited.
+    pub fn wall_seconds_left(&self) -> Option<u64> {
+        self.budget
+            .max_wall_seconds
+            .map(|m| (m as f64 - self.spent.wall_seconds).max(0.0) as u64)
+    }
 }

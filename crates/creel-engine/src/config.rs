@@ -124,6 +124,38 @@ pub const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
 /// The default image: the sandbox image `creel image build` makes.
 pub const DEFAULT_IMAGE: &str = "localhost/creel-claude:latest";
 
+/// Whether Claude asks before using tools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permissions {
+    /// `--dangerously-skip-permissions`: the container is the only wall (the default).
+    #[default]
+    Skip,
+    /// Every permission request becomes `needs_approval`, unless a rule decides it.
+    Ask,
+}
+
+impl Permissions {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permissions::Skip => "skip",
+            Permissions::Ask => "ask",
+        }
+    }
+}
+
+impl std::str::FromStr for Permissions {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "skip" => Ok(Permissions::Skip),
+            "ask" => Ok(Permissions::Ask),
+            _ => Err(format!("unknown permissions `{s}` (expected skip or ask)")),
+        }
+    }
+}
+
 /// Every option creel reads. Field docs are the user documentation of the TOML keys.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -184,7 +216,7 @@ pub struct Config {
     pub model: Option<String>,
     /// `skip` (default: Claude runs with `--dangerously-skip-permissions`; the container is the
     /// wall) or `ask` (each permission request waits for `creel approve`, unless a rule decides).
-    pub permissions: crate::steer::Permissions,
+    pub permissions: Permissions,
     /// With `permissions = "ask"`: requests approved without asking, in Claude Code's rule
     /// syntax, e.g. `["Bash(git *)", "Edit"]`.
     pub permissions_allow: Vec<String>,
@@ -232,7 +264,7 @@ impl Default for Config {
             tmpfs_size: "512m".into(),
             sandbox_uid: 1000,
             model: None,
-            permissions: crate::steer::Permissions::Skip,
+            permissions: Permissions::Skip,
             permissions_allow: Vec::new(),
             permissions_deny: Vec::new(),
             input_timeout: 3600,
@@ -456,20 +488,29 @@ impl Config {
             ("permissions_deny", &self.permissions_deny),
         ] {
             for rule in rules {
-                crate::steer::rules::check(rule)
+                crate::approvals::check(rule)
                     .map_err(|message| ConfigError::BadValue { key, message })?;
             }
         }
-        crate::job::budget::Budget {
-            max_cost_usd: self.max_cost_usd,
-            max_turns: self.max_turns,
-            max_wall_seconds: self.max_wall_seconds,
+        if let Some(c) = self.max_cost_usd
+            && !(c > 0.0 && c.is_finite())
+        {
+            return Err(ConfigError::BadValue {
+                key: "max_cost_usd",
+                message: format!("{c} is not a positive number of dollars"),
+            });
         }
-        .check()
-        .map_err(|e| ConfigError::BadValue {
-            key: "max_cost_usd",
-            message: e.to_string(),
-        })?;
+        for (key, value) in [
+            ("max_turns", self.max_turns),
+            ("max_wall_seconds", self.max_wall_seconds),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::BadValue {
+                    key,
+                    message: "0 allows nothing; leave it out for no limit".into(),
+                });
+            }
+        }
         if self.pids_limit == 0 {
             return Err(ConfigError::BadValue {
                 key: "pids_limit",

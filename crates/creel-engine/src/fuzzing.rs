@@ -123,7 +123,7 @@ pub fn steer_request(data: &[u8]) {
     {
         let allow = ["Bash(git *)".to_string(), "Edit".to_string()];
         let deny = ["Bash(curl *)".to_string()];
-        if let Some((true, _)) = crate::steer::rules::decide(&allow, &deny, &tool_name, &input)
+        if let Some((true, _)) = crate::approvals::decide(&allow, &deny, &tool_name, &input)
             && tool_name == "Bash"
         {
             let cmd = input["command"].as_str().unwrap_or_default();

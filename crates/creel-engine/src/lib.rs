@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod api;
+pub(crate) mod approvals;
 pub(crate) mod cgroup;
 pub mod config;
 mod doctor;
@@ -46,14 +47,13 @@ pub(crate) mod watch;
 pub(crate) mod webhook;
 
 pub use api::{
-    Activity, CleanupReport, JobStatus, JobSummary, JobsRequest, OutputChunk, OutputFormat,
-    OutputRequest, StartRequest, StartResponse, WaitOutcome,
+    Activity, Budget, BudgetStatus, CleanupReport, JobStatus, JobSummary, JobsRequest, OutputChunk,
+    OutputFormat, OutputRequest, Spent, StartRequest, StartResponse, WaitOutcome,
 };
 pub use config::Config;
 pub use doctor::{DoctorFinding, DoctorLevel};
 pub use engine::{Engine, EngineOptions, MonitorLauncher};
 pub use error::{Error, ErrorCategory, Result};
-pub use job::budget::{Budget, BudgetStatus, Spent};
 pub use job::start::MAX_PROMPT as MAX_PROMPT_BYTES;
 pub use job::{ErrorKind, JobRecord, JobState};
 pub use remedy::Remedy;
@@ -69,6 +69,9 @@ pub mod internals {
     pub use crate::runtime::argv::{ContainerArgs, run_args};
     pub use crate::runtime::find_in_path;
     pub use crate::session::SessionRecord;
-    pub use crate::steer::prepare as prepare_steer;
+    pub use crate::steer::{
+        prepare as prepare_steer, write_close as close_steer_input,
+        write_message as write_steer_message,
+    };
     pub use crate::store::Store;
 }

@@ -35,7 +35,7 @@ pub struct SessionSummary {
     /// The newest job, finished or not, and its state.
     pub last_job: Option<(String, crate::job::JobState)>,
     /// Its budget, with what is spent, when it has one.
-    pub budget: Option<crate::job::budget::BudgetStatus>,
+    pub budget: Option<crate::api::BudgetStatus>,
 }
 
 /// Checks a user-given session id against `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.

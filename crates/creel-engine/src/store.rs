@@ -618,7 +618,7 @@ impl Store {
     }
 
     /// A session's budget, if one was set.
-    pub fn budget(&self, session: &str) -> Result<Option<crate::job::budget::Budget>, StoreError> {
+    pub fn budget(&self, session: &str) -> Result<Option<crate::api::Budget>, StoreError> {
         let text: Option<String> = self
             .conn
             .query_row(
@@ -632,11 +632,7 @@ impl Store {
     }
 
     /// Sets a session's budget.
-    pub fn set_budget(
-        &self,
-        session: &str,
-        budget: &crate::job::budget::Budget,
-    ) -> Result<(), StoreError> {
+    pub fn set_budget(&self, session: &str, budget: &crate::api::Budget) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO budgets (session_id, budget) VALUES (?1, ?2)
@@ -651,11 +647,7 @@ impl Store {
     /// reports the cost of the whole conversation (a resumed conversation's cost includes the
     /// jobs before), and the turns of one run: so the cost is the highest reported per
     /// conversation, added up over the session's conversations, and the turns a plain sum.
-    pub fn spent(
-        &self,
-        session: &str,
-        now_ms: i64,
-    ) -> Result<crate::job::budget::Spent, StoreError> {
+    pub fn spent(&self, session: &str, now_ms: i64) -> Result<crate::api::Spent, StoreError> {
         self.conn
             .query_row(
                 "SELECT
@@ -666,7 +658,7 @@ impl Store {
                  FROM jobs WHERE session_id = ?1 AND started_at IS NOT NULL",
                 params![session, now_ms],
                 |r| {
-                    Ok(crate::job::budget::Spent {
+                    Ok(crate::api::Spent {
                         cost_usd: r.get(0)?,
                         turns: r.get::<_, i64>(1)?.max(0) as u64,
                         wall_seconds: r.get::<_, i64>(2)?.max(0) as f64 / 1000.0,

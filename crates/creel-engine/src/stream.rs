@@ -884,8 +884,10 @@ impl Renderer {
         if let Some(cost) = field_f64(&ev.total_cost_usd) {
             let _ = write!(out, " · ${cost:.4}");
         }
+        // Claude's own time for the run (what `status` counts, from acceptance to the end, is
+        // longer by the container's start): named, so that the two are never mistaken.
         if let Some(ms) = field_f64(&ev.duration_ms) {
-            let _ = write!(out, " · {:.1}s", ms / 1000.0);
+            let _ = write!(out, " · Claude {:.1}s", ms / 1000.0);
         }
         out.push('\n');
         if let Some(text) = result
@@ -1178,7 +1180,7 @@ mod tests {
                 "→ Bash(cat /workspace/hello.txt && id -un)",
                 "  ← hello from fake model (+1 more line)",
                 "All done: wrote and read /workspace/hello.txt.",
-                "✔ done · 3 turns · $0.0024 · 0.4s",
+                "✔ done · 3 turns · $0.0024 · Claude 0.4s",
             ]
         );
     }
@@ -1188,7 +1190,7 @@ mod tests {
         let text = render_text(RESUMED);
         assert!(text.contains("● conversation 31111111-2222-4333-8444-555555555555 · "));
         assert!(text.contains("  ← The file /workspace/hello.txt has been updated successfully."));
-        assert!(text.contains("✔ done · 3 turns · $0.0048 · 0.3s\n"));
+        assert!(text.contains("✔ done · 3 turns · $0.0048 · Claude 0.3s\n"));
     }
 
     #[test]
@@ -1216,7 +1218,7 @@ mod tests {
         let l = lines(&text);
         assert_eq!(l.len(), 3, "{text}");
         assert!(l[1].starts_with("FAKE-REPLY to: th [Claude Code]"));
-        assert!(l[2].starts_with("✔ done · 1 turn · $0.0008 · 0.3s"));
+        assert!(l[2].starts_with("✔ done · 1 turn · $0.0008 · Claude 0.3s"));
     }
 
     #[test]
@@ -1227,7 +1229,10 @@ mod tests {
             br#"{"type":"result","subtype":"success","is_error":false,"num_turns":2,"total_cost_usd":0.5,"duration_ms":1250,"result":"Final\nanswer"}"#,
             &mut out,
         );
-        assert_eq!(out, "✔ done · 2 turns · $0.5000 · 1.2s\nFinal\nanswer\n");
+        assert_eq!(
+            out,
+            "✔ done · 2 turns · $0.5000 · Claude 1.2s\nFinal\nanswer\n"
+        );
     }
 
     #[test]

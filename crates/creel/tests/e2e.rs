@@ -86,6 +86,18 @@ impl FakeModel {
             .collect()
     }
 
+    /// Requests to the Messages API whose `expect` strings were not all there.
+    fn failed_expectations(&self) -> Vec<Value> {
+        self.messages_requests()
+            .into_iter()
+            .filter(|r| {
+                !r["failedExpectations"]
+                    .as_array()
+                    .is_none_or(|a| a.is_empty())
+            })
+            .collect()
+    }
+
     /// Requests to the Messages API.
     fn messages_requests(&self) -> Vec<Value> {
         self.requests()
@@ -819,15 +831,7 @@ fn real_claude_asks_waits_for_approval_and_obeys_the_rules() {
         ],
         "{s}"
     );
-    let failed: Vec<Value> = model
-        .messages_requests()
-        .into_iter()
-        .filter(|r| {
-            !r["failedExpectations"]
-                .as_array()
-                .is_none_or(|a| a.is_empty())
-        })
-        .collect();
+    let failed = model.failed_expectations();
     assert!(failed.is_empty(), "{failed:?}");
 }
 
@@ -879,15 +883,7 @@ fn real_claude_stops_at_the_session_s_cost_budget_and_resumes_once_raised() {
     assert_eq!(s["costUsd"], 0.03, "{s}");
     assert_eq!(s["budget"]["spent"]["costUsd"], 0.03, "{s}");
     assert_eq!(s["budget"]["spent"]["turns"], 6, "{s}");
-    let failed: Vec<Value> = model
-        .messages_requests()
-        .into_iter()
-        .filter(|r| {
-            !r["failedExpectations"]
-                .as_array()
-                .is_none_or(|a| a.is_empty())
-        })
-        .collect();
+    let failed = model.failed_expectations();
     assert!(
         failed.is_empty(),
         "the second job resumed the first's conversation: {failed:?}"
@@ -930,15 +926,7 @@ fn real_claude_reads_a_message_sent_while_it_works() {
         s["result"], "Both done: I saw the second message while I worked.",
         "{s}"
     );
-    let failed: Vec<Value> = model
-        .messages_requests()
-        .into_iter()
-        .filter(|r| {
-            !r["failedExpectations"]
-                .as_array()
-                .is_none_or(|a| a.is_empty())
-        })
-        .collect();
+    let failed = model.failed_expectations();
     assert!(failed.is_empty(), "{failed:?}");
     let late = env.run(&["send", &job, "too late"]);
     env.expect_code(&late, 2, &["send", &job]);

@@ -195,6 +195,17 @@ pub enum UserMode {
     },
 }
 
+impl UserMode {
+    /// The owner of files creel writes for the agent: its uid when creel runs as root (else
+    /// creel's own files are the agent's already).
+    pub(crate) fn owner_if_root(&self) -> Option<(u32, u32)> {
+        let (uid, gid) = match self {
+            UserMode::KeepId { uid, gid } | UserMode::Plain { uid, gid } => (*uid, *gid),
+        };
+        rustix::process::geteuid().is_root().then_some((uid, gid))
+    }
+}
+
 /// How Claude is told which conversation to use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ConversationMode {
@@ -290,7 +301,18 @@ pub struct JobSpec {
     pub steer: Option<crate::steer::SteerSpec>,
     /// What the job may use of its session's budget.
     #[serde(default)]
-    pub budget: Option<budget::JobBudget>,
+    pub budget: Option<JobBudget>,
+}
+
+/// What a job may use of its session's budget, fixed when it is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobBudget {
+    /// Passed as `--max-budget-usd`.
+    pub cost_usd: Option<f64>,
+    /// Whether the job's `--max-turns` is the budget's (so hitting it is `budget`).
+    pub turns_from_budget: bool,
+    /// Seconds the job may run before the monitor stops it.
+    pub wall_seconds: Option<u64>,
 }
 
 /// Resource usage sampled by the monitor.

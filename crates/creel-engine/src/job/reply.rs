@@ -85,7 +85,7 @@ impl Engine {
             &job_dir(&self.home, job_id),
             n,
             text,
-            crate::steer::agent_owner(&record.spec.user),
+            record.spec.user.owner_if_root(),
         )?;
         Ok(n)
     }
@@ -180,7 +180,7 @@ pub(crate) fn deliver(
         request.seq,
         &request.ask,
         &answer.decision,
-        crate::steer::agent_owner(&job.spec.user),
+        job.spec.user.owner_if_root(),
     )?;
     crate::steer::stamp(&dir);
     tracing::info!(job = %job.id, seq = request.seq, by = ?answer.decided_by, "request answered");

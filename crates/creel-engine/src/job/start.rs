@@ -115,7 +115,7 @@ impl Engine {
                 .budget(&s.id)?
                 .unwrap_or_default()
                 .overlaid(&req.budget),
-            None => crate::job::budget::Budget {
+            None => crate::api::Budget {
                 max_cost_usd: self.config.max_cost_usd,
                 max_turns: self.config.max_turns,
                 max_wall_seconds: self.config.max_wall_seconds,
@@ -371,7 +371,7 @@ impl Engine {
                 deny: self.config.permissions_deny.clone(),
                 input_timeout: self.config.input_timeout,
             }),
-            budget: budget_now.as_ref().map(|b| crate::job::budget::JobBudget {
+            budget: budget_now.as_ref().map(|b| crate::job::JobBudget {
                 cost_usd: b.cost_left(),
                 turns_from_budget: b
                     .turns_left()

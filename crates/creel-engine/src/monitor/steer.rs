@@ -97,7 +97,7 @@ impl Monitor {
                     seq,
                     &ask,
                     &a.decision,
-                    crate::steer::agent_owner(&self.job.spec.user),
+                    self.job.spec.user.owner_if_root(),
                 )?;
             }
             st.next += 1;
@@ -156,7 +156,7 @@ impl Monitor {
                     request.seq,
                     &request.ask,
                     &answer.decision,
-                    crate::steer::agent_owner(&self.job.spec.user),
+                    self.job.spec.user.owner_if_root(),
                 )?;
             }
         }
@@ -173,7 +173,7 @@ impl Monitor {
     /// input is closed.
     pub(super) fn close_input_when_answered(&mut self) -> Result<bool> {
         let id = self.job.id.clone();
-        let owner = crate::steer::agent_owner(&self.job.spec.user);
+        let owner = self.job.spec.user.owner_if_root();
         // A `send` between the read and the close moves the count: read it again.
         for _ in 0..8 {
             let (messages, closed) = self.store.messages(&id)?;
@@ -237,7 +237,7 @@ fn rule(spec: &SteerSpec, ask: &Ask) -> Option<(Decision, DecidedBy)> {
     let Ask::Approval { tool_name, input } = ask else {
         return None;
     };
-    let (allowed, rule) = crate::steer::rules::decide(&spec.allow, &spec.deny, tool_name, input)?;
+    let (allowed, rule) = crate::approvals::decide(&spec.allow, &spec.deny, tool_name, input)?;
     let decision = if allowed {
         Decision::Allow
     } else {

@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn the_budget_s_limits_end_a_job_as_budget() {
         let mut s = spec(0, 0);
-        s.budget = Some(crate::job::budget::JobBudget {
+        s.budget = Some(crate::job::JobBudget {
             cost_usd: Some(0.5),
             turns_from_budget: true,
             wall_seconds: Some(10),

@@ -548,7 +548,7 @@ pub(crate) mod tests {
             permissions: Permissions::Ask,
             ..Default::default()
         });
-        s.budget = Some(crate::job::budget::JobBudget {
+        s.budget = Some(crate::job::JobBudget {
             cost_usd: Some(0.25),
             ..Default::default()
         });

@@ -20,13 +20,13 @@
 //! the container waits for that file. Nothing is in memory only: a monitor killed while a
 //! request waits is replaced, and the answer still reaches Claude.
 
-pub(crate) mod rules;
-
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+pub use crate::config::Permissions;
 
 /// The MCP server run inside the container (Python 3, standard library only).
 pub const SERVER: &str = include_str!("server.py");
@@ -51,38 +51,6 @@ pub const MAX_REQUESTS: u32 = 1000;
 pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
 /// The largest answer a person or agent may give.
 pub const MAX_ANSWER_BYTES: usize = 64 << 10;
-
-/// Whether Claude asks before using tools.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Permissions {
-    /// `--dangerously-skip-permissions`: the container is the only wall (the default).
-    #[default]
-    Skip,
-    /// Every permission request becomes `needs_approval`, unless a rule decides it.
-    Ask,
-}
-
-impl Permissions {
-    /// The config name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permissions::Skip => "skip",
-            Permissions::Ask => "ask",
-        }
-    }
-}
-
-impl std::str::FromStr for Permissions {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "skip" => Ok(Permissions::Skip),
-            "ask" => Ok(Permissions::Ask),
-            _ => Err(format!("unknown permissions `{s}` (expected skip or ask)")),
-        }
-    }
-}
 
 /// A job's steering settings, fixed when the job is accepted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -262,12 +230,7 @@ pub(crate) fn user_message_line(text: &str) -> String {
 }
 
 /// Writes message `n` (1 is the prompt) into the job's inbox and rings the feeder.
-pub(crate) fn write_message(
-    job_dir: &Path,
-    n: u32,
-    text: &str,
-    owner: Option<(u32, u32)>,
-) -> Result<()> {
+pub fn write_message(job_dir: &Path, n: u32, text: &str, owner: Option<(u32, u32)>) -> Result<()> {
     let path = steer_dir(job_dir).join("inbox").join(format!("{n}.json"));
     crate::files::write_file_atomic(&path, user_message_line(text).as_bytes(), 0o444, owner)?;
     ring(job_dir);
@@ -275,7 +238,7 @@ pub(crate) fn write_message(
 }
 
 /// Ends Claude's input after `n` messages (Claude then finishes and exits) and rings.
-pub(crate) fn write_close(job_dir: &Path, n: u32, owner: Option<(u32, u32)>) -> Result<()> {
+pub fn write_close(job_dir: &Path, n: u32, owner: Option<(u32, u32)>) -> Result<()> {
     let path = steer_dir(job_dir).join("inbox").join("close");
     crate::files::write_file_atomic(&path, format!("{n}\n").as_bytes(), 0o444, owner)?;
     ring(job_dir);
@@ -398,20 +361,14 @@ pub(crate) fn stamp(job_dir: &Path) {
     let path = job_dir.join("requests.stamp");
     let _ = crate::files::write_file_atomic(
         &path,
-        crate::job::now_ms().to_string().as_bytes(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+            .to_string()
+            .as_bytes(),
         0o600,
         None,
     );
-}
-
-/// The owner of files creel writes for the agent: its uid when creel runs as root.
-pub(crate) fn agent_owner(user: &crate::job::UserMode) -> Option<(u32, u32)> {
-    let (uid, gid) = match user {
-        crate::job::UserMode::KeepId { uid, gid } | crate::job::UserMode::Plain { uid, gid } => {
-            (*uid, *gid)
-        }
-    };
-    rustix::process::geteuid().is_root().then_some((uid, gid))
 }
 
 /// Checks an answer a person or agent gives.

@@ -242,8 +242,14 @@ impl Bare {
         s.claude_config_dir = claude;
         s.conversation = ConversationMode::New(conversation.to_string());
         // The same steering mounts as creel's job (its MCP server starts with Claude).
+        // and its prompt as the first message of Claude's input, which here ends after it
+        // (creel's monitor ends it once Claude has answered).
         if let Some(steer) = &s.steer {
             creel_engine::internals::prepare_steer(dir, steer, owner).unwrap();
+            if steer.messages {
+                creel_engine::internals::write_steer_message(dir, 1, prompt, owner).unwrap();
+                creel_engine::internals::close_steer_input(dir, 1, owner).unwrap();
+            }
         }
         let log = dir.join("container.log");
         let job_id = format!("bare{tag}");

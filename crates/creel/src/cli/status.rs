@@ -39,7 +39,7 @@ pub fn human(s: &JobStatus) -> String {
         out.push_str(&format!("error: {}\n", e.message));
     }
     let mut facts = vec![
-        format!("elapsed {:.1}s", w.elapsed_seconds),
+        format!("{:.1}s since accepted", w.elapsed_seconds),
         format!("output {} bytes", w.output_size),
     ];
     if let Some(c) = w.exit_code {
