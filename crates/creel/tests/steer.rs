@@ -295,3 +295,23 @@ fn messages_sent_to_a_running_job_are_answered_before_it_ends() {
     assert!(String::from_utf8_lossy(&late.stderr).contains("start a new job in session"));
     env.expect_code(&env.run(&["send", &job, " "]), 2, &["send", &job, " "]);
 }
+
+/// With `network = "none"` the job has no network at all, and a question still goes through:
+/// the channel is files, not a connection.
+#[test]
+fn a_job_without_any_network_still_asks_and_gets_its_answer() {
+    let env = TestEnv::with_config("network = \"none\"\n");
+    let (job, _) = env.start(
+        "bash cat /sys/class/net/*/operstate | tr '\\n' ' '; ls /sys/class/net\nask Offline question?\nsay answered offline",
+        &[],
+    );
+    let s = wait_for_request(&env, &job);
+    assert_eq!(s["needsInput"]["question"], "Offline question?", "{s}");
+    let raw = String::from_utf8_lossy(&env.raw_output(&job)).into_owned();
+    assert!(!raw.contains("eth0"), "only loopback: {raw}");
+    env.json(&["reply", &job, "offline answer", "--json"]);
+    let s = env.wait(&job);
+    assert_eq!(s["status"], "completed", "{s}");
+    let raw = String::from_utf8_lossy(&env.raw_output(&job)).into_owned();
+    assert!(raw.contains(r#""content":"offline answer""#), "{raw}");
+}
