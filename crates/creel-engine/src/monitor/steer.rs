@@ -24,6 +24,9 @@ pub(super) struct Steering {
     next: u32,
     /// Whether a request is open (the idle timeout does not run meanwhile).
     pub(super) open: bool,
+    /// The requests open at the last look: the ones whose answer may have been recorded since
+    /// by a process that then died before writing its file.
+    open_seqs: Vec<u32>,
     last_look: Option<Instant>,
     /// Webhooks go out from one thread, in order, so that a slow receiver holds up nothing.
     notifier: Option<mpsc::SyncSender<(JobRecord, Request)>>,
@@ -46,6 +49,7 @@ impl Monitor {
         Ok(Some(Steering {
             next: self.store.last_request(&self.job.id)? + 1,
             open: false,
+            open_seqs: Vec::new(),
             last_look: None,
             notifier: None,
         }))
@@ -56,6 +60,7 @@ impl Monitor {
         let Some(spec) = self.job.spec.steer.clone() else {
             return Ok(());
         };
+        let first_look = st.last_look.is_none();
         st.last_look = Some(Instant::now());
         let id = self.job.id.clone();
         let mut changed = false;
@@ -146,9 +151,17 @@ impl Monitor {
                 self.announce(st, request);
             }
         }
-        // An answer recorded by a process that died before writing its file.
-        for request in self.store.requests(&id, false)? {
+        // An answer recorded by a process that died before writing its file: at the first look
+        // (a new monitor) any, later only those open at the last look.
+        let was_open = std::mem::take(&mut st.open_seqs);
+        let recheck = if first_look || !was_open.is_empty() {
+            self.store.requests(&id, false)?
+        } else {
+            Vec::new()
+        };
+        for request in recheck {
             if let Some(answer) = &request.answer
+                && (first_look || was_open.contains(&request.seq))
                 && !crate::steer::answer_written(&self.dir, request.seq)
             {
                 crate::steer::write_answer(
@@ -160,7 +173,13 @@ impl Monitor {
                 )?;
             }
         }
-        st.open = !self.store.requests(&id, true)?.is_empty();
+        st.open_seqs = self
+            .store
+            .requests(&id, true)?
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        st.open = !st.open_seqs.is_empty();
         if changed {
             crate::steer::stamp(&self.dir);
         }

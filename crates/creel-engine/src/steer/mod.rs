@@ -358,16 +358,14 @@ pub(crate) fn answer_written(job_dir: &Path, seq: u32) -> bool {
 /// Marks the job's directory changed, so that everyone waiting on it (`creel wait`, MCP waits
 /// and subscriptions) looks again: a request came or was answered.
 pub(crate) fn stamp(job_dir: &Path) {
+    // A wake-up, not data: written in place, without the sync of an atomic write.
     let path = job_dir.join("requests.stamp");
-    let _ = crate::files::write_file_atomic(
+    let _ = std::fs::write(
         &path,
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
-            .to_string()
-            .as_bytes(),
-        0o600,
-        None,
+            .to_string(),
     );
 }
 
