@@ -234,6 +234,52 @@ pub fn post(
     }
 }
 
+/// How a series of delivery attempts ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A 2xx answer.
+    Delivered,
+    /// An answer that repeating cannot change.
+    Refused(String),
+    /// The last allowed attempt failed too.
+    Exhausted(String),
+    /// The caller stopped the series before an attempt.
+    Stopped,
+}
+
+/// Posts `body` until it is delivered, refused for good, or the attempts up to
+/// [`crate::job::WEBHOOK_MAX_ATTEMPTS`] (counting from `first`) have failed, waiting 0.5 s,
+/// 1 s, 2 s … (at most 8 s) between them. `before(n)` runs before attempt `n`: it can record
+/// it, or stop the series by returning false.
+pub fn post_with_retries(
+    spec: &WebhookSpec,
+    body: &serde_json::Value,
+    idempotency_key: &str,
+    first: u32,
+    mut before: impl FnMut(u32) -> bool,
+) -> Outcome {
+    let mut delay = Duration::from_millis(500);
+    let mut attempt = first;
+    loop {
+        if !before(attempt) {
+            return Outcome::Stopped;
+        }
+        match post(spec, body, idempotency_key, POST_TIMEOUT) {
+            Delivery::Delivered => return Outcome::Delivered,
+            Delivery::GiveUp(e) => return Outcome::Refused(e),
+            Delivery::Retry(e) => {
+                tracing::warn!(key = idempotency_key, attempt, "webhook not delivered: {e}");
+                if attempt >= crate::job::WEBHOOK_MAX_ATTEMPTS {
+                    return Outcome::Exhausted(e);
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(8));
+                attempt += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -495,41 +495,44 @@ impl Monitor {
     /// Sends the completion webhook of a final job, retrying with backoff; records delivery.
     fn notify(&mut self) -> Result<()> {
         let id = self.job.id.clone();
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let Some(job) = self.store.job(&id)? else {
-                return Ok(());
-            };
-            if !job.webhook_pending() {
-                return Ok(());
-            }
-            let Some(spec) = job.spec.webhook.clone() else {
-                return Ok(());
-            };
-            self.store.add_webhook_attempt(&id)?;
-            let attempt = job.webhook_attempts + 1;
-            let body = crate::webhook::body(&job);
-            match crate::webhook::post(&spec, &body, &id, crate::webhook::POST_TIMEOUT) {
-                crate::webhook::Delivery::Delivered => {
-                    self.store.end_webhook(&id, Some(now_ms()))?;
-                    return Ok(());
-                }
-                crate::webhook::Delivery::GiveUp(e) => {
-                    tracing::warn!(job = %id, attempt, "webhook refused, not retried: {e}");
-                    self.store.end_webhook(&id, None)?;
-                    return Ok(());
-                }
-                crate::webhook::Delivery::Retry(e) => {
-                    tracing::warn!(job = %id, attempt, "webhook not delivered: {e}");
-                    if attempt >= crate::job::WEBHOOK_MAX_ATTEMPTS {
-                        self.store.end_webhook(&id, None)?;
-                        return Ok(());
-                    }
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(8));
-                }
-            }
+        let Some(job) = self.store.job(&id)? else {
+            return Ok(());
+        };
+        if !job.webhook_pending() {
+            return Ok(());
         }
+        let Some(spec) = job.spec.webhook.clone() else {
+            return Ok(());
+        };
+        let body = crate::webhook::body(&job);
+        let store = &mut self.store;
+        let mut failed = None;
+        let outcome =
+            crate::webhook::post_with_retries(&spec, &body, &id, job.webhook_attempts + 1, |_| {
+                // Another monitor may have delivered it meanwhile; an attempt is counted
+                // before it is made, so a monitor killed during one never goes past the cap.
+                let go = store.job(&id).and_then(|j| match j {
+                    Some(j) if j.webhook_pending() => store.add_webhook_attempt(&id).map(|()| true),
+                    _ => Ok(false),
+                });
+                go.unwrap_or_else(|e| {
+                    failed = Some(e);
+                    false
+                })
+            });
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        match outcome {
+            crate::webhook::Outcome::Delivered => self.store.end_webhook(&id, Some(now_ms()))?,
+            crate::webhook::Outcome::Refused(e) => {
+                tracing::warn!(job = %id, "webhook refused, not retried: {e}");
+                self.store.end_webhook(&id, None)?;
+            }
+            crate::webhook::Outcome::Exhausted(_) => self.store.end_webhook(&id, None)?,
+            crate::webhook::Outcome::Stopped => {}
+        }
+        Ok(())
     }
 }
 

@@ -223,21 +223,12 @@ impl Monitor {
                 for (job, request) in rx {
                     let body = crate::webhook::request_body(&job, &request);
                     let key = format!("{}-request-{}", job.id, request.seq);
-                    let mut delay = Duration::from_millis(500);
-                    for attempt in 1..=crate::job::WEBHOOK_MAX_ATTEMPTS {
-                        match crate::webhook::post(&spec, &body, &key, crate::webhook::POST_TIMEOUT)
-                        {
-                            crate::webhook::Delivery::Delivered => break,
-                            crate::webhook::Delivery::GiveUp(e) => {
-                                tracing::warn!(job = %job.id, "request webhook refused: {e}");
-                                break;
-                            }
-                            crate::webhook::Delivery::Retry(e) => {
-                                tracing::warn!(job = %job.id, attempt, "request webhook not delivered: {e}");
-                                std::thread::sleep(delay);
-                                delay = (delay * 2).min(Duration::from_secs(8));
-                            }
+                    match crate::webhook::post_with_retries(&spec, &body, &key, 1, |_| true) {
+                        crate::webhook::Outcome::Refused(e)
+                        | crate::webhook::Outcome::Exhausted(e) => {
+                            tracing::warn!(job = %job.id, "request webhook not delivered: {e}");
                         }
+                        _ => {}
                     }
                 }
             });
