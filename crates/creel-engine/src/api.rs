@@ -295,3 +295,12 @@ impl BudgetStatus {
             .map(|m| (m as f64 - self.spent.wall_seconds).max(0.0) as u64)
     }
 }
+
+/// How Claude logs in for a job (see [`crate::Engine::login`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Login {
+    /// An API key (`ANTHROPIC_API_KEY` or the config's `api_key_file`).
+    ApiKey,
+    /// A Claude Pro/Max login: the OAuth credentials file found on the host.
+    OAuth(PathBuf),
+}

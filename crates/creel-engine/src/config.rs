@@ -233,6 +233,9 @@ pub struct Config {
     pub max_turns: Option<u64>,
     /// A new session's budget in seconds of running jobs, for all its jobs together.
     pub max_wall_seconds: Option<u64>,
+    /// `creel acp`: when a client's working directory is a git repository, run the session on
+    /// its own branch `creel/<session>` (as `start --repo` does) instead of in the directory.
+    pub acp_repo: bool,
 }
 
 impl Default for Config {
@@ -271,6 +274,7 @@ impl Default for Config {
             max_cost_usd: None,
             max_turns: None,
             max_wall_seconds: None,
+            acp_repo: false,
         }
     }
 }
@@ -310,6 +314,7 @@ pub const KEYS: &[&str] = &[
     "max_cost_usd",
     "max_turns",
     "max_wall_seconds",
+    "acp_repo",
 ];
 
 /// `CREEL_*` variables creel reads besides the config keys' `CREEL_<KEY>`.

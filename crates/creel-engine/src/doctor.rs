@@ -263,17 +263,15 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
         },
         None,
     );
-    let key = engine.api_key.is_some() || config.api_key_file.is_some();
-    let creds = engine.credentials_file().filter(|c| c.is_file());
-    match (key, creds) {
-        (true, _) => f.add("login", DoctorLevel::Ok, "API key".into(), None),
-        (false, Some(c)) => f.add(
+    match engine.login() {
+        Some(crate::api::Login::ApiKey) => f.add("login", DoctorLevel::Ok, "API key".into(), None),
+        Some(crate::api::Login::OAuth(c)) => f.add(
             "login",
             DoctorLevel::Ok,
             format!("OAuth credentials `{}`", c.display()),
             None,
         ),
-        (false, None) if local_upstream => f.add(
+        None if local_upstream => f.add(
             "login",
             DoctorLevel::Error,
             "no API key and no OAuth credentials".into(),
@@ -281,7 +279,7 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
                 "a local stand-in such as `creel fake-model` takes any key: export ANTHROPIC_API_KEY=stand-in",
             ),
         ),
-        (false, None) => f.add(
+        None => f.add(
             "login",
             DoctorLevel::Error,
             "no API key and no OAuth credentials".into(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::api::{CleanupReport, JobSummary, JobsRequest, WaitOutcome};
+use crate::api::{CleanupReport, JobSummary, JobsRequest, Login, WaitOutcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::files::create_private_dir_all;
@@ -265,6 +265,16 @@ impl Engine {
             }
         }
         Ok(started)
+    }
+
+    /// How Claude will log in for this engine's jobs, when it can.
+    pub fn login(&self) -> Option<Login> {
+        if self.api_key.is_some() || self.config.api_key_file.is_some() {
+            return Some(Login::ApiKey);
+        }
+        self.credentials_file()
+            .filter(|c| c.is_file())
+            .map(Login::OAuth)
     }
 
     /// Lists sessions (after automatic cleanup of idle ones).

@@ -47,8 +47,8 @@ pub(crate) mod watch;
 pub(crate) mod webhook;
 
 pub use api::{
-    Activity, Budget, BudgetStatus, CleanupReport, JobStatus, JobSummary, JobsRequest, OutputChunk,
-    OutputFormat, OutputRequest, Spent, StartRequest, StartResponse, WaitOutcome,
+    Activity, Budget, BudgetStatus, CleanupReport, JobStatus, JobSummary, JobsRequest, Login,
+    OutputChunk, OutputFormat, OutputRequest, Spent, StartRequest, StartResponse, WaitOutcome,
 };
 pub use config::Config;
 pub use doctor::{DoctorFinding, DoctorLevel};

@@ -1262,7 +1262,7 @@ mod tests {
         }
         let l: Vec<&str> = out.lines().collect();
         assert_eq!(l[0], "→ Read(/a/b.rs)");
-        assert_eq!(l[1], r#"→ Grep({"path":"/src","pattern":"fn main"})"#);
+        assert_eq!(l[1], r#"→ Grep({"pattern":"fn main","path":"/src"})"#);
         assert_eq!(l[2], "→ Bash(set -e …)");
         assert!(l[3].starts_with(r#"→ Task({"prompt":"yyy"#));
         assert!(l[3].ends_with("y…)"));

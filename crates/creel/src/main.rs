@@ -3,6 +3,8 @@
 //! This crate holds the faces only: argument parsing, printing and the MCP server. Every verb
 //! is a thin adapter over [`creel_engine::Engine`].
 
+mod acp;
+mod changes;
 mod choice;
 mod cli;
 mod exit;

@@ -22,7 +22,7 @@ use crate::util::{lines_of, user_git, user_repo};
 const REAL_IMAGE: &str = "localhost/creel-claude:2.1.328";
 
 /// Whether the real image is there; panics under CI when it is not.
-fn real_image() -> bool {
+pub(crate) fn real_image() -> bool {
     static PRESENT: OnceLock<bool> = OnceLock::new();
     *PRESENT.get_or_init(|| {
         let present = Command::new("podman")
@@ -41,7 +41,7 @@ fn real_image() -> bool {
 }
 
 /// A `creel fake-model` child process with a script and a request log; killed on drop.
-struct FakeModel {
+pub(crate) struct FakeModel {
     child: Child,
     url: String,
     log: PathBuf,
@@ -49,7 +49,7 @@ struct FakeModel {
 
 impl FakeModel {
     /// Starts the fake model with `script` (TOML) written into `dir`, or the built-in script.
-    fn start(dir: &Path, script: Option<&str>) -> FakeModel {
+    pub(crate) fn start(dir: &Path, script: Option<&str>) -> FakeModel {
         let log = dir.join("requests.jsonl");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_creel"));
         cmd.args(["fake-model", "--quiet", "--listen", "127.0.0.1:0", "--log"])
@@ -87,7 +87,7 @@ impl FakeModel {
     }
 
     /// Requests to the Messages API whose `expect` strings were not all there.
-    fn failed_expectations(&self) -> Vec<Value> {
+    pub(crate) fn failed_expectations(&self) -> Vec<Value> {
         self.messages_requests()
             .into_iter()
             .filter(|r| {
@@ -99,7 +99,7 @@ impl FakeModel {
     }
 
     /// Requests to the Messages API.
-    fn messages_requests(&self) -> Vec<Value> {
+    pub(crate) fn messages_requests(&self) -> Vec<Value> {
         self.requests()
             .into_iter()
             .filter(|r| r["path"] == "/v1/messages")
@@ -115,7 +115,7 @@ impl Drop for FakeModel {
 }
 
 /// A test environment running the real image against `model`, with one API retry.
-fn env_for(model: &FakeModel, extra: &str) -> TestEnv {
+pub(crate) fn env_for(model: &FakeModel, extra: &str) -> TestEnv {
     let mut env = TestEnv::with_config(&format!(
         "image = \"{REAL_IMAGE}\"\nnetwork = \"allowlist\"\napi_base_url = \"{}\"\nstartup_timeout = 120\nidle_timeout = 120\n{extra}",
         model.url

@@ -31,3 +31,6 @@ mod steer;
 mod mcp;
 // The real Claude Code in the real sandbox image, against `creel fake-model` (needs the image).
 mod e2e;
+// `creel acp` driven by independent ACP clients (acpx, the official TypeScript SDK) with the
+// real Claude Code in the real image.
+mod acp;

@@ -10,6 +10,33 @@ use crate::error::{Error, Result};
 pub const MAX_PAGE: u64 = 16 << 20;
 
 impl Engine {
+    /// A job's prompt, as it was given (at most `max_bytes`, cut at a character boundary;
+    /// the flag says whether it was cut). A job whose prompt file is gone has an empty one.
+    pub fn prompt(&self, job_id: &str, max_bytes: usize) -> Result<(String, bool)> {
+        self.load_job(job_id)?;
+        let path = self.job_dir(job_id).join("prompt");
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((String::new(), false));
+            }
+            Err(e) => return Err(Error::io("cannot open", &path, e)),
+        };
+        let mut buf = Vec::new();
+        f.take(max_bytes as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("cannot read", &path, e))?;
+        let cut = buf.len() > max_bytes;
+        buf.truncate(max_bytes);
+        let text = String::from_utf8_lossy(&buf);
+        let text = if cut {
+            crate::stream::cut_str(&text, max_bytes).to_string()
+        } else {
+            text.into_owned()
+        };
+        Ok((text, cut))
+    }
+
     /// Reads a page of a job's output. Raw offsets are byte offsets into Claude's stream-json;
     /// text offsets are byte offsets into the rendered transcript.
     pub fn output(&self, job_id: &str, req: OutputRequest) -> Result<OutputChunk> {

@@ -150,9 +150,17 @@ pub enum Command {
     /// Serve the job tools over the Model Context Protocol (stdio, or streamable HTTP)
     ///
     /// Tools: claude_code_start, claude_code_status, claude_code_output, claude_code_cancel,
-    /// claude_code_reply, claude_code_approve, claude_code_diff, claude_code_land,
-    /// claude_code_cleanup, claude_code_sessions. Jobs outlive the server.
+    /// claude_code_reply, claude_code_approve, claude_code_send, claude_code_diff,
+    /// claude_code_land, claude_code_cleanup, claude_code_sessions. Jobs outlive the server.
     Mcp(crate::mcp::McpArgs),
+    /// Serve Claude Code in creel to Agent Client Protocol clients (Zed, acpx, OpenClaw)
+    ///
+    /// An ACP client (an editor or agent host) starts `creel acp` as its agent. Each ACP
+    /// session is a creel session whose workspace is the client's working directory; each
+    /// prompt is a creel job in it, streamed back as it runs (messages, tool calls with diffs,
+    /// the plan). Modes: `ask` (permission requests go to the client) or `skip`. Jobs
+    /// outlive the connection: `creel jobs` finds them and session/load reopens them.
+    Acp(crate::acp::AcpArgs),
     /// Build the sandbox image: Claude Code (pinned) on Debian bookworm, for a non-root user
     ///
     /// Builds `localhost/creel-claude:<claude code version>` and `:latest` from the
@@ -198,14 +206,18 @@ impl Command {
             Command::Cleanup(a) => a.json,
             Command::Doctor(a) => a.json,
             Command::Image(image::ImageCommand::Build(a)) => a.json,
-            Command::Mcp(_) | Command::FakeModel(_) | Command::Monitor(_) => false,
+            Command::Mcp(_) | Command::Acp(_) | Command::FakeModel(_) | Command::Monitor(_) => {
+                false
+            }
         }
     }
 }
 
 pub fn init_tracing(global: &GlobalArgs) {
     let level = match global.verbose {
-        0 => "warn",
+        // The ACP SDK warns about every error response it sends: those are answers to the
+        // client, not problems of creel's.
+        0 => "warn,agent_client_protocol=error",
         1 => "debug",
         _ => "trace",
     };
@@ -241,6 +253,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Branch(args) => land::branch(&open_engine(g)?, args),
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
         Command::Doctor(args) => doctor::run(&open_engine_with(g, &args.engine)?, g, args),
+        Command::Acp(args) => {
+            let engine = open_engine_with(g, &args.engine);
+            crate::acp::run(engine, args)?;
+            Ok(ExitStatus::Success)
+        }
         Command::Mcp(args) => {
             let engine = open_engine_with(g, &args.engine);
             crate::mcp::run(engine, args)?;

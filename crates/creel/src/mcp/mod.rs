@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use creel_engine::{Engine, JobWatch};
+use creel_engine::Engine;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
     CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult,
@@ -37,7 +37,6 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, tool_handler};
 use serde::Serialize;
-use tokio::io::unix::AsyncFd;
 
 /// How often the server runs the automatic cleanup of idle sessions.
 const AUTO_CLEANUP_EVERY: Duration = Duration::from_secs(10 * 60);
@@ -260,20 +259,7 @@ impl CreelServer {
     }
 }
 
-/// [`JobWatch`] for async code: waits on its descriptor under tokio instead of on a thread.
-pub(crate) struct JobChanges {
-    fd: Option<AsyncFd<Watched>>,
-    woke: Option<std::time::Instant>,
-}
-
-/// The watch as tokio's `AsyncFd` wants it; only built when the watch has a descriptor.
-struct Watched(JobWatch);
-
-impl std::os::fd::AsRawFd for Watched {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0.fd().map_or(-1, |fd| fd.as_raw_fd())
-    }
-}
+pub(crate) use crate::changes::JobChanges;
 
 impl JobChanges {
     /// A watch on `job_ids`, taken before their first read.
@@ -284,49 +270,7 @@ impl JobChanges {
                 e.watch_jobs(&ids)
             })
             .await?;
-        let fd = match watch.fd() {
-            // SAFETY: the descriptor is the watch's own inotify descriptor, which `Watched` owns
-            // and keeps open while the `AsyncFd` lives; nothing outside the engine can replace
-            // it, so `as_raw_fd` returns the same descriptor every time.
-            Some(_) => unsafe {
-                AsyncFd::register_with_interest(Watched(watch), tokio::io::Interest::READABLE)
-            }
-            .ok(),
-            None => None,
-        };
-        Ok(JobChanges { fd, woke: None })
-    }
-
-    /// Like [`JobWatch::wait`]: until a change, `timeout` or [`JobWatch::RECHECK`].
-    async fn wait(&mut self, timeout: Duration) {
-        let timeout = timeout.min(JobWatch::RECHECK);
-        let started = std::time::Instant::now();
-        if let Some(woke) = self.woke {
-            tokio::time::sleep(
-                JobWatch::COALESCE
-                    .saturating_sub(woke.elapsed())
-                    .min(timeout),
-            )
-            .await;
-        }
-        let Some(fd) = &self.fd else {
-            let left = timeout.saturating_sub(started.elapsed());
-            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
-            return;
-        };
-        loop {
-            let left = timeout.saturating_sub(started.elapsed());
-            let Ok(Ok(mut ready)) = tokio::time::timeout(left, fd.readable()).await else {
-                return;
-            };
-            let relevant = ready.get_inner().0.clear();
-            ready.clear_ready();
-            if relevant {
-                self.woke = Some(std::time::Instant::now());
-                return;
-            }
-            // Only a reader's own cache changed: wait on.
-        }
+        Ok(JobChanges::from_watch(watch))
     }
 }
 
