@@ -139,7 +139,7 @@ pub fn message(job: &JobRecord) -> String {
         ));
     }
     if let Some(t) = job.num_turns {
-        m.push_str(&format!("; {t} turns"));
+        m.push_str(&format!("; {t} turn{}", if t == 1 { "" } else { "s" }));
     }
     if let Some(r) = job.result.as_deref().filter(|r| !r.is_empty()) {
         let first: Vec<&str> = r.lines().take(5).collect();

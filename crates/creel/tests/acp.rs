@@ -355,9 +355,11 @@ text = "Written via acpx."
 
 /// acpx, the headless ACP client OpenClaw's ACP runtime goes through, with creel as its
 /// `--agent`: one prompt in the ask mode (creel's config), the permission request answered by
-/// acpx's `--approve-all`, the file written in acpx's `--cwd`, the job in creel's store.
+/// acpx's `--approve-all`, the job in creel's store. acpx's `--cwd` is a git repository and
+/// the config says `acp_repo = true`: the work lands on the session's own branch, in creel's
+/// checkout, and the repository itself is untouched.
 #[test]
-fn acpx_runs_a_prompt_in_creel_and_answers_its_permission_request() {
+fn acpx_runs_a_prompt_in_creel_on_its_own_branch_and_answers_its_permission_request() {
     if !real_image() {
         return;
     }
@@ -369,8 +371,9 @@ fn acpx_runs_a_prompt_in_creel_and_answers_its_permission_request() {
     };
     let dir = tempfile::tempdir().unwrap();
     let model = FakeModel::start(dir.path(), Some(ACPX_SCRIPT));
-    let env = env_for(&model, "permissions = \"ask\"\n");
-    let cwd = project(&env, "repo");
+    let env = env_for(&model, "permissions = \"ask\"\nacp_repo = true\n");
+    let cwd = env.dir.path().join("repo");
+    crate::util::user_repo(&cwd, &[("README", "a repository\n")]);
     let agent = format!("{} acp", env!("CARGO_BIN_EXE_creel"));
     let out = with_env(&env, &node)
         .arg(&acpx)
@@ -403,7 +406,25 @@ fn acpx_runs_a_prompt_in_creel_and_answers_its_permission_request() {
     let asked = method("session/request_permission");
     assert_eq!(asked.len(), 1, "{stdout}");
     assert_eq!(asked[0]["params"]["toolCall"]["kind"], "edit");
-    let target = cwd.join("acpx.txt");
+    let session = messages
+        .iter()
+        .find_map(|v| v["result"]["sessionId"].as_str())
+        .unwrap_or_else(|| panic!("no session in {stdout}"));
+    let listed = env.json(&["sessions", "--json"]);
+    let workspace = listed
+        .as_array()
+        .or_else(|| listed["sessions"].as_array())
+        .unwrap()
+        .iter()
+        .find(|s| s["sessionId"] == session)
+        .and_then(|s| s["workspace"].as_str())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no session {session} in {listed}"));
+    assert_ne!(
+        workspace, cwd,
+        "a repository session works in creel's checkout"
+    );
+    let target = workspace.join("acpx.txt");
     let updates: Vec<&Value> = method("session/update")
         .into_iter()
         .map(|n| &n["params"]["update"])
@@ -429,11 +450,18 @@ fn acpx_runs_a_prompt_in_creel_and_answers_its_permission_request() {
         std::fs::read_to_string(&target).unwrap(),
         "written through acpx\n"
     );
+    assert!(
+        !cwd.join("acpx.txt").exists(),
+        "the repository is only read"
+    );
+    // The job's commit is on the session's branch, for `creel diff` and `creel merge`.
+    let diff = env.run(&["diff", session]);
+    assert!(
+        String::from_utf8_lossy(&diff.stdout).contains("+written through acpx"),
+        "{}",
+        env.describe(&["diff", session], &diff)
+    );
     // creel's store has the job like any other, in the ACP session.
-    let session = messages
-        .iter()
-        .find_map(|v| v["result"]["sessionId"].as_str())
-        .unwrap();
     let jobs = jobs_of(&env, session);
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["status"], "completed");

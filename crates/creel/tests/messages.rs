@@ -51,6 +51,12 @@ fn zero_turns() {
 }
 
 #[test]
+fn an_output_page_of_zero_bytes() {
+    let env = TestEnv::without_image("");
+    insta::assert_snapshot!(shown(&env, &["output", "000000000001", "--limit", "0"]));
+}
+
+#[test]
 fn a_workspace_that_does_not_exist() {
     let env = TestEnv::without_image("");
     insta::assert_snapshot!(shown(

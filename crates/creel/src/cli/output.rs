@@ -34,7 +34,7 @@ pub struct OutputArgs {
     ///
     /// When the limit cuts the output short, stderr says where, and the command that prints
     /// the rest.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// raw (stream-json) or text (rendered)
     #[arg(long, value_enum, default_value_t = Format::Raw)]

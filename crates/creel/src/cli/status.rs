@@ -46,7 +46,7 @@ pub fn human(s: &JobStatus) -> String {
         facts.push(format!("exit code {c}"));
     }
     if let Some(t) = w.num_turns {
-        facts.push(format!("{t} turns"));
+        facts.push(format!("{t} turn{}", if t == 1 { "" } else { "s" }));
     }
     if let Some(c) = w.cost_usd {
         facts.push(format!("${c:.4}"));

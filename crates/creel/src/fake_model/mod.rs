@@ -124,7 +124,7 @@ async fn serve(state: Arc<State>, addr: SocketAddr) -> anyhow::Result<()> {
             "creel fake-model: a scripted stand-in for the Anthropic API on http://{local}\n\
              To run creel jobs against it, in another shell (any key will do):\n    \
              export CREEL_API_BASE_URL=http://{local} ANTHROPIC_API_KEY=stand-in\n\
-             or put `api_base_url = \"http://{local}\"` in creel's config."
+             or put `api_base_url = \"http://{local}\"` in creel's config (and still export the key)."
         );
     }
     crate::http_serve::serve_until_shutdown(listener, None, || {

@@ -9,7 +9,7 @@ use super::{CreelServer, finish, input_schema, output_schema, success};
 use crate::wire::CleanupWire;
 
 const DESCRIPTION: &str = "\
-Remove sessions idle for longer than the server's session_idle_timeout: their containers, job \
+Remove sessions idle for longer than idle_seconds (default: the server's session_idle_timeout): their containers, job \
 records, outputs and Claude conversation state (they cannot be continued afterwards). Sessions \
 with a pending or running job are never removed (listed in skippedActive). Workspaces are kept \
 unless delete_workspaces is true, and even then only workspaces creel created itself are \

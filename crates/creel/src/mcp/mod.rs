@@ -340,7 +340,7 @@ fn phrase(r: &creel_engine::Remedy) -> String {
     let operator = |what: &str| format!("this needs the operator of the MCP server's host: {what}");
     match r {
         Remedy::SessionIdFormat => "session ids are 1-128 characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit".into(),
-        Remedy::FindJob => "claude_code_sessions lists sessions and their active jobs".into(),
+        Remedy::FindJob => "claude_code_sessions lists sessions with their active and last job ids (activeJobId, lastJobId)".into(),
         Remedy::RaiseBudget { session } => format!(
             "ask the person who set it whether to spend more; claude_code_start with session_id `{session}` and a higher max_cost_usd (or max_turns, max_wall_seconds) raises it and resumes the conversation"
         ),

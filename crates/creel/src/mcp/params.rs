@@ -197,7 +197,7 @@ pub struct OutputParams {
     /// Byte offset to start at: 0 (default) or a previous page's nextOffset.
     #[serde(default, deserialize_with = "lenient")]
     pub offset: Option<u64>,
-    /// Maximum bytes in this page (default 65536).
+    /// Maximum bytes in this page (default, and for 0: 65536).
     #[serde(default, deserialize_with = "lenient")]
     pub limit: Option<u64>,
     /// "raw" (default): Claude's stream-json; "text": a readable transcript.
@@ -209,7 +209,7 @@ impl OutputParams {
     pub fn request(&self) -> OutputRequest {
         OutputRequest {
             offset: self.offset.unwrap_or(0),
-            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
+            limit: self.limit.filter(|&l| l > 0).unwrap_or(DEFAULT_LIMIT),
             format: match self.format.unwrap_or_default() {
                 Format::Raw => OutputFormat::Raw,
                 Format::Text => OutputFormat::Text,
