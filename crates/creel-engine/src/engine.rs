@@ -269,12 +269,23 @@ impl Engine {
 
     /// How Claude will log in for this engine's jobs, when it can.
     pub fn login(&self) -> Option<Login> {
-        if self.api_key.is_some() || self.config.api_key_file.is_some() {
+        if self.api_key.is_some()
+            || self
+                .config
+                .api_key_file
+                .as_ref()
+                .is_some_and(|f| f.is_file())
+        {
             return Some(Login::ApiKey);
         }
         self.credentials_file()
             .filter(|c| c.is_file())
             .map(Login::OAuth)
+    }
+
+    /// One session's record, if the store has it (no cleanup runs).
+    pub fn session(&self, id: &str) -> Result<Option<crate::session::SessionRecord>> {
+        Ok(self.store().session(id)?)
     }
 
     /// Lists sessions (after automatic cleanup of idle ones).

@@ -57,7 +57,7 @@ pub use error::{Error, ErrorCategory, Result};
 pub use job::start::MAX_PROMPT as MAX_PROMPT_BYTES;
 pub use job::{ErrorKind, JobRecord, JobState};
 pub use remedy::Remedy;
-pub use session::SessionSummary;
+pub use session::{SessionRecord, SessionSummary};
 pub use watch::JobWatch;
 
 /// Internals the benchmark suite (`crates/creel/benches`) builds on: the container command line,

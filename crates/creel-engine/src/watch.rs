@@ -23,7 +23,8 @@ pub struct Wakeups {
     inotify: Option<OwnedFd>,
     watching: bool,
     bell: Bell,
-    /// A directory watched apart from the log (the job's steering requests).
+    /// Directories watched apart from the log (the job's own, for a cancel's doorbell; its
+    /// steering requests), all on one inotify instance.
     dir: Option<OwnedFd>,
     dir_woke: bool,
 }
@@ -64,18 +65,26 @@ impl Wakeups {
     /// Also wakes when a file is created or renamed into `dir`; [`Wakeups::take_dir_news`]
     /// says whether that happened. Returns false when the directory cannot be watched (the
     /// caller then looks at it on a timer).
+    /// Can be called for several directories: news from any of them counts.
     pub fn watch_dir(&mut self, dir: &Path) -> bool {
-        let Ok(fd) = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
-        else {
-            return false;
+        let fd = match self.dir.take() {
+            Some(fd) => fd,
+            None => {
+                match inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+                {
+                    Ok(fd) => fd,
+                    Err(_) => return false,
+                }
+            }
         };
         let flags = inotify::WatchFlags::CLOSE_WRITE
             | inotify::WatchFlags::MOVED_TO
             | inotify::WatchFlags::CREATE;
-        if inotify::add_watch(&fd, dir, flags).is_err() {
+        let added = inotify::add_watch(&fd, dir, flags).is_ok();
+        self.dir = Some(fd);
+        if !added {
             return false;
         }
-        self.dir = Some(fd);
         // Whatever is there already is news to the first look.
         self.dir_woke = true;
         true

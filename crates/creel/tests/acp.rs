@@ -338,7 +338,18 @@ fn the_typescript_sdk_client_drives_real_claude_code_through_creel_acp() {
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["status"], "running", "{jobs:?}");
     let job = jobs[0]["jobId"].as_str().unwrap();
-    env.json(&["cancel", job, "--json"]);
+
+    // Reopened by a new connection: the replay shows the prompt, a new prompt is refused
+    // while the job runs, and session/cancel stops that job.
+    let back = sdk_client(&env, client, "reattach", &cwd, Some(other));
+    assert!(back["steps"]["load"]["error"].is_null(), "{back}");
+    assert!(
+        kinds(&back["updates"]["reattach"])
+            .contains(&pair("user_message_chunk", "ACP-SLOW: take your time")),
+        "{back}"
+    );
+    let busy = &back["steps"]["busy"]["error"];
+    assert!(busy["message"].as_str().unwrap().contains(job), "{busy}");
     assert_eq!(env.wait(job)["status"], "cancelled");
 }
 

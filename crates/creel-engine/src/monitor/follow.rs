@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::{
     CHECKPOINT_EVERY, KillReason, MAX_PARSE_LINE, Monitor, POLL, PUNCH_EVERY, STATE_EVERY,
-    STATS_EVERY, STDERR_KEEP, STOP_GRACE_SECS, apply_facts, observe, verdict,
+    STATE_EVERY_UNWATCHED, STATS_EVERY, STDERR_KEEP, STOP_GRACE_SECS, apply_facts, observe,
+    verdict,
 };
 use crate::cgroup::CgroupStats;
 use crate::error::{Error, Result};
@@ -85,6 +86,13 @@ impl Monitor {
         let stream_input = spec.steer.as_ref().is_some_and(|s| s.messages);
         let mut input_closed = false;
         let mut results_checked: Option<u64> = None;
+        // A cancel rings by creating a file in the job's directory (`job::cancel`); the
+        // container's questions arrive as files in `asked/`. Both wake the sleeper.
+        let state_every = if wake.watch_dir(&self.dir) {
+            STATE_EVERY
+        } else {
+            STATE_EVERY_UNWATCHED
+        };
         if steering.is_some() {
             wake.watch_dir(&crate::steer::asked_dir(&self.dir));
         }
@@ -140,6 +148,9 @@ impl Monitor {
         let mut state = self.job.state;
         let mut last_checkpoint = Instant::now();
         let mut last_state_check = Instant::now();
+        // When the job's last open request was answered (the idle timeout counts from there).
+        let mut answered_at: Option<i64> = None;
+        let mut was_waiting = false;
         let mut dirty = false;
         let mut metrics_saved_at = 0i64;
         let mut exit: Option<Exit> = None;
@@ -262,8 +273,9 @@ impl Monitor {
                 continue;
             }
 
-            // Cancelled elsewhere?
-            if last_state_check.elapsed() >= STATE_EVERY {
+            // Cancelled elsewhere? (A cancel rings; news in the directories is looked at.)
+            let news = wake.take_dir_news();
+            if news || last_state_check.elapsed() >= state_every {
                 last_state_check = Instant::now();
                 if let Some(j) = self.store.job(&id)? {
                     state = j.state;
@@ -284,7 +296,7 @@ impl Monitor {
             // Questions and permission requests.
             if let Some(st) = steering.as_mut()
                 && state.can_finish()
-                && (wake.take_dir_news() || st.due())
+                && (news || st.due())
             {
                 self.steer(st)?;
             }
@@ -298,13 +310,18 @@ impl Monitor {
                     .as_ref()
                     .and_then(|m| m.cpu_percent)
                     .is_some_and(|c| c >= BUSY_CPU_PERCENT);
-                // A job waiting for an answer is not idle: its own input timeout applies.
+                // A job waiting for an answer is not idle: its own input timeout applies. Once
+                // answered, its quiet time counts from the answer, not from its last output.
                 let waiting = steering.as_ref().is_some_and(|s| s.open);
+                if was_waiting && !waiting {
+                    answered_at = Some(now);
+                }
+                was_waiting = waiting;
                 kill = verdict::timeout(
                     &spec,
                     now,
                     started_ms,
-                    progress.last_output_at_ms,
+                    progress.last_output_at_ms.max(answered_at),
                     busy || waiting,
                 );
             }
@@ -314,9 +331,23 @@ impl Monitor {
             }
             if got == 0 {
                 let timeout = if wake.watching() {
-                    let mut t = STATE_EVERY.saturating_sub(last_state_check.elapsed());
+                    // Asleep until something rings, or until the next thing due: a checkpoint,
+                    // a timeout, an open request's look, the state's safety-net look.
+                    let mut t = state_every.saturating_sub(last_state_check.elapsed());
                     if dirty {
                         t = t.min(CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed()));
+                    }
+                    if let Some(st) = steering.as_ref() {
+                        t = t.min(st.next_look());
+                    }
+                    // (A deadline already past did not fire: the job is busy or waits for an
+                    // answer, which the next sample or look changes; no need to spin on it.)
+                    let last = progress.last_output_at_ms.max(answered_at);
+                    if let Some(at) = verdict::next_deadline(&spec, started_ms, last) {
+                        let ms = at.saturating_sub(now_ms());
+                        if ms > 0 {
+                            t = t.min(Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+                        }
                     }
                     t.max(Duration::from_millis(1))
                 } else {

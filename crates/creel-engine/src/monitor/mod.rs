@@ -52,8 +52,12 @@ enum EgressStart {
 const POLL: Duration = Duration::from_millis(20);
 /// How often progress is checkpointed while output flows.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// How often the job's state is re-read (to notice a cancel).
-const STATE_EVERY: Duration = Duration::from_millis(300);
+/// How often the job's state is re-read (to notice a cancel) when nothing rings: a cancel
+/// creates a file in the job's directory, which wakes the monitor at once; this is the safety
+/// net (a cancel by a creel that did not ring, a file that could not be written).
+const STATE_EVERY: Duration = Duration::from_secs(10);
+/// The same without a watch on the job's directory (no inotify): the old timed look.
+const STATE_EVERY_UNWATCHED: Duration = Duration::from_millis(300);
 /// How often metrics are sampled.
 const STATS_EVERY: Duration = Duration::from_secs(2);
 /// How much of the container's stderr is kept in `stderr.log` (the rest is counted, and its

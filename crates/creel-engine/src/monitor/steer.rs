@@ -38,6 +38,16 @@ impl Steering {
         self.last_look
             .is_none_or(|t| self.open && t.elapsed() >= RECHECK)
     }
+
+    /// How long until [`Steering::due`] (a long time when nothing is open: news of a request
+    /// wakes the monitor by itself).
+    pub(super) fn next_look(&self) -> Duration {
+        match self.last_look {
+            None => Duration::ZERO,
+            Some(t) if self.open => RECHECK.saturating_sub(t.elapsed()),
+            Some(_) => Duration::MAX,
+        }
+    }
 }
 
 impl Monitor {

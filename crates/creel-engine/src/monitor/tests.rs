@@ -375,6 +375,12 @@ fn a_cancel_recorded_elsewhere_stops_the_container_and_stays_cancelled() {
         store()
             .finish(&job, JobState::Cancelled, None, None, 2)
             .unwrap();
+        // ... and rings the monitor (without the ring it would see it at its next timed look).
+        std::fs::write(
+            crate::engine::job_dir(&home, &job).join(crate::job::cancel::CANCEL_BELL),
+            b"",
+        )
+        .unwrap();
     });
     let r = h.monitor(&fake);
     canceller.join().unwrap();

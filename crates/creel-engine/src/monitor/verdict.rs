@@ -93,6 +93,37 @@ pub(super) fn timeout(
     }
 }
 
+/// When [`timeout`] may next decide to stop the job (unix ms), if ever: the wall budget's end,
+/// or the startup or idle deadline (the idle one moves with each output, and does not apply
+/// while the job is busy, which the caller learns at the next metrics sample).
+pub(super) fn next_deadline(
+    spec: &JobSpec,
+    started_ms: i64,
+    last_output_ms: Option<i64>,
+) -> Option<i64> {
+    let wall = spec
+        .budget
+        .as_ref()
+        .and_then(|b| b.wall_seconds)
+        .map(|left| started_ms.saturating_add(secs_to_ms(left)));
+    let quiet = match last_output_ms {
+        None if spec.startup_timeout > 0 => Some(
+            started_ms
+                .saturating_add(secs_to_ms(spec.startup_timeout))
+                .saturating_add(1),
+        ),
+        Some(last) if spec.idle_timeout > 0 => Some(
+            last.saturating_add(secs_to_ms(spec.idle_timeout))
+                .saturating_add(1),
+        ),
+        _ => None,
+    };
+    match (wall, quiet) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The final verdict, in order of precedence: what creel stopped it for, the runtime's OOM
 /// record (or a SIGKILL under an enforced memory limit that creel did not send), Claude's
 /// result event, the exit code.
@@ -248,6 +279,32 @@ mod tests {
         facts.result_subtype = Some("error_max_turns".into());
         let e = decide(&s, None, false, Some(1), &facts, "").unwrap();
         assert_eq!(e.kind, ErrorKind::MaxTurns, "the job's own --max-turns");
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_first_moment_a_timeout_decides() {
+        // Each deadline is exactly the first moment `timeout` stops the job.
+        let s = spec(2, 5);
+        let at = next_deadline(&s, 1_000, None).unwrap();
+        assert_eq!(at, 3_001);
+        assert!(timeout(&s, at - 1, 1_000, None, false).is_none());
+        assert!(timeout(&s, at, 1_000, None, false).is_some());
+        let at = next_deadline(&s, 1_000, Some(4_000)).unwrap();
+        assert_eq!(at, 9_001);
+        assert!(timeout(&s, at - 1, 1_000, Some(4_000), false).is_none());
+        assert!(timeout(&s, at, 1_000, Some(4_000), false).is_some());
+        let mut w = spec(0, 0);
+        assert_eq!(next_deadline(&w, 0, Some(1)), None, "no timeouts: never");
+        w.budget = Some(crate::job::JobBudget {
+            cost_usd: None,
+            turns_from_budget: false,
+            wall_seconds: Some(3),
+        });
+        assert_eq!(next_deadline(&w, 500, None), Some(3_500));
+        assert_eq!(
+            next_deadline(&spec(u64::MAX, 0), i64::MAX, None),
+            Some(i64::MAX)
+        );
     }
 
     #[test]

@@ -82,16 +82,38 @@ pub fn run(engine: anyhow::Result<Engine>, _args: AcpArgs) -> anyhow::Result<()>
 struct Session {
     /// The client's working directory (the workspace of a session not yet in the store).
     cwd: PathBuf,
-    /// Whether the session is in creel's store (after its first job, or when loaded).
-    stored: bool,
     mode: Permissions,
     /// `None`: the config's model (or Claude Code's default).
     model: Option<String>,
-    /// The job of the prompt in progress (`Some("")` while it is being started).
+    /// The job of the prompt in progress (`Some("")` while it is being started or while
+    /// `session/load` replays the session).
     turn: Option<String>,
+    /// `session/cancel` came while the turn had no job yet: the turn cancels it once it has.
+    cancel_requested: bool,
     /// A job whose turn ended on Claude's question: the next prompt answers it.
     asked: Option<prompt::Asked>,
+    /// A job `session/load` found running (left by a client that went away): what
+    /// `session/cancel` stops when no turn runs.
+    detached: Option<String>,
 }
+
+impl Session {
+    fn new(cwd: PathBuf, mode: Permissions) -> Session {
+        Session {
+            cwd,
+            mode,
+            model: None,
+            turn: None,
+            cancel_requested: false,
+            asked: None,
+            detached: None,
+        }
+    }
+}
+
+/// The most sessions one connection keeps; beyond, idle ones (no turn, no waiting question)
+/// are forgotten (they stay in creel's store; `session/load` brings one back).
+const SESSIONS_KEPT: usize = 256;
 
 pub(crate) struct Acp {
     engine: Result<Arc<Engine>, Arc<String>>,
@@ -142,6 +164,23 @@ impl Acp {
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a session, forgetting idle ones past [`SESSIONS_KEPT`].
+    fn remember(&self, id: String, session: Session) {
+        let mut sessions = self.sessions();
+        if sessions.len() >= SESSIONS_KEPT {
+            let idle: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| s.turn.is_none() && s.asked.is_none())
+                .map(|(k, _)| k.clone())
+                .take(sessions.len() + 1 - SESSIONS_KEPT)
+                .collect();
+            for k in idle {
+                sessions.remove(&k);
+            }
+        }
+        sessions.insert(id, session);
     }
 
     fn default_mode(&self) -> Permissions {
@@ -239,13 +278,17 @@ fn unknown_session(id: &str) -> AcpError {
 /// the container; embedded text resources are included whole.
 fn prompt_text(blocks: &[ContentBlock], cwd: &std::path::Path) -> Result<String, AcpError> {
     let container_path = |uri: &str| -> String {
-        let Some(path) = uri.strip_prefix("file://") else {
+        let Some(path) = url::Url::parse(uri)
+            .ok()
+            .filter(|u| u.scheme() == "file")
+            .and_then(|u| u.to_file_path().ok())
+        else {
             return uri.to_string();
         };
-        match std::path::Path::new(path).strip_prefix(cwd) {
+        match path.strip_prefix(cwd) {
             Ok(rest) if rest.as_os_str().is_empty() => "/workspace".to_string(),
             Ok(rest) => format!("/workspace/{}", rest.display()),
-            Err(_) => path.to_string(),
+            Err(_) => path.display().to_string(),
         }
     };
     let mut parts = Vec::new();
@@ -450,11 +493,9 @@ async fn serve(acp: Arc<Acp>) -> Result<(), AcpError> {
         .await
 }
 
-fn initialize(acp: &Acp, req: InitializeRequest) -> InitializeResponse {
-    let version = req
-        .protocol_version
-        .min(agent_client_protocol::schema::ProtocolVersion::V1);
-    InitializeResponse::new(version)
+fn initialize(acp: &Acp, _req: InitializeRequest) -> InitializeResponse {
+    // The one version creel speaks; a client that wants another decides what to do.
+    InitializeResponse::new(agent_client_protocol::schema::ProtocolVersion::V1)
         .agent_capabilities(
             AgentCapabilities::new()
                 .load_session(true)
@@ -528,19 +569,15 @@ fn new_session(acp: &Acp, req: NewSessionRequest) -> Result<NewSessionResponse, 
         }
         Err(e) => return Err(invalid(format!("cwd `{}`: {e}", cwd.display()))),
     }
+    if !req.mcp_servers.is_empty() {
+        tracing::warn!(
+            count = req.mcp_servers.len(),
+            "the client offered MCP servers; creel does not pass them into the sandbox (a stdio server would run on the host)"
+        );
+    }
     let id = new_session_id();
     let mode = acp.default_mode();
-    acp.sessions().insert(
-        id.clone(),
-        Session {
-            cwd,
-            stored: false,
-            mode,
-            model: None,
-            turn: None,
-            asked: None,
-        },
-    );
+    acp.remember(id.clone(), Session::new(cwd, mode));
     Ok(NewSessionResponse::new(id)
         .modes(modes(mode))
         .config_options(acp.config_options(None)))
@@ -608,13 +645,17 @@ async fn list_sessions(
         .await?;
     let mut sessions: Vec<SessionInfo> = listed
         .into_iter()
-        .filter(|(s, _)| {
-            req.cwd.as_ref().is_none_or(|cwd| {
-                &s.record.workspace == cwd || s.record.git.as_ref().is_some_and(|g| &g.repo == cwd)
-            })
-        })
         .map(|(s, head)| {
-            SessionInfo::new(s.record.id.clone(), s.record.workspace.clone())
+            // A repository session's cwd is the repository, as the client gave it.
+            let cwd = match &s.record.git {
+                Some(g) => g.repo.clone(),
+                None => s.record.workspace.clone(),
+            };
+            (s, head, cwd)
+        })
+        .filter(|(_, _, cwd)| req.cwd.as_ref().is_none_or(|want| want == cwd))
+        .map(|(s, head, cwd)| {
+            SessionInfo::new(s.record.id.clone(), cwd)
                 .title(head.filter(|h| !h.is_empty()))
                 .updated_at(rfc3339(s.record.last_activity_ms))
         })
@@ -642,11 +683,16 @@ mod tests {
                 ContentBlock::Text(TextContent::new("look at")),
                 ContentBlock::ResourceLink(ResourceLink::new("x.rs", "file:///home/u/p/src/x.rs")),
                 ContentBlock::ResourceLink(ResourceLink::new("y", "file:///etc/hosts")),
+                ContentBlock::ResourceLink(ResourceLink::new("z", "file:///home/u/p/a%20b.txt")),
+                ContentBlock::ResourceLink(ResourceLink::new("w", "https://example.com/x")),
             ],
             cwd,
         )
         .unwrap();
-        assert_eq!(text, "look at\n@/workspace/src/x.rs\n@/etc/hosts");
+        assert_eq!(
+            text,
+            "look at\n@/workspace/src/x.rs\n@/etc/hosts\n@/workspace/a b.txt\n@https://example.com/x"
+        );
         assert!(prompt_text(&[ContentBlock::Text(TextContent::new("  "))], cwd).is_err());
     }
 

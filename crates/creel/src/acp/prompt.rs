@@ -71,7 +71,7 @@ pub(crate) async fn prompt(
     req: PromptRequest,
 ) -> Result<PromptResponse, AcpError> {
     let sid = req.session_id.0.to_string();
-    let (cwd, stored, mode, model, asked) = {
+    let (text, mode, model, asked, cwd) = {
         let mut sessions = acp.sessions();
         let Some(s) = sessions.get_mut(&sid) else {
             return Err(unknown_session(&sid));
@@ -89,109 +89,133 @@ pub(crate) async fn prompt(
                 ),
             ));
         }
+        // Checked before anything is taken from the session.
+        let text = prompt_text(&req.prompt, &s.cwd)?;
         s.turn = Some(String::new());
-        (
-            s.cwd.clone(),
-            s.stored,
-            s.mode,
-            s.model.clone(),
-            s.asked.take(),
-        )
+        s.cancel_requested = false;
+        (text, s.mode, s.model.clone(), s.asked.take(), s.cwd.clone())
     };
-    let result = turn(acp, cx, &sid, &req, cwd, stored, mode, model, asked).await;
-    let mut sessions = acp.sessions();
-    let s = sessions.get_mut(&sid);
-    match result {
-        Ok((r, asked)) => {
-            if let Some(s) = s {
-                s.turn = None;
-                s.asked = asked;
-            }
-            Ok(r)
-        }
-        Err(e) => {
-            if let Some(s) = s {
-                s.turn = None;
-            }
-            Err(e)
-        }
+    let (result, asked) = turn(acp, cx, &sid, text, cwd, mode, model, asked).await;
+    if let Some(s) = acp.sessions().get_mut(&sid) {
+        s.turn = None;
+        s.cancel_requested = false;
+        s.asked = asked;
     }
+    result
 }
 
+/// Runs one turn. Returns its answer, and the job whose question the session's next prompt
+/// answers (this turn's, or the one it was given back when this turn could not answer it).
 #[allow(clippy::too_many_arguments)]
 async fn turn(
     acp: &Arc<Acp>,
     cx: &ConnectionTo<Client>,
     sid: &str,
-    req: &PromptRequest,
+    text: String,
     cwd: std::path::PathBuf,
-    stored: bool,
     mode: creel_engine::config::Permissions,
     model: Option<String>,
     asked: Option<Asked>,
-) -> Result<(PromptResponse, Option<Asked>), AcpError> {
-    let text = prompt_text(&req.prompt, &cwd)?;
-    // The last turn ended on a question: this prompt answers it, unless that job has ended
-    // or someone else answered meanwhile (then it is a new job's prompt).
+) -> (Result<PromptResponse, AcpError>, Option<Asked>) {
+    // The last turn ended on a question: this prompt answers it. If that job has ended
+    // meanwhile (answered by someone else and finished, timed out, cancelled), the prompt
+    // starts a new job instead; if the answer cannot be given, the question stays open.
     let mut follow = None;
     if let Some(a) = asked {
         let job = a.follow.job.clone();
         let answer = text.clone();
         let seq = a.seq;
-        if acp
-            .blocking(move |e| e.reply(&job, &answer, Some(seq)))
-            .await
-            .is_ok()
-        {
-            follow = Some(a.follow);
+        let replied = acp
+            .blocking(move |e| match e.reply(&job, &answer, Some(seq)) {
+                Ok(_) => Ok(None),
+                Err(err) => {
+                    let ended = e.status(&job).is_ok_and(|s| s.record.state.is_final());
+                    Ok(Some((err, ended)))
+                }
+            })
+            .await;
+        match replied {
+            Ok(None) => follow = Some(a.follow),
+            Ok(Some((_, true))) => {}
+            Ok(Some((err, false))) => return (Err(super::engine_error(err)), Some(a)),
+            Err(err) => return (Err(err), Some(a)),
         }
     }
     let mut follow = match follow {
         Some(f) => f,
         None => {
-            let repo = !stored
-                && acp.engine.as_ref().is_ok_and(|e| e.config().acp_repo)
-                && cwd.join(".git").exists();
-            let start = creel_engine::StartRequest {
-                prompt: text,
-                session_id: Some(sid.to_string()),
-                workspace: (!stored && !repo).then(|| cwd.clone()),
-                repo: repo.then(|| cwd.clone()),
-                model,
-                permissions: Some(mode),
-                ..Default::default()
+            if cancel_requested(acp, sid) {
+                return (Ok(PromptResponse::new(StopReason::Cancelled)), None);
+            }
+            let acp_repo = acp.engine.as_ref().is_ok_and(|e| e.config().acp_repo);
+            let session = sid.to_string();
+            // Whether the session is in the store is decided here, not remembered: a cleanup
+            // may have removed it since the last prompt.
+            let started = acp
+                .blocking(move |e| {
+                    let new = e.session(&session)?.is_none();
+                    let repo = new && acp_repo && cwd.join(".git").exists();
+                    e.start(creel_engine::StartRequest {
+                        prompt: text,
+                        session_id: Some(session),
+                        workspace: (new && !repo).then(|| cwd.clone()),
+                        repo: repo.then(|| cwd.clone()),
+                        model,
+                        permissions: Some(mode),
+                        ..Default::default()
+                    })
+                })
+                .await;
+            let started = match started {
+                Ok(s) => s,
+                Err(e) => return (Err(e), None),
             };
-            let started = acp.blocking(move |e| e.start(start)).await?;
             for w in &started.warnings {
-                notify(
-                    cx,
-                    sid,
-                    SessionUpdate::AgentMessageChunk(text_chunk(&format!("(creel: {w})\n"))),
-                )?;
+                let note = text_chunk(&format!("(creel: {w})\n"));
+                if let Err(e) = notify(cx, sid, SessionUpdate::AgentMessageChunk(note)) {
+                    return (Err(e), None);
+                }
             }
             Follow::new(started.job_id, &started.workspace)
         }
     };
-    if let Some(s) = acp.sessions().get_mut(sid) {
-        s.stored = true;
-        s.turn = Some(follow.job.clone());
+    let cancel_now = {
+        let mut sessions = acp.sessions();
+        match sessions.get_mut(sid) {
+            Some(s) => {
+                s.turn = Some(follow.job.clone());
+                s.detached = None;
+                s.cancel_requested
+            }
+            None => false,
+        }
+    };
+    if cancel_now {
+        // session/cancel came while the job was being started.
+        let job = follow.job.clone();
+        let _ = acp.blocking(move |e| e.cancel(&job)).await;
     }
-    match follow_job(acp, cx, sid, &mut follow).await? {
-        End::Asked(seq) => Ok((
-            PromptResponse::new(StopReason::EndTurn),
+    match follow_job(acp, cx, sid, &mut follow).await {
+        Err(e) => (Err(e), None),
+        Ok(End::Asked(seq)) => (
+            Ok(PromptResponse::new(StopReason::EndTurn)),
             Some(Asked { seq, follow }),
-        )),
-        End::Final(status) => {
+        ),
+        Ok(End::Final(status)) => {
             let r = &status.record;
-            stop_reason(
+            let reason = stop_reason(
                 &r.id,
                 r.state,
                 r.error.as_ref().map(|e| (e.kind, e.message.as_str())),
                 follow.translator.last_stop_reason.as_deref(),
-            )
-            .map(|r| (PromptResponse::new(r), None))
+            );
+            (reason.map(PromptResponse::new), None)
         }
     }
+}
+
+fn cancel_requested(acp: &Acp, sid: &str) -> bool {
+    acp.sessions().get(sid).is_some_and(|s| s.cancel_requested)
 }
 
 /// The stop reason a finished job's state means; a failure other than running out of turns
@@ -239,7 +263,7 @@ async fn follow_job(
         let job = f.job.clone();
         let status = acp.blocking(move |e| e.status(&job)).await?;
         // Read after the status: a final state's output is all there.
-        send_output(acp, cx, sid, f).await?;
+        send_output(acp, cx, sid, f, None).await?;
         if status.record.state.is_final() {
             send_updates(cx, sid, flush(f))?;
             return Ok(End::Final(Box::new(status)));
@@ -304,14 +328,22 @@ async fn ask_permission(
         },
         Err(e) => (
             true,
-            Some(format!("The client could not ask the user: {}", e.message)),
+            // (The client's words, kept short: an answer has a size limit.)
+            Some(format!(
+                "The client could not ask the user: {}",
+                e.message.chars().take(200).collect::<String>()
+            )),
         ),
     };
     let job = f.job.clone();
     // Someone else (`creel approve`, a rule, the input timeout) may have answered first: then
-    // theirs stands, and this one is refused by the store.
+    // theirs stands, and this one is refused by the store. Should this answer fail otherwise,
+    // a plain denial is tried, so that the job never waits on a request already asked.
     let _ = acp
-        .blocking(move |e| e.approve(&job, deny, message.as_deref(), Some(seq)))
+        .blocking(move |e| {
+            e.approve(&job, deny, message.as_deref(), Some(seq))
+                .or_else(|_| e.approve(&job, true, None, Some(seq)))
+        })
         .await;
     Ok(())
 }
@@ -322,8 +354,12 @@ async fn send_output(
     cx: &ConnectionTo<Client>,
     sid: &str,
     f: &mut Follow,
+    up_to: Option<u64>,
 ) -> Result<(), AcpError> {
     loop {
+        if up_to.is_some_and(|max| f.offset >= max) {
+            return Ok(());
+        }
         let (job, offset) = (f.job.clone(), f.offset);
         let chunk = acp
             .blocking(move |e| {
@@ -376,43 +412,41 @@ fn send_updates(
     Ok(())
 }
 
-/// `session/cancel`: cancels the session's running job (the prompt then ends `cancelled`).
-/// With no prompt running, a job the session still has (one left running by a client that
-/// went away, or waiting on a question) is cancelled.
+/// `session/cancel`: cancels the session's running job (the prompt then ends `cancelled`);
+/// during a turn's start, the turn cancels its job as soon as it has one. With no prompt
+/// running, it cancels the job this session still has: one waiting on a question, or one
+/// `session/load` found running. Never a job this connection does not know of.
 pub(crate) async fn cancel(acp: &Arc<Acp>, sid: &str) {
     let job = {
         let mut sessions = acp.sessions();
         let Some(s) = sessions.get_mut(sid) else {
             return;
         };
-        match (&s.turn, &s.asked) {
-            (Some(j), _) if !j.is_empty() => Some(j.clone()),
-            (_, Some(a)) => Some(a.follow.job.clone()),
-            _ => None,
+        match (&s.turn, &s.asked, &s.detached) {
+            (Some(j), _, _) if j.is_empty() => {
+                s.cancel_requested = true;
+                None
+            }
+            (Some(j), _, _) => Some(j.clone()),
+            (None, Some(a), _) => Some(a.follow.job.clone()),
+            (None, None, Some(j)) => Some(j.clone()),
+            (None, None, None) => None,
         }
     };
-    let sid = sid.to_string();
-    let _ = acp
-        .blocking(move |e| {
-            let job = match job {
-                Some(j) => Some(j),
-                None => e
-                    .sessions()?
-                    .into_iter()
-                    .find(|s| s.record.id == sid)
-                    .and_then(|s| s.active_job_id),
-            };
-            match job {
-                Some(j) => e.cancel(&j).map(|_| ()),
-                None => Ok(()),
-            }
-        })
-        .await;
+    if let Some(job) = job {
+        let _ = acp.blocking(move |e| e.cancel(&job)).await;
+    }
 }
 
+/// The most jobs `session/load` replays (the latest), and the most of each one's output.
+const REPLAYED_JOBS: u64 = 50;
+const REPLAYED_OUTPUT: u64 = 8 << 20;
+
 /// `session/load`: a stored creel session, its conversation replayed as updates (each job's
-/// prompt, then what Claude did). A job still running is followed by the next prompt's
-/// turn only once it ends; one waiting on a question takes the next prompt as its answer.
+/// prompt, then what Claude did; the latest [`REPLAYED_JOBS`], each up to
+/// [`REPLAYED_OUTPUT`]). A job waiting on a question takes the next prompt as its answer; a
+/// job still running otherwise makes the next prompt wait (it is refused until the job ends)
+/// and is what `session/cancel` stops.
 pub(crate) async fn load_session(
     acp: &Arc<Acp>,
     cx: &ConnectionTo<Client>,
@@ -422,35 +456,72 @@ pub(crate) async fn load_session(
     let id = sid.clone();
     let found = acp
         .blocking(move |e| {
-            let Some(s) = e.sessions()?.into_iter().find(|s| s.record.id == id) else {
+            let Some(s) = e.session(&id)? else {
                 return Ok(None);
             };
             let mut jobs = e.jobs(&creel_engine::JobsRequest {
                 session: Some(id.clone()),
+                limit: REPLAYED_JOBS,
                 ..Default::default()
             })?;
             jobs.reverse();
             Ok(Some((s, jobs)))
         })
         .await?;
-    let Some((session, jobs)) = found else {
-        if acp.sessions().contains_key(&sid) {
-            // Made by session/new on this connection, never prompted: nothing to replay.
-            let s = &acp.sessions()[&sid];
-            return Ok(LoadSessionResponse::new()
-                .modes(modes(s.mode))
-                .config_options(acp.config_options(s.model.as_deref())));
+    // Hold the session as if a turn ran, so that no prompt interleaves with the replay.
+    {
+        let mut sessions = acp.sessions();
+        match (sessions.get_mut(&sid), &found) {
+            (Some(s), _) if s.turn.is_some() => {
+                return Err(acp_error(
+                    INVALID_REQUEST,
+                    format!("session `{sid}` is running a prompt on this connection"),
+                ));
+            }
+            (Some(s), _) => {
+                s.turn = Some(String::new());
+                s.cwd = req.cwd.clone();
+            }
+            (None, Some(_)) => {
+                drop(sessions);
+                let mut s = Session::new(req.cwd.clone(), acp.default_mode());
+                s.turn = Some(String::new());
+                acp.remember(sid.clone(), s);
+            }
+            // Not in the store and not made here.
+            (None, None) => return Err(unknown_session(&sid)),
         }
+    }
+    let replayed = match found {
+        Some((session, jobs)) => replay(acp, cx, &sid, &session.workspace, jobs).await,
+        // Made by session/new on this connection, never prompted: nothing to replay.
+        None => Ok((None, None)),
+    };
+    let mut sessions = acp.sessions();
+    let Some(s) = sessions.get_mut(&sid) else {
         return Err(unknown_session(&sid));
     };
-    if acp.sessions().get(&sid).is_some_and(|s| s.turn.is_some()) {
-        return Err(acp_error(
-            INVALID_REQUEST,
-            format!("session `{sid}` is running a prompt on this connection"),
-        ));
+    s.turn = None;
+    let (asked, detached) = replayed?;
+    if asked.is_some() {
+        s.asked = asked;
     }
-    let workspace = session.record.workspace.clone();
-    let mut asked = None;
+    s.detached = detached;
+    Ok(LoadSessionResponse::new()
+        .modes(modes(s.mode))
+        .config_options(acp.config_options(s.model.as_deref())))
+}
+
+/// Replays `jobs` (oldest first); returns the job waiting on a question, or the one still
+/// running, if any.
+async fn replay(
+    acp: &Arc<Acp>,
+    cx: &ConnectionTo<Client>,
+    sid: &str,
+    workspace: &std::path::Path,
+    jobs: Vec<creel_engine::JobSummary>,
+) -> Result<(Option<Asked>, Option<String>), AcpError> {
+    let (mut asked, mut detached) = (None, None);
     for j in jobs {
         let job = j.record.id.clone();
         let (prompt, cut) = acp
@@ -458,45 +529,37 @@ pub(crate) async fn load_session(
             .await?;
         if !prompt.is_empty() {
             let shown = if cut { format!("{prompt}…") } else { prompt };
-            notify(
-                cx,
-                &sid,
-                SessionUpdate::UserMessageChunk(text_chunk(&shown)),
-            )?;
+            notify(cx, sid, SessionUpdate::UserMessageChunk(text_chunk(&shown)))?;
         }
-        let mut f = Follow::new(j.record.id.clone(), &workspace);
-        send_output(acp, cx, &sid, &mut f).await?;
-        if !j.record.state.is_final() {
-            let job = j.record.id.clone();
-            let status = acp.blocking(move |e| e.status(&job)).await?;
-            if let Some(r) = status
-                .waiting_on
-                .filter(|r| matches!(r.ask, Ask::Question { .. }))
-            {
+        let mut f = Follow::new(j.record.id.clone(), workspace);
+        send_output(acp, cx, sid, &mut f, Some(REPLAYED_OUTPUT)).await?;
+        if f.offset < j.record.output_size && f.offset >= REPLAYED_OUTPUT {
+            let note = format!(
+                "\n(creel: {} more bytes of this job's output are not replayed: `creel output {}`)\n",
+                j.record.output_size - f.offset,
+                j.record.id
+            );
+            notify(cx, sid, SessionUpdate::AgentMessageChunk(text_chunk(&note)))?;
+            continue;
+        }
+        if j.record.state.is_final() {
+            send_updates(cx, sid, flush(&mut f))?;
+            continue;
+        }
+        let job = j.record.id.clone();
+        let status = acp.blocking(move |e| e.status(&job)).await?;
+        match status.waiting_on {
+            Some(r) if matches!(r.ask, Ask::Question { .. }) => {
                 asked = Some(Asked {
                     seq: r.seq,
                     follow: f,
-                });
+                })
             }
-        } else {
-            send_updates(cx, &sid, flush(&mut f))?;
+            _ if !status.record.state.is_final() => detached = Some(j.record.id.clone()),
+            _ => {}
         }
     }
-    let mode = acp.default_mode();
-    let mut sessions = acp.sessions();
-    let s = sessions.entry(sid.clone()).or_insert(Session {
-        cwd: workspace,
-        stored: true,
-        mode,
-        model: None,
-        turn: None,
-        asked: None,
-    });
-    s.stored = true;
-    s.asked = asked;
-    Ok(LoadSessionResponse::new()
-        .modes(modes(s.mode))
-        .config_options(acp.config_options(s.model.as_deref())))
+    Ok((asked, detached))
 }
 
 #[cfg(test)]

@@ -21,11 +21,42 @@ const RESULT_TEXT_MAX: usize = 64 << 10;
 /// The most of a title.
 const TITLE_MAX: usize = 120;
 
-/// A tool call seen in the stream.
+/// A tool call seen in the stream: its name and a hash of its input (inputs can be whole
+/// files; the hash is all a permission request needs to find its call).
 #[derive(Debug, Clone)]
 struct SeenTool {
     name: String,
-    input: Value,
+    input: u64,
+}
+
+/// A hash of a JSON value that does not depend on the order of object keys.
+fn input_hash(v: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn feed(v: &Value, h: &mut std::collections::hash_map::DefaultHasher) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                "{".hash(h);
+                for k in keys {
+                    k.hash(h);
+                    feed(&m[k], h);
+                }
+                "}".hash(h);
+            }
+            Value::Array(a) => {
+                "[".hash(h);
+                for x in a {
+                    feed(x, h);
+                }
+                "]".hash(h);
+            }
+            other => other.to_string().hash(h),
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    feed(v, &mut h);
+    h.finish()
 }
 
 /// Turns one job's stream-json lines into session updates.
@@ -66,13 +97,14 @@ impl Translator {
     /// The id of the latest tool call to `name` with `input` (what Claude Code's permission
     /// prompt asks about), if one was seen.
     pub(crate) fn tool_call_for(&self, name: &str, input: &Value) -> Option<String> {
+        let hash = input_hash(input);
         self.order
             .iter()
             .rev()
             .find(|id| {
                 self.tools
                     .get(*id)
-                    .is_some_and(|t| t.name == name && &t.input == input)
+                    .is_some_and(|t| t.name == name && t.input == hash)
             })
             .cloned()
     }
@@ -173,19 +205,19 @@ impl Translator {
     }
 
     fn remember(&mut self, id: &str, name: &str, input: &Value) {
-        if self.tools.len() >= TOOLS_KEPT
+        let seen = SeenTool {
+            name: name.to_string(),
+            input: input_hash(input),
+        };
+        if self.tools.insert(id.to_string(), seen).is_some() {
+            return;
+        }
+        self.order.push_back(id.to_string());
+        if self.order.len() > TOOLS_KEPT
             && let Some(old) = self.order.pop_front()
         {
             self.tools.remove(&old);
         }
-        self.tools.insert(
-            id.to_string(),
-            SeenTool {
-                name: name.to_string(),
-                input: input.clone(),
-            },
-        );
-        self.order.push_back(id.to_string());
     }
 
     /// A container path on the host, when it is in the workspace.
@@ -194,17 +226,24 @@ impl Translator {
         if rest.is_empty() {
             return Some(self.workspace.clone());
         }
-        let rest = rest.strip_prefix('/')?;
-        if rest.split('/').any(|c| c == "..") {
+        let rest = Path::new(rest.strip_prefix('/')?);
+        // Only plain names below the workspace: no `..`, no second root (`//etc`), no `.`.
+        if !rest
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
             return None;
         }
         Some(self.workspace.join(rest))
     }
 
-    /// A container path as the client should see it: on the host when it is in the
-    /// workspace, else as Claude wrote it.
-    fn shown_path(&self, p: &str) -> PathBuf {
-        self.host_path(p).unwrap_or_else(|| PathBuf::from(p))
+    /// A container path as a title shows it: on the host when it is in the workspace, else as
+    /// Claude wrote it, marked as the sandbox's.
+    fn shown_path(&self, p: &str) -> String {
+        match self.host_path(p) {
+            Some(h) => h.display().to_string(),
+            None => format!("{p} (in the sandbox)"),
+        }
     }
 
     fn tool_call(&self, id: &str, name: &str, input: &Value) -> ToolCall {
@@ -220,8 +259,7 @@ impl Translator {
                 let verb = if name == "Write" { "Write" } else { verb };
                 format!(
                     "{verb} {}",
-                    file.map(|f| self.shown_path(f).display().to_string())
-                        .unwrap_or_default()
+                    file.map(|f| self.shown_path(f)).unwrap_or_default()
                 )
             }
             "Grep" => format!("grep {}", cut(s("pattern"), TITLE_MAX)),
@@ -233,8 +271,8 @@ impl Translator {
             _ => name.to_string(),
         };
         let mut content = Vec::new();
-        if let Some(f) = file {
-            let path = self.shown_path(f);
+        // Diffs only for files the client can open: those in the workspace on the host.
+        if let Some(path) = file.and_then(|f| self.host_path(f)) {
             match name {
                 "Write" => content.push(ToolCallContent::Diff(Diff::new(
                     path.clone(),
@@ -408,6 +446,19 @@ mod tests {
         assert_eq!(t.host_path("/workspacex/y"), None);
         assert_eq!(t.host_path("/workspace/../etc"), None);
         assert_eq!(t.host_path("/tmp/x"), None);
+        assert_eq!(t.host_path("/workspace//etc/passwd"), None, "a second root");
+        assert_eq!(t.host_path("/workspace/./x"), None);
+        assert_eq!(t.host_path("/workspace/a/../../etc"), None);
+        assert_eq!(t.host_path("/workspace/a/b"), Some(PathBuf::from("/w/a/b")));
+        // A write outside the workspace: no host path, no diff, said to be the sandbox's.
+        let mut t = Translator::new(Path::new("/w"));
+        let u = t.line(br#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"a","name":"Write","input":{"file_path":"/workspace//etc/x","content":"y"}}]}}"#);
+        let u = serde_json::to_value(&u[0]).unwrap();
+        assert_eq!(u["title"], "Write /workspace//etc/x (in the sandbox)");
+        assert!(
+            u.get("content").is_none() && u.get("locations").is_none(),
+            "{u}"
+        );
     }
 
     #[test]
@@ -416,6 +467,11 @@ mod tests {
         t.line(br#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"a","name":"Bash","input":{"command":"ls"}},{"type":"tool_use","id":"b","name":"Bash","input":{"command":"pwd"}}]}}"#);
         let pwd = serde_json::json!({"command": "pwd"});
         assert_eq!(t.tool_call_for("Bash", &pwd).as_deref(), Some("b"));
+        // The key order of the request's input does not matter.
+        t.line(br#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"c","name":"Edit","input":{"file_path":"/workspace/f","old_string":"a","new_string":"b"}}]}}"#);
+        let reordered =
+            serde_json::json!({"new_string": "b", "old_string": "a", "file_path": "/workspace/f"});
+        assert_eq!(t.tool_call_for("Edit", &reordered).as_deref(), Some("c"));
         assert_eq!(t.tool_call_for("Write", &pwd), None);
         let subject = serde_json::to_value(t.permission_subject("b", "Bash", &pwd)).unwrap();
         assert_eq!(subject["title"], "`pwd`");

@@ -74,6 +74,21 @@ async function main(c, ctx) {
     );
     return;
   }
+  if (scenario === "reattach") {
+    // The session of a client that went away, its job still running: reopen it, find the next
+    // prompt refused while the job runs, and cancel the job.
+    const sessionId = process.env.ACP_SESSION;
+    state.label = "reattach";
+    report.steps.load = await settle(
+      ctx.request(methods.agent.session.load, { sessionId, cwd, mcpServers: [] }),
+    );
+    report.steps.busy = await settle(
+      ctx.request(methods.agent.session.prompt, { sessionId, prompt: text("ACP-EXTRA") }),
+    );
+    await ctx.notify(methods.agent.session.cancel, { sessionId });
+    await sleep(2000);
+    return;
+  }
   if (scenario === "disconnect") {
     const s = await ctx.request(methods.agent.session.new, { cwd, mcpServers: [] });
     report.steps.session = s;
