@@ -1,4 +1,4 @@
-//! What the engine's verbs take and return: the types every face (CLI, MCP, ACP) passes to and
+//! What the engine's verbs take and return: the types every face (CLI, MCP, ACP, web) passes to and
 //! reads from [`crate::Engine`].
 
 use std::path::PathBuf;

@@ -12,6 +12,7 @@ mod fake_model;
 mod http_serve;
 mod mcp;
 mod printer;
+mod ui;
 mod wire;
 
 use std::process::ExitCode;

@@ -34,3 +34,5 @@ mod e2e;
 // `creel acp` driven by independent ACP clients (acpx, the official TypeScript SDK) with the
 // real Claude Code in the real image.
 mod acp;
+// The web dashboard (`creel ui`) in headless Chromium, and its refusals over raw HTTP.
+mod ui;

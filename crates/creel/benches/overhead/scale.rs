@@ -1,9 +1,10 @@
-//! Scale: job lookup (`status`), `sessions` and `start` with 1 session and with 10,000 sessions
-//! in the store. The 10,000 sessions are inserted through the engine's real store API
+//! Scale: job lookup (`status`), `sessions`, `start` and the dashboard's overview, with 1 session and
+//! with 10,000 sessions in the store. The 10,000 sessions are inserted through the engine's real store API
 //! (`Store::insert_job` + `Store::finish`, the calls `start` and the monitor make), each with
 //! one completed job whose spec is a real job's; no containers are started for them.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use creel_engine::internals::SessionRecord;
@@ -22,6 +23,7 @@ struct Figures {
     sessions_cli: Samples,
     start_new: Samples,
     start_existing: Samples,
+    overview: Samples,
     sessions_count: usize,
 }
 
@@ -47,7 +49,7 @@ pub fn run(o: &Opts, r: &mut Report) {
 
     let n_small = small.sessions_count;
     let n_big = big.sessions_count;
-    let rows: [(&str, &Samples, &Samples, &str); 6] = [
+    let rows: [(&str, &Samples, &Samples, &str); 7] = [
         (
             "job lookup, in-process `Engine::status`",
             &small.status,
@@ -84,6 +86,12 @@ pub fn run(o: &Opts, r: &mut Report) {
             &big.start_existing,
             "",
         ),
+        (
+            "dashboard overview, `GET /api/overview` from `creel ui` (200 newest jobs, every session)",
+            &small.overview,
+            &big.overview,
+            "p50 < 200 ms",
+        ),
     ];
     for (name, a, b, goal) in rows {
         let ratio = b.p50() / a.p50();
@@ -97,6 +105,13 @@ pub fn run(o: &Opts, r: &mut Report) {
             }
             "p50 ≤ 5 ms" => {
                 if b.p50() <= 5.0 {
+                    Verdict::Met
+                } else {
+                    Verdict::Missed
+                }
+            }
+            "p50 < 200 ms" => {
+                if b.p50() < 200.0 {
                     Verdict::Met
                 } else {
                     Verdict::Missed
@@ -149,6 +164,7 @@ fn measure(env: &Env, engine: &creel_engine::Engine, job: &str, session: &str) -
         start_existing.push(wall_ms() - t0);
         env.wait_final(&j, TIMEOUT);
     }
+    let overview = ui_overview(env);
     Figures {
         status,
         status_cli,
@@ -156,8 +172,43 @@ fn measure(env: &Env, engine: &creel_engine::Engine, job: &str, session: &str) -
         sessions_cli,
         start_new,
         start_existing,
+        overview,
         sessions_count,
     }
+}
+
+/// The dashboard's overview over HTTP, as the page asks for it (with its login cookie).
+fn ui_overview(env: &Env) -> Samples {
+    let mut child = env
+        .cmd(&["ui"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start creel ui");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("creel ui's URL");
+    let (base, token) = line
+        .trim()
+        .split_once("/?token=")
+        .expect("a URL with a token");
+    let host = base.trim_start_matches("http://").to_string();
+    let token = token.to_string();
+    let samples = time_n(20, 2, || {
+        let mut c = std::net::TcpStream::connect(&host).expect("connect");
+        write!(
+            c,
+            "GET /api/overview HTTP/1.1\r\nHost: {host}\r\nCookie: creel_ui={token}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut answer = Vec::new();
+        c.read_to_end(&mut answer).expect("answer");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "the overview failed");
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    samples
 }
 
 /// Inserts `n` sessions, each with one completed job, through the real store API.

@@ -161,6 +161,12 @@ pub enum Command {
     /// the plan). Modes: `ask` (permission requests go to the client) or `skip`. Jobs
     /// outlive the connection: `creel jobs` finds them and session/load reopens them.
     Acp(crate::acp::AcpArgs),
+    /// Serve a live web dashboard: sessions, jobs, transcripts, controls
+    ///
+    /// Prints its URL (with a login token) as the first line on stdout and serves until
+    /// Ctrl-C. Loopback only unless --allow-remote; only your own processes may connect.
+    /// Everything it shows comes from creel's store: stopping it loses nothing.
+    Ui(crate::ui::UiArgs),
     /// Build the sandbox image: Claude Code (pinned) on Debian bookworm, for a non-root user
     ///
     /// Builds `localhost/creel-claude:<claude code version>` and `:latest` from the
@@ -206,9 +212,11 @@ impl Command {
             Command::Cleanup(a) => a.json,
             Command::Doctor(a) => a.json,
             Command::Image(image::ImageCommand::Build(a)) => a.json,
-            Command::Mcp(_) | Command::Acp(_) | Command::FakeModel(_) | Command::Monitor(_) => {
-                false
-            }
+            Command::Mcp(_)
+            | Command::Acp(_)
+            | Command::Ui(_)
+            | Command::FakeModel(_)
+            | Command::Monitor(_) => false,
         }
     }
 }
@@ -253,6 +261,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Branch(args) => land::branch(&open_engine(g)?, args),
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
         Command::Doctor(args) => doctor::run(&open_engine_with(g, &args.engine)?, g, args),
+        Command::Ui(args) => {
+            crate::ui::run(open_engine_with(g, &args.engine)?, args)?;
+            Ok(ExitStatus::Success)
+        }
         Command::Acp(args) => {
             let engine = open_engine_with(g, &args.engine);
             crate::acp::run(engine, args)?;

@@ -41,7 +41,7 @@ pub(super) fn check_bind(addr: SocketAddr, token: Option<&str>) -> anyhow::Resul
 /// Who may use a server without a token: on loopback, only processes of the user running
 /// creel (and root, who could read creel's files anyway). Another local user's connection is
 /// refused before any request is read: loopback is shared by every user of the machine.
-fn owner_only(peer: SocketAddr, local: SocketAddr) -> bool {
+pub(crate) fn owner_only(peer: SocketAddr, local: SocketAddr) -> bool {
     let me = rustix::process::geteuid().as_raw();
     match loopback_peer_uid(peer, local) {
         Some(uid) => uid == me || uid == 0,

@@ -22,6 +22,8 @@ mod sessions;
 mod start;
 mod status;
 
+pub(crate) use http::owner_only;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
