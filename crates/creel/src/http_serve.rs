@@ -1,8 +1,15 @@
-//! The HTTP/1 accept loop `creel mcp --http` and `creel fake-model` share: one task per
-//! connection, until Ctrl-C or SIGTERM.
+//! The HTTP/1 accept loop `creel mcp --http`, `creel ui` and `creel fake-model` share: one
+//! task per connection (at most [`MAX_CONNECTIONS`], each with a deadline for its request
+//! heads), until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Connections served at once; more are answered 503 and closed.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long a connection may take to send a request's head (a slow or silent client must not
+/// hold a connection forever).
+const HEADER_READ: Duration = Duration::from_secs(30);
 
 /// The body of the answer to a refused connection.
 const REFUSED: &str =
@@ -32,6 +39,7 @@ pub async fn serve_until_shutdown<S, B>(
 {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -56,14 +64,23 @@ pub async fn serve_until_shutdown<S, B>(
                         continue;
                     }
                 }
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!("refused a connection from {peer}: {MAX_CONNECTIONS} are open");
+                    let busy = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                    let _ = stream.try_write(busy.as_bytes());
+                    continue;
+                };
                 let svc = make();
                 tokio::spawn(async move {
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_READ)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await
                     {
                         tracing::debug!("connection from {peer}: {e}");
                     }
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => return,

@@ -151,11 +151,26 @@ fn the_dashboard_refuses_requests_without_its_token_or_from_elsewhere() {
     assert_eq!(get("/", "").0, 401);
     assert_eq!(get("/api/overview", "").0, 401);
     assert_eq!(get("/?token=wrong", "").0, 401);
-    let cookie = format!("\r\nCookie: creel_ui={}", ui.token);
+    let port = ui.host().rsplit(':').next().unwrap().to_string();
+    let cookie = format!("\r\nCookie: creel_ui_{port}={}", ui.token);
     assert_eq!(get("/api/overview", &cookie).0, 200);
     // The token in the URL becomes the cookie, and the URL loses it.
     let (status, _) = get(&format!("/?token={}", ui.token), "");
     assert_eq!(status, 303);
+    // ... and never sends the browser elsewhere.
+    let mut s = TcpStream::connect(ui.host()).unwrap();
+    write!(
+        s,
+        "GET //evil.example/x?token={} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        ui.token
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.to_ascii_lowercase().contains("\r\nlocation: /\r\n"),
+        "{answer}"
+    );
     // DNS rebinding: the right cookie under another name is still refused.
     let (status, _) = raw(
         &ui,
@@ -353,6 +368,30 @@ fn the_dashboard_streams_a_job_live_in_chromium_cancels_it_and_never_runs_what_i
         )
         .await;
         let second = c.current_url().await.unwrap().path().trim_start_matches("/job/").to_string();
+
+        // A 100 MB line: the page shows the transcript's tail and stays light.
+        let (big, _) = env.start("say BEFORE-BIG\nbigline 100000000\nsay AFTER-BIG", &[]);
+        assert_eq!(env.wait(&big)["status"], "completed");
+        c.goto(&format!("{}/job/{big}", ui.base)).await.unwrap();
+        wait_for(
+            "the tail after a 100 MB line",
+            "const t = document.getElementById('transcript'); return !!t && t.textContent.includes('AFTER-BIG')".into(),
+        )
+        .await;
+        let held = c
+            .execute(
+                "return document.getElementById('transcript').textContent.length",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let held = held.as_u64().unwrap();
+        assert!(held < 1 << 20, "the page holds {held} characters of a 100 MB transcript");
+        let earlier = c
+            .execute("return !document.getElementById('earlier').hidden", vec![])
+            .await
+            .unwrap();
+        assert_eq!(earlier, serde_json::Value::Bool(true), "earlier output is a click away");
         let _ = c.close().await;
         (latency, second)
     });

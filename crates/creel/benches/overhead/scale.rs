@@ -194,12 +194,13 @@ fn ui_overview(env: &Env) -> Samples {
         .split_once("/?token=")
         .expect("a URL with a token");
     let host = base.trim_start_matches("http://").to_string();
+    let port = host.rsplit(':').next().unwrap_or_default().to_string();
     let token = token.to_string();
     let samples = time_n(20, 2, || {
         let mut c = std::net::TcpStream::connect(&host).expect("connect");
         write!(
             c,
-            "GET /api/overview HTTP/1.1\r\nHost: {host}\r\nCookie: creel_ui={token}\r\nConnection: close\r\n\r\n"
+            "GET /api/overview HTTP/1.1\r\nHost: {host}\r\nCookie: creel_ui_{port}={token}\r\nConnection: close\r\n\r\n"
         )
         .expect("request");
         let mut answer = Vec::new();

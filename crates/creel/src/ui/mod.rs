@@ -37,6 +37,8 @@ const COOKIE: &str = "creel_ui";
 const MAX_BODY: usize = creel_engine::MAX_PROMPT_BYTES + 4096;
 /// Jobs shown in the overview (newest first).
 const OVERVIEW_JOBS: u64 = 200;
+/// Sessions shown in the overview (most recently active first).
+const OVERVIEW_SESSIONS: usize = 500;
 /// How often the overview looks for changes.
 const OVERVIEW_EVERY: Duration = Duration::from_secs(1);
 /// How much of a transcript a job page starts with (its tail); earlier text on request.
@@ -213,15 +215,27 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-fn cookie_token(req: &Request<Incoming>) -> Option<String> {
+fn cookie_token(req: &Request<Incoming>, name: &str) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
+}
+
+/// `/job/<12 hex digits>`.
+fn is_job_page(path: &str) -> bool {
+    path.strip_prefix("/job/")
+        .is_some_and(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The cookie's name: per port, since browsers share cookies between the ports of a host (two
+/// dashboards on one machine would otherwise log each other out).
+fn cookie_name(state: &State) -> String {
+    format!("{COOKIE}_{}", state.local.port())
 }
 
 /// Whether the `Host` header names this server (a page on another name reaching a loopback
@@ -268,20 +282,23 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> HttpResponse {
         }
         let mut r = full(StatusCode::SEE_OTHER, "text/plain", "");
         let h = r.headers_mut();
+        // Back to the page asked for, if it is one of ours (never elsewhere: `//host/...`).
+        let path = req.uri().path();
+        let page = if is_job_page(path) { path } else { "/" };
         h.insert(
             header::LOCATION,
-            header::HeaderValue::from_str(req.uri().path())
-                .unwrap_or(header::HeaderValue::from_static("/")),
+            header::HeaderValue::from_str(page).unwrap_or(header::HeaderValue::from_static("/")),
         );
         if let Ok(v) = header::HeaderValue::from_str(&format!(
-            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+            "{}={}; HttpOnly; SameSite=Strict; Path=/",
+            cookie_name(&state),
             state.token
         )) {
             h.insert(header::SET_COOKIE, v);
         }
         return r;
     }
-    if !cookie_token(&req).is_some_and(|t| same(&t, &state.token)) {
+    if !cookie_token(&req, &cookie_name(&state)).is_some_and(|t| same(&t, &state.token)) {
         return error(
             StatusCode::UNAUTHORIZED,
             "creel ui: open the URL `creel ui` printed (it carries the login token)",
@@ -335,7 +352,15 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> HttpResponse {
             }
         }
         ("GET", ["api", "jobs", id, "output"]) => output(&state, id, &q).await,
-        ("GET", ["api", "jobs", id, "stream"]) => job_events(state.clone(), id.to_string()),
+        ("GET", ["api", "jobs", id, "stream"]) => {
+            // A reconnecting page says where it got to (the `id` of the last text event).
+            let resume = req
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            job_events(state.clone(), id.to_string(), resume)
+        }
         ("GET", ["api", "sessions", id, "diff"]) => {
             let req = creel_engine::git::DiffRequest {
                 session_id: id.to_string(),
@@ -445,7 +470,20 @@ async fn output(state: &State, id: &str, q: &HashMap<String, String>) -> HttpRes
     })
     .await
     {
-        Ok(page) => full(StatusCode::OK, "text/plain; charset=utf-8", page.content),
+        Ok(page) => {
+            let mut r = full(StatusCode::OK, "text/plain; charset=utf-8", page.content);
+            // Where the page really starts and ends (moved to character boundaries).
+            for (name, v) in [
+                ("x-creel-offset", page.offset),
+                ("x-creel-next-offset", page.next_offset),
+                ("x-creel-total-size", page.total_size),
+            ] {
+                if let Ok(v) = header::HeaderValue::from_str(&v.to_string()) {
+                    r.headers_mut().insert(name, v);
+                }
+            }
+            r
+        }
         Err(r) => r,
     }
 }
@@ -541,9 +579,11 @@ async fn overview(state: &State) -> Result<Overview, HttpResponse> {
             }
             jobs.push(row);
         }
-        let sessions = e
-            .sessions()?
+        let mut all = e.sessions()?;
+        all.sort_by_key(|s| std::cmp::Reverse(s.record.last_activity_ms));
+        let sessions = all
             .into_iter()
+            .take(OVERVIEW_SESSIONS)
             .map(|s| SessionRow {
                 session_id: s.record.id.clone(),
                 job_count: s.job_count,
@@ -623,32 +663,39 @@ struct TextEvent<'a> {
 
 /// `/api/jobs/:id/stream`: the job's status, then its rendered transcript from the last
 /// [`FIRST_TAIL`] bytes on, as it grows, and the status whenever it changes; `end` once final.
-fn job_events(state: Arc<State>, id: String) -> HttpResponse {
+fn job_events(state: Arc<State>, id: String, resume: Option<u64>) -> HttpResponse {
     let (tx, r) = event_stream();
     tokio::spawn(async move {
         let watch_id = id.clone();
         let Ok(watch) = blocking(&state, move |e| e.watch_job(&watch_id)).await else {
+            // Not `error`: EventSource takes that for a broken connection and reconnects.
             let _ = tx
-                .send(event("error", &serde_json::json!({"error": "unknown job"})))
+                .send(event("gone", &serde_json::json!({"error": "unknown job"})))
                 .await;
             return;
         };
         let mut changes = JobChanges::from_watch(watch);
         let mut last_status: Option<String> = None;
-        let mut offset: Option<u64> = None;
+        let mut offset: Option<u64> = resume;
         let mut quiet = std::time::Instant::now();
         loop {
             let sid = id.clone();
             let Ok(status) = blocking(&state, move |e| e.status(&sid)).await else {
                 return;
             };
-            let wire = serde_json::to_string(&StatusWire::from(&status)).unwrap_or_default();
-            if last_status.as_ref() != Some(&wire) {
-                let e = Bytes::from(format!("event: status\ndata: {wire}\n\n"));
-                if tx.send(e).await.is_err() {
+            // Sent when something besides the clocks changed.
+            let wire = serde_json::to_value(StatusWire::from(&status)).unwrap_or_default();
+            let mut facts = wire.clone();
+            if let Some(o) = facts.as_object_mut() {
+                o.remove("elapsedSeconds");
+                o.remove("lastOutputSecondsAgo");
+            }
+            let facts = facts.to_string();
+            if last_status.as_ref() != Some(&facts) {
+                if tx.send(event("status", &wire)).await.is_err() {
                     return;
                 }
-                last_status = Some(wire);
+                last_status = Some(facts);
                 quiet = std::time::Instant::now();
             }
             // The transcript since the last read (its tail, the first time).
@@ -683,13 +730,16 @@ fn job_events(state: Arc<State>, id: String) -> HttpResponse {
                 .await;
                 let Ok(page) = page else { return };
                 if offset.is_none() || !page.content.is_empty() {
-                    let e = event(
-                        "text",
-                        &TextEvent {
-                            offset: page.offset,
-                            content: &page.content,
-                        },
-                    );
+                    // Its `id` is where the next text starts: a reconnecting page resumes there.
+                    let data = serde_json::to_string(&TextEvent {
+                        offset: page.offset,
+                        content: &page.content,
+                    })
+                    .unwrap_or_default();
+                    let e = Bytes::from(format!(
+                        "id: {}\nevent: text\ndata: {data}\n\n",
+                        page.next_offset
+                    ));
                     if tx.send(e).await.is_err() {
                         return;
                     }

@@ -100,9 +100,14 @@ function jobPage(id) {
   const earlier = el("button", { id: "earlier", hidden: "" }, "show earlier output");
   const chart = el("canvas", { id: "chart", width: "360", height: "60" });
   const result = el("div", { id: "result" });
+  const diff = el("span", { hidden: "" }, " · ", el("a", { id: "diff" }, "the session's diff"));
   let sessionId = null;
-  let first = null; // the offset the page's transcript starts at
+  let first = null; // the byte offset the page's transcript starts at
+  let end = null; // and where it ends
+  let held = 0; // characters held in the page
+  let keep = KEEP; // raised by what "show earlier output" fetched
   const cpu = [];
+  let lastPoint = 0;
   // What the controls and the question box were built for: rebuilt only when that changes,
   // so that a status update never wipes what someone is typing.
   let controlsFor = null;
@@ -114,15 +119,31 @@ function jobPage(id) {
     el("div", {}, "CPU ", chart),
     el("p", {},
       el("a", { href: `/api/jobs/${id}/output?format=raw`, id: "raw" }, "raw stream-json"), " · ",
-      el("a", { href: `/api/jobs/${id}/output?format=text` }, "whole transcript as text")),
+      el("a", { href: `/api/jobs/${id}/output?format=text` }, "transcript as text"), diff),
     earlier, transcript, result);
 
   earlier.addEventListener("click", async () => {
-    const from = Math.max(0, first - (1 << 20));
-    const r = await fetch(`/api/jobs/${id}/output?format=text&offset=${from}&limit=${first - from}`);
-    transcript.prepend(document.createTextNode(await r.text()));
-    first = from;
-    earlier.hidden = first === 0;
+    earlier.disabled = true;
+    try {
+      const from = Math.max(0, first - (1 << 20));
+      const r = await fetch(`/api/jobs/${id}/output?format=text&offset=${from}&limit=${first - from}`);
+      if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
+      const start = Number(r.headers.get("x-creel-offset"));
+      const next = Number(r.headers.get("x-creel-next-offset"));
+      // The page was moved to character boundaries: drop what overlaps the text already shown.
+      let bytes = new TextEncoder().encode(await r.text());
+      if (next > first) bytes = bytes.subarray(0, bytes.length - (next - first));
+      const text = new TextDecoder().decode(bytes);
+      transcript.prepend(document.createTextNode(text));
+      held += text.length;
+      keep += text.length;
+      first = start;
+      earlier.hidden = first === 0;
+    } catch (e) {
+      alert(e.message);
+    } finally {
+      earlier.disabled = false;
+    }
   });
 
   function drawChart() {
@@ -140,6 +161,11 @@ function jobPage(id) {
 
   function showStatus(s) {
     sessionId = s.sessionId;
+    // A --repo session: its branch's diff since it started.
+    if (s.changes) {
+      diff.querySelector("a").setAttribute("href", `/api/sessions/${encodeURIComponent(s.sessionId)}/diff`);
+      diff.hidden = false;
+    }
     facts.replaceChildren(...[
       el("span", { class: `state-${s.status}`, id: "state" }, s.status),
       el("span", {}, `session ${s.sessionId}`),
@@ -149,8 +175,11 @@ function jobPage(id) {
       s.costUsd !== null && s.costUsd !== undefined ? el("span", {}, `$${s.costUsd.toFixed(4)}`) : null,
       s.error ? el("span", { class: "state-failed" }, `${s.error.kind}: ${s.error.message}`) : null,
     ].filter((x) => x !== null));
-    if (s.metrics && typeof s.metrics.cpuPercent === "number") {
+    // One point per metrics sample (every 2 s), however often the status changes.
+    if (s.metrics && typeof s.metrics.cpuPercent === "number" && Date.now() - lastPoint >= 1900) {
+      lastPoint = Date.now();
       cpu.push(s.metrics.cpuPercent);
+      if (cpu.length > 600) cpu.shift();
       drawChart();
     }
     const running = s.status === "pending" || s.status === "running";
@@ -210,21 +239,31 @@ function jobPage(id) {
     const t = JSON.parse(m.data);
     if (first === null) {
       first = t.offset;
+      end = t.offset;
       earlier.hidden = first === 0;
     }
+    // After a reconnect, text the page already holds is not added twice.
+    if (t.offset < end) return;
+    end = t.offset + new TextEncoder().encode(t.content).length;
     const atBottom = transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 4;
     transcript.append(document.createTextNode(t.content));
+    held += t.content.length;
     // Keep the page light: drop what is far above.
-    let size = transcript.textContent.length;
-    while (size > KEEP && transcript.firstChild) {
-      size -= transcript.firstChild.textContent.length;
-      first += new TextEncoder().encode(transcript.firstChild.textContent).length;
+    while (held > keep && transcript.firstChild && transcript.firstChild !== transcript.lastChild) {
+      const gone = transcript.firstChild.textContent;
+      held -= gone.length;
+      first += new TextEncoder().encode(gone).length;
       transcript.firstChild.remove();
       earlier.hidden = false;
     }
     if (atBottom) transcript.scrollTop = transcript.scrollHeight;
   });
   stream.addEventListener("end", () => { stream.close(); live.textContent = "ended"; });
+  stream.addEventListener("gone", () => {
+    stream.close();
+    live.textContent = "no such job";
+    facts.replaceChildren(el("span", { class: "state-failed" }, "creel knows no job " + id));
+  });
 }
 
 const m = location.pathname.match(/^\/job\/([0-9a-f]{12})$/);
