@@ -31,3 +31,13 @@ pub struct BrokenPipe;
 pub fn note(text: &str) {
     eprintln!("creel: {text}");
 }
+
+/// An error and all its causes on one line (`a: b: c`), for a server that reports a broken
+/// configuration through its protocol instead of exiting.
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        message.push_str(&format!(": {cause}"));
+    }
+    message
+}

@@ -58,10 +58,7 @@ pub fn run(engine: anyhow::Result<Engine>, _args: AcpArgs) -> anyhow::Result<()>
     let engine = match engine {
         Ok(e) => Ok(Arc::new(e)),
         Err(e) => {
-            let mut message = e.to_string();
-            for cause in e.chain().skip(1) {
-                message.push_str(&format!(": {cause}"));
-            }
+            let message = crate::printer::one_line(&e);
             eprintln!(
                 "creel acp: error: {message}\ncreel acp: serving anyway: every session reports this until it is fixed and the agent restarted"
             );

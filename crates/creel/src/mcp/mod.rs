@@ -123,10 +123,7 @@ pub fn run(engine: Result<Engine, anyhow::Error>, args: McpArgs) -> anyhow::Resu
     let engine = match engine {
         Ok(e) => Ok(Arc::new(e)),
         Err(e) => {
-            let mut message = e.to_string();
-            for cause in e.chain().skip(1) {
-                message.push_str(&format!(": {cause}"));
-            }
+            let message = crate::printer::one_line(&e);
             eprintln!(
                 "creel mcp: error: {message}\ncreel mcp: serving anyway: every tool call reports this until it is fixed and the server restarted"
             );

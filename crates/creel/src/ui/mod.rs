@@ -636,15 +636,8 @@ fn overview_events(state: Arc<State>) -> HttpResponse {
                 last = Some(o);
                 quiet = std::time::Instant::now();
             }
-            if quiet.elapsed() >= KEEPALIVE {
-                if tx
-                    .send(Bytes::from_static(b": keepalive\n\n"))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                quiet = std::time::Instant::now();
+            if !keepalive(&tx, &mut quiet).await {
+                return;
             }
             tokio::select! {
                 _ = tokio::time::sleep(OVERVIEW_EVERY) => {}
@@ -653,6 +646,17 @@ fn overview_events(state: Arc<State>) -> HttpResponse {
         }
     });
     r
+}
+
+/// A comment on a stream quiet for [`KEEPALIVE`]; false once the client has gone.
+async fn keepalive(tx: &tokio::sync::mpsc::Sender<Bytes>, quiet: &mut std::time::Instant) -> bool {
+    if quiet.elapsed() < KEEPALIVE {
+        return true;
+    }
+    *quiet = std::time::Instant::now();
+    tx.send(Bytes::from_static(b": keepalive\n\n"))
+        .await
+        .is_ok()
 }
 
 #[derive(Serialize)]
@@ -755,15 +759,8 @@ fn job_events(state: Arc<State>, id: String, resume: Option<u64>) -> HttpRespons
                 let _ = tx.send(event("end", &serde_json::json!({}))).await;
                 return;
             }
-            if quiet.elapsed() >= KEEPALIVE {
-                if tx
-                    .send(Bytes::from_static(b": keepalive\n\n"))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                quiet = std::time::Instant::now();
+            if !keepalive(&tx, &mut quiet).await {
+                return;
             }
             tokio::select! {
                 _ = changes.wait(creel_engine::JobWatch::RECHECK) => {}
