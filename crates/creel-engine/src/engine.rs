@@ -576,6 +576,22 @@ pub(crate) fn job_dir(home: &Path, job_id: &str) -> PathBuf {
     home.join("jobs").join(job_id)
 }
 
+/// Rings everyone watching a job's directory (its monitor, `creel wait`, MCP waits and
+/// subscriptions, ACP turns, dashboard pages), so they look at the job again now rather than
+/// at their next timed look: a request came or was answered, or the job was cancelled.
+pub(crate) fn ring_job_dir(job_dir: &Path) {
+    // A wake-up, not data: written in place (closing it is the event), without the sync of an
+    // atomic write.
+    let path = job_dir.join("changed.stamp");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+        .to_string();
+    if let Err(e) = std::fs::write(&path, stamp) {
+        tracing::debug!("cannot ring {}: {e}", path.display());
+    }
+}
+
 /// Tries to take a job's monitor lock. `Ok(None)`: a monitor holds it.
 pub(crate) fn try_lock_job(home: &Path, job_id: &str) -> Result<Option<File>> {
     let path = job_dir(home, job_id).join("monitor.lock");

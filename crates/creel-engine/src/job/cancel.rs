@@ -6,9 +6,6 @@ use crate::error::Result;
 use crate::job::{JobState, now_ms};
 use crate::runtime::argv::LABEL_JOB;
 
-/// The file `cancel` creates in the job's directory to wake its monitor.
-pub(crate) const CANCEL_BELL: &str = "cancelled";
-
 /// Seconds between SIGTERM and SIGKILL when cancelling.
 const CANCEL_GRACE_SECS: u64 = 2;
 
@@ -23,12 +20,8 @@ impl Engine {
         }
         self.store()
             .finish(job_id, JobState::Cancelled, None, None, now_ms())?;
-        // The doorbell: the job's monitor (and every face waiting on the job) watches its
-        // directory, so this file wakes them at once instead of at their next timed look.
-        let bell = self.job_dir(job_id).join(CANCEL_BELL);
-        if let Err(e) = std::fs::write(&bell, b"") {
-            tracing::debug!(job = %job_id, "cannot ring {}: {e}", bell.display());
-        }
+        // The job's monitor (and every face waiting on the job) sees it at once.
+        crate::engine::ring_job_dir(&self.job_dir(job_id));
         let runtime = self.runtime_for(&record.spec)?;
         let mut ids: Vec<String> = record.container_id.iter().cloned().collect();
         if ids.is_empty() {

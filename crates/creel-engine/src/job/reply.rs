@@ -182,7 +182,7 @@ pub(crate) fn deliver(
         &answer.decision,
         job.spec.user.owner_if_root(),
     )?;
-    crate::steer::stamp(&dir);
+    crate::engine::ring_job_dir(&dir);
     tracing::info!(job = %job.id, seq = request.seq, by = ?answer.decided_by, "request answered");
     Ok(true)
 }

@@ -86,8 +86,8 @@ impl Monitor {
         let stream_input = spec.steer.as_ref().is_some_and(|s| s.messages);
         let mut input_closed = false;
         let mut results_checked: Option<u64> = None;
-        // A cancel rings by creating a file in the job's directory (`job::cancel`); the
-        // container's questions arrive as files in `asked/`. Both wake the sleeper.
+        // A cancel rings the job's directory (`engine::ring_job_dir`); the container's
+        // questions arrive as files in `asked/`. Both wake the sleeper.
         let state_every = if wake.watch_dir(&self.dir) {
             STATE_EVERY
         } else {

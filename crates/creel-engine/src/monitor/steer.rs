@@ -191,7 +191,7 @@ impl Monitor {
             .collect();
         st.open = !st.open_seqs.is_empty();
         if changed {
-            crate::steer::stamp(&self.dir);
+            crate::engine::ring_job_dir(&self.dir);
         }
         Ok(())
     }

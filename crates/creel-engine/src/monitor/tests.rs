@@ -376,11 +376,7 @@ fn a_cancel_recorded_elsewhere_stops_the_container_and_stays_cancelled() {
             .finish(&job, JobState::Cancelled, None, None, 2)
             .unwrap();
         // ... and rings the monitor (without the ring it would see it at its next timed look).
-        std::fs::write(
-            crate::engine::job_dir(&home, &job).join(crate::job::cancel::CANCEL_BELL),
-            b"",
-        )
-        .unwrap();
+        crate::engine::ring_job_dir(&crate::engine::job_dir(&home, &job));
     });
     let r = h.monitor(&fake);
     canceller.join().unwrap();

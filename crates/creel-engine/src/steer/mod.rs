@@ -355,20 +355,6 @@ pub(crate) fn answer_written(job_dir: &Path, seq: u32) -> bool {
         .is_file()
 }
 
-/// Marks the job's directory changed, so that everyone waiting on it (`creel wait`, MCP waits
-/// and subscriptions) looks again: a request came or was answered.
-pub(crate) fn stamp(job_dir: &Path) {
-    // A wake-up, not data: written in place, without the sync of an atomic write.
-    let path = job_dir.join("requests.stamp");
-    let _ = std::fs::write(
-        &path,
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis())
-            .to_string(),
-    );
-}
-
 /// Checks an answer a person or agent gives.
 pub(crate) fn check_answer(text: &str) -> Result<()> {
     if text.trim().is_empty() {
