@@ -54,6 +54,7 @@ pub use config::Config;
 pub use doctor::{DoctorFinding, DoctorLevel};
 pub use engine::{Engine, EngineOptions, MonitorLauncher};
 pub use error::{Error, ErrorCategory, Result};
+pub use job::output::MAX_PAGE as MAX_OUTPUT_PAGE;
 pub use job::start::MAX_PROMPT as MAX_PROMPT_BYTES;
 pub use job::{ErrorKind, JobRecord, JobState};
 pub use remedy::Remedy;

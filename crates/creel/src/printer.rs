@@ -32,12 +32,14 @@ pub fn note(text: &str) {
     eprintln!("creel: {text}");
 }
 
-/// An error and all its causes on one line (`a: b: c`), for a server that reports a broken
-/// configuration through its protocol instead of exiting.
-pub(crate) fn one_line(e: &anyhow::Error) -> String {
+/// An error and all its causes on one line (`a: b: c`), for the servers, which answer through
+/// their protocol what the CLI prints one cause per line.
+pub(crate) fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
     let mut message = e.to_string();
-    for cause in e.chain().skip(1) {
-        message.push_str(&format!(": {cause}"));
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
     }
     message
 }

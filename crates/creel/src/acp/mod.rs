@@ -58,7 +58,7 @@ pub fn run(engine: anyhow::Result<Engine>, _args: AcpArgs) -> anyhow::Result<()>
     let engine = match engine {
         Ok(e) => Ok(Arc::new(e)),
         Err(e) => {
-            let message = crate::printer::one_line(&e);
+            let message = crate::printer::one_line(e.as_ref());
             eprintln!(
                 "creel acp: error: {message}\ncreel acp: serving anyway: every session reports this until it is fixed and the agent restarted"
             );
@@ -242,12 +242,7 @@ fn modes(current: Permissions) -> SessionModeState {
 /// An engine error as an ACP error: the message, with the remedy in words.
 fn engine_error(e: creel_engine::Error) -> AcpError {
     let hint = e.remedy().map(|r| crate::cli::remedy::phrase(&r));
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
+    let mut message = crate::printer::one_line(&e);
     if let Some(h) = hint {
         message.push_str(&format!(" (hint: {h})"));
     }
@@ -596,14 +591,9 @@ fn set_config_option(
     let model = match &*value.0 {
         "default" => None,
         m => {
-            if !m
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-[]:".contains(c))
-                || m.is_empty()
-                || m.len() > 128
-            {
-                return Err(invalid(format!("`{m}` is not a model name")));
-            }
+            // The rule `start` applies, checked now rather than at the next prompt.
+            creel_engine::config::validate_model(m)
+                .map_err(|why| invalid(format!("`{m}` is not a model name: {why}")))?;
             Some(m.to_string())
         }
     };
@@ -654,17 +644,11 @@ async fn list_sessions(
         .map(|(s, head, cwd)| {
             SessionInfo::new(s.record.id.clone(), cwd)
                 .title(head.filter(|h| !h.is_empty()))
-                .updated_at(rfc3339(s.record.last_activity_ms))
+                .updated_at(crate::wire::rfc3339(s.record.last_activity_ms))
         })
         .collect();
     sessions.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
     Ok(ListSessionsResponse::new(sessions))
-}
-
-/// Unix milliseconds as RFC 3339 (UTC).
-fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]
@@ -694,6 +678,11 @@ mod tests {
     }
 
     #[test]
+    fn session_times_are_rfc3339() {
+        assert_eq!(crate::wire::rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
     fn session_ids_are_creel_session_ids() {
         let id = new_session_id();
         assert_eq!(id.len(), 16, "{id}");
@@ -702,10 +691,5 @@ mod tests {
             "{id}"
         );
         assert!(id.starts_with("acp-"));
-    }
-
-    #[test]
-    fn times_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

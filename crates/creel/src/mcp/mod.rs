@@ -123,7 +123,7 @@ pub fn run(engine: Result<Engine, anyhow::Error>, args: McpArgs) -> anyhow::Resu
     let engine = match engine {
         Ok(e) => Ok(Arc::new(e)),
         Err(e) => {
-            let message = crate::printer::one_line(&e);
+            let message = crate::printer::one_line(e.as_ref());
             eprintln!(
                 "creel mcp: error: {message}\ncreel mcp: serving anyway: every tool call reports this until it is fixed and the server restarted"
             );
@@ -321,13 +321,7 @@ impl ToolError {
 impl From<creel_engine::Error> for ToolError {
     fn from(e: creel_engine::Error) -> ToolError {
         let hint = e.remedy().map(|r| phrase(&r));
-        // One line with every cause, as the CLI prints them one per line.
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
-            source = s.source();
-        }
+        let message = crate::printer::one_line(&e);
         ToolError { message, hint }
     }
 }

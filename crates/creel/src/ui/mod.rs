@@ -45,8 +45,6 @@ const OVERVIEW_EVERY: Duration = Duration::from_secs(1);
 const FIRST_TAIL: u64 = 256 << 10;
 /// The most text one event carries.
 const EVENT_TEXT: u64 = 64 << 10;
-/// The most of a job's output one `output` request returns (the engine's own page limit).
-const MAX_PAGE: u64 = 16 << 20;
 /// A comment every this often keeps idle event streams open through proxies.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -169,29 +167,19 @@ fn engine_error(e: creel_engine::Error) -> HttpResponse {
 
 /// The headers every answer carries.
 fn harden(mut r: HttpResponse) -> HttpResponse {
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::X_FRAME_OPTIONS,
-        header::HeaderValue::from_static("DENY"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        header::HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        r.headers_mut()
+            .insert(name, header::HeaderValue::from_static(value));
+    }
     r
 }
 
@@ -456,7 +444,7 @@ async fn output(state: &State, id: &str, q: &HashMap<String, String>) -> HttpRes
         .get("limit")
         .and_then(|l| l.parse().ok())
         .filter(|&l| l > 0)
-        .unwrap_or(MAX_PAGE);
+        .unwrap_or(creel_engine::MAX_OUTPUT_PAGE);
     let id = id.to_string();
     match blocking(state, move |e| {
         e.output(
