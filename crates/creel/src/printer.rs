@@ -43,3 +43,19 @@ pub(crate) fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
     }
     message
 }
+
+/// A server's engine, or why it has none: a server (`creel mcp`, `creel acp`) starts even when
+/// creel's configuration is broken, says so on stderr (`who: error: …` and what it does
+/// meanwhile, `then`), and answers every request with the reason, so that the host that
+/// started it shows why instead of a closed connection.
+pub(crate) fn serve_anyway(
+    engine: anyhow::Result<creel_engine::Engine>,
+    who: &str,
+    then: &str,
+) -> Result<std::sync::Arc<creel_engine::Engine>, std::sync::Arc<String>> {
+    engine.map(std::sync::Arc::new).map_err(|e| {
+        let message = one_line(e.as_ref());
+        eprintln!("{who}: error: {message}\n{who}: serving anyway: {then}");
+        std::sync::Arc::new(message)
+    })
+}

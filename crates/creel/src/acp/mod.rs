@@ -55,16 +55,11 @@ pub fn run(engine: anyhow::Result<Engine>, _args: AcpArgs) -> anyhow::Result<()>
         .thread_name("creel-acp")
         .build()
         .context("cannot start the async runtime")?;
-    let engine = match engine {
-        Ok(e) => Ok(Arc::new(e)),
-        Err(e) => {
-            let message = crate::printer::one_line(e.as_ref());
-            eprintln!(
-                "creel acp: error: {message}\ncreel acp: serving anyway: every session reports this until it is fixed and the agent restarted"
-            );
-            Err(Arc::new(message))
-        }
-    };
+    let engine = crate::printer::serve_anyway(
+        engine,
+        "creel acp",
+        "every session reports this until it is fixed and the agent restarted",
+    );
     let acp = Arc::new(Acp {
         engine,
         sessions: Mutex::new(HashMap::new()),

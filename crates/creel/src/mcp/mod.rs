@@ -120,16 +120,11 @@ pub fn run(engine: Result<Engine, anyhow::Error>, args: McpArgs) -> anyhow::Resu
         .thread_name("creel-mcp")
         .build()
         .context("cannot start the async runtime")?;
-    let engine = match engine {
-        Ok(e) => Ok(Arc::new(e)),
-        Err(e) => {
-            let message = crate::printer::one_line(e.as_ref());
-            eprintln!(
-                "creel mcp: error: {message}\ncreel mcp: serving anyway: every tool call reports this until it is fixed and the server restarted"
-            );
-            Err(Arc::new(message))
-        }
-    };
+    let engine = crate::printer::serve_anyway(
+        engine,
+        "creel mcp",
+        "every tool call reports this until it is fixed and the server restarted",
+    );
     let result = runtime.block_on(async {
         let housekeeping = match &engine {
             Ok(engine) => tokio::spawn(housekeeping(engine.clone())),
