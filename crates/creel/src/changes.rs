@@ -1,4 +1,4 @@
-//! [`JobChanges`]: the engine's [`JobWatch`] for async faces (MCP, ACP), waiting on its
+//! [`JobChanges`]: the engine's [`JobWatch`] for async faces (MCP, ACP, the dashboard), waiting on its
 //! inotify descriptor under tokio instead of on a thread of its own.
 
 use std::time::Duration;
