@@ -238,7 +238,7 @@ fn the_dashboard_streams_a_job_live_in_chromium_cancels_it_and_never_runs_what_i
     let env = TestEnv::new();
     let hostile = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
     let (job, _) = env.start(
-        &format!("say {hostile}\nsleep 4\nsay SECOND-LINE\nsleep 120"),
+        &format!("bash echo FOLDED-RESULT\nsay {hostile}\nsleep 4\nsay SECOND-LINE\nsleep 120"),
         &[],
     );
     let ui = Ui::start(&env);
@@ -318,15 +318,45 @@ fn the_dashboard_streams_a_job_live_in_chromium_cancels_it_and_never_runs_what_i
             Ok(d) => d.as_secs_f64(),
             Err(e) => -e.duration().as_secs_f64(),
         };
-        // Nothing the job printed ran or became an element.
+        // Nothing the job printed ran or became an element: the transcript holds only the
+        // page's own pieces (runs of text, folded tool calls).
         let safe = c
             .execute(
-                "return window.pwned === undefined && document.querySelectorAll('#transcript *').length === 0",
+                "return window.pwned === undefined && [...document.querySelectorAll('#transcript *')].every((e) => ['SPAN', 'DETAILS', 'SUMMARY', 'DIV'].includes(e.tagName) && e.attributes.length <= 1)",
                 vec![],
             )
             .await
             .unwrap();
         assert_eq!(safe, serde_json::Value::Bool(true), "the job's HTML ran or was parsed");
+        // The tool call is folded with its result: one line, the result a click away.
+        let folded = c
+            .execute(
+                "const d = document.querySelector('#transcript details.tool'); if (!d) return 'no fold'; \
+                 const r = d.querySelector('.tool-result'); \
+                 return [d.open, d.querySelector('summary').textContent, r.textContent.includes('FOLDED-RESULT'), r.checkVisibility()]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            folded,
+            serde_json::json!([false, "→ Bash(echo FOLDED-RESULT)", true, false]),
+            "the tool call folded, its result hidden"
+        );
+        c.find(Locator::Css("#transcript details.tool summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let opened = c
+            .execute(
+                "return document.querySelector('#transcript details.tool .tool-result').offsetHeight > 0",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(opened, serde_json::Value::Bool(true), "a click shows the result");
         let facts = c
             .execute("return document.getElementById('facts').textContent", vec![])
             .await

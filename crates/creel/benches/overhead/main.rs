@@ -5,7 +5,7 @@
 //!                                          [--big-bytes N] [--trials N] [--dir DIR] [--out FILE] [--keep]
 //! FIGURE: start query throughput scale concurrent (default: these five), chaos
 //!         [--chaos-jobs N] [--kills N] [--seed N], mcp-load [--mcp-sessions N],
-//!         git [--repo-files N] [--history-mib N]
+//!         git [--repo-files N] [--history-mib N], dashboard [--big-bytes N]
 //! ```
 //!
 //! Every figure runs creel and bare `podman` side by side in the same run, on the same image
@@ -17,6 +17,7 @@
 
 mod chaos;
 mod concurrent;
+mod dashboard;
 mod git_session;
 mod mcp_load;
 mod query;
@@ -154,7 +155,7 @@ impl Report {
 
 const FIGURES: [&str; 5] = ["start", "query", "throughput", "scale", "concurrent"];
 /// Figures run only when named (RELIABILITY.md).
-const EXTRA_FIGURES: [&str; 3] = ["chaos", "mcp-load", "git"];
+const EXTRA_FIGURES: [&str; 4] = ["chaos", "mcp-load", "git", "dashboard"];
 
 fn usage() -> ! {
     eprintln!(
@@ -239,6 +240,7 @@ fn main() {
             "chaos" => chaos::run(&opts, &mut report),
             "mcp-load" => mcp_load::run(&opts, &mut report),
             "git" => git_session::run(&opts, &mut report),
+            "dashboard" => dashboard::run(&opts, &mut report),
             _ => unreachable!(),
         }
         report.note(format!("load after: {}", util::loadavg()));

@@ -3,15 +3,14 @@
 //! (`Store::insert_job` + `Store::finish`, the calls `start` and the monitor make), each with
 //! one completed job whose spec is a real job's; no containers are started for them.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use creel_engine::internals::SessionRecord;
 use creel_engine::internals::new_job_id;
 use creel_engine::{JobRecord, JobState};
 
-use crate::util::{Env, Samples, fmt_ms, time_cmd, time_n, wall_ms};
+use crate::util::{Env, Samples, UiServer, fmt_ms, time_cmd, time_n, wall_ms};
 use crate::{Opts, Report, Verdict};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -179,37 +178,10 @@ fn measure(env: &Env, engine: &creel_engine::Engine, job: &str, session: &str) -
 
 /// The dashboard's overview over HTTP, as the page asks for it (with its login cookie).
 fn ui_overview(env: &Env) -> Samples {
-    let mut child = env
-        .cmd(&["ui"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start creel ui");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("creel ui's URL");
-    let (base, token) = line
-        .trim()
-        .split_once("/?token=")
-        .expect("a URL with a token");
-    let host = base.trim_start_matches("http://").to_string();
-    let port = host.rsplit(':').next().unwrap_or_default().to_string();
-    let token = token.to_string();
-    let samples = time_n(20, 2, || {
-        let mut c = std::net::TcpStream::connect(&host).expect("connect");
-        write!(
-            c,
-            "GET /api/overview HTTP/1.1\r\nHost: {host}\r\nCookie: creel_ui_{port}={token}\r\nConnection: close\r\n\r\n"
-        )
-        .expect("request");
-        let mut answer = Vec::new();
-        c.read_to_end(&mut answer).expect("answer");
-        assert!(answer.starts_with(b"HTTP/1.1 200"), "the overview failed");
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    samples
+    let ui = UiServer::start(env);
+    time_n(20, 2, || {
+        ui.get("/api/overview");
+    })
 }
 
 /// Inserts `n` sessions, each with one completed job, through the real store API.

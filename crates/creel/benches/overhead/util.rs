@@ -645,3 +645,69 @@ pub fn machine() -> Vec<String> {
         format!("load at start: {}", loadavg()),
     ]
 }
+
+/// A running `creel ui` of an environment, spoken to over raw HTTP with its login cookie;
+/// killed on drop.
+pub struct UiServer {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    cookie: String,
+}
+
+impl UiServer {
+    pub fn start(env: &Env) -> UiServer {
+        use std::io::BufRead as _;
+        let mut child = env
+            .cmd(&["ui"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start creel ui");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("creel ui's URL");
+        let (base, token) = line
+            .trim()
+            .split_once("/?token=")
+            .expect("a URL with a token");
+        let host = base.trim_start_matches("http://").to_string();
+        let port = host.rsplit(':').next().unwrap_or_default().to_string();
+        let cookie = format!("creel_ui_{port}={token}");
+        UiServer {
+            child,
+            host,
+            cookie,
+        }
+    }
+
+    /// A connection with `GET path` sent.
+    pub fn open(&self, path: &str) -> std::net::TcpStream {
+        use std::io::Write as _;
+        let mut c = std::net::TcpStream::connect(&self.host).expect("connect");
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nConnection: close\r\n\r\n",
+            self.host, self.cookie
+        )
+        .expect("request");
+        c
+    }
+
+    /// `GET path`, asserting a 200; the whole answer.
+    pub fn get(&self, path: &str) -> Vec<u8> {
+        use std::io::Read as _;
+        let mut answer = Vec::new();
+        self.open(path).read_to_end(&mut answer).expect("answer");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "GET {path} failed");
+        answer
+    }
+}
+
+impl Drop for UiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -70,6 +70,25 @@ struct State {
     token: String,
     /// The address served (for the `Host` and `Origin` checks).
     local: SocketAddr,
+    /// The overview's one producer, while any page follows it (see [`subscribe_overview`]).
+    feed: std::sync::Mutex<Option<Arc<OverviewFeed>>>,
+    /// How many overviews were computed (for the tests: tabs share one computation).
+    computed: std::sync::atomic::AtomicU64,
+}
+
+/// The latest overview, computed once for every open page.
+type OverviewFeed = tokio::sync::watch::Sender<Option<Arc<Overview>>>;
+
+impl State {
+    fn new(engine: Arc<Engine>, token: String, local: SocketAddr) -> State {
+        State {
+            engine,
+            token,
+            local,
+            feed: std::sync::Mutex::new(None),
+            computed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 /// Serves the dashboard until Ctrl-C or SIGTERM. The first line on stdout is its URL.
@@ -101,11 +120,7 @@ pub fn run(engine: Engine, args: UiArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr().unwrap_or(addr);
-        let state = Arc::new(State {
-            engine,
-            token,
-            local,
-        });
+        let state = Arc::new(State::new(engine, token, local));
         crate::printer::out(format!("http://{local}/?token={}\n", state.token).as_bytes())?;
         eprintln!(
             "creel ui: serving the dashboard on http://{local}/ (open the URL above: it carries the login token); Ctrl-C stops it"
@@ -529,6 +544,9 @@ struct Overview {
 }
 
 async fn overview(state: &State) -> Result<Overview, HttpResponse> {
+    state
+        .computed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     blocking(state, |e| {
         let now = creel_engine::internals::now_ms();
         let mut jobs = Vec::new();
@@ -608,28 +626,72 @@ fn event(name: &str, data: &impl Serialize) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }
 
-/// `/api/events`: the overview, again whenever it changes.
-fn overview_events(state: Arc<State>) -> HttpResponse {
-    let (tx, r) = event_stream();
+/// Follows the overview. However many pages are open, one task computes it (once every
+/// [`OVERVIEW_EVERY`]) and every page gets the same result; the task runs while anyone follows
+/// and stops when the last page has gone, so an unwatched dashboard costs nothing.
+fn subscribe_overview(state: &Arc<State>) -> tokio::sync::watch::Receiver<Option<Arc<Overview>>> {
+    let mut slot = state.feed.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(feed) = slot.as_ref() {
+        return feed.subscribe();
+    }
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let feed = Arc::new(tx);
+    *slot = Some(feed.clone());
+    let state = state.clone();
     tokio::spawn(async move {
-        let mut last: Option<Overview> = None;
-        let mut quiet = std::time::Instant::now();
         loop {
-            if let Ok(o) = overview(&state).await
-                && last.as_ref() != Some(&o)
-            {
-                if tx.send(event("overview", &o)).await.is_err() {
-                    return;
-                }
-                last = Some(o);
-                quiet = std::time::Instant::now();
-            }
-            if !keepalive(&tx, &mut quiet).await {
-                return;
+            if let Ok(o) = overview(&state).await {
+                feed.send_if_modified(|last| {
+                    if last.as_deref() == Some(&o) {
+                        return false;
+                    }
+                    *last = Some(Arc::new(o));
+                    true
+                });
             }
             tokio::select! {
                 _ = tokio::time::sleep(OVERVIEW_EVERY) => {}
+                _ = feed.closed() => {}
+            }
+            // Stop once nobody follows; decided under the lock a new follower takes, so that
+            // none subscribes to a feed that is about to stop.
+            let mut slot = state.feed.lock().unwrap_or_else(|p| p.into_inner());
+            if feed.receiver_count() == 0 {
+                *slot = None;
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// `/api/events`: the overview, again whenever it changes.
+fn overview_events(state: Arc<State>) -> HttpResponse {
+    let (tx, r) = event_stream();
+    let mut feed = subscribe_overview(&state);
+    tokio::spawn(async move {
+        let mut quiet = std::time::Instant::now();
+        // The current overview first (if there is one yet), then each change.
+        feed.mark_changed();
+        loop {
+            tokio::select! {
+                changed = feed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let o = feed.borrow_and_update().clone();
+                    if let Some(o) = o {
+                        if tx.send(event("overview", &*o)).await.is_err() {
+                            return;
+                        }
+                        quiet = std::time::Instant::now();
+                    }
+                }
+                _ = tokio::time::sleep(KEEPALIVE) => {}
                 _ = tx.closed() => return,
+            }
+            if !keepalive(&tx, &mut quiet).await {
+                return;
             }
         }
     });
@@ -762,6 +824,56 @@ fn job_events(state: Arc<State>, id: String, resume: Option<u64>) -> HttpRespons
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_pages_share_one_overview_and_it_stops_when_they_have_gone() {
+        let home = tempfile::tempdir().unwrap();
+        let engine = Engine::open(creel_engine::EngineOptions::from_env(
+            home.path().to_path_buf(),
+            creel_engine::config::Config::default(),
+        ))
+        .unwrap();
+        let state = Arc::new(State::new(
+            Arc::new(engine),
+            "t".into(),
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+        ));
+        let computed = || state.computed.load(std::sync::atomic::Ordering::Relaxed);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Three pages: each sees the overview, from one computation a second.
+            let mut pages: Vec<_> = (0..3).map(|_| subscribe_overview(&state)).collect();
+            for p in &mut pages {
+                tokio::time::timeout(Duration::from_secs(10), p.wait_for(Option::is_some))
+                    .await
+                    .expect("an overview within 10 s")
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let n = computed();
+            assert!(
+                (2..=5).contains(&n),
+                "{n} computations in about 2.5 s for three pages"
+            );
+            drop(pages);
+            // The producer notices within a tick and stops.
+            tokio::time::sleep(OVERVIEW_EVERY + Duration::from_millis(500)).await;
+            assert!(state.feed.lock().unwrap().is_none(), "the producer stopped");
+            let n = computed();
+            tokio::time::sleep(OVERVIEW_EVERY * 2).await;
+            assert_eq!(computed(), n, "nothing computed with no page open");
+            // A new page starts it again.
+            let mut again = subscribe_overview(&state);
+            tokio::time::timeout(Duration::from_secs(10), again.wait_for(Option::is_some))
+                .await
+                .expect("an overview again")
+                .unwrap();
+        });
+    }
 
     #[test]
     fn tokens_compare_in_full() {

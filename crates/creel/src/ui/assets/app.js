@@ -88,6 +88,54 @@ function overview() {
 
 // ---- a job ----
 
+// The transcript arrives as creel's rendered text (what `creel output --format text` prints):
+// a tool call is a line starting "→ ", its result the line(s) after it starting "  ← ". The
+// page folds each call with its result into one line that opens on a click. (Claude's own
+// text could start a line the same way; then it is folded too: still text, only shown
+// differently.) Every piece of the page's transcript remembers how many bytes of the text it
+// holds, so that the page can drop old pieces and still know where it starts.
+
+const utf8 = new TextEncoder();
+/// Longest run of plain text in one element (so that old text can be dropped in small pieces).
+const RUN = 64 << 10;
+
+/// Elements for complete lines of transcript text, appended to `into` (an array); `last` is
+/// the element complete lines before them ended in (it may be extended), or null.
+function structure(lines, into, last) {
+  for (const line of lines) {
+    const bytes = utf8.encode(line).length;
+    if (line.startsWith("→ ")) {
+      const summary = el("summary", {}, line.replace(/\n$/, ""));
+      last = el("details", { class: "tool" }, summary, el("div", { class: "tool-result" }));
+      last._bytes = bytes;
+      last._chars = line.length;
+      into.push(last);
+    } else if (line.startsWith("  ← ") && last && last.tagName === "DETAILS") {
+      last.lastChild.append(document.createTextNode(line));
+      last.classList.add(line.startsWith("  ← error: ") ? "failed" : "done");
+      last._bytes += bytes;
+      last._chars += line.length;
+    } else if (last && last.tagName === "SPAN" && last._chars < RUN) {
+      last.append(document.createTextNode(line));
+      last._bytes += bytes;
+      last._chars += line.length;
+    } else {
+      last = el("span", {}, line);
+      last._bytes = bytes;
+      last._chars = line.length;
+      into.push(last);
+    }
+  }
+  return last;
+}
+
+/// `text` split after each newline; the last piece is what follows the last newline.
+function splitLines(text) {
+  const parts = text.split("\n");
+  const rest = parts.pop();
+  return [parts.map((p) => p + "\n"), rest];
+}
+
 /// Most of a transcript kept in the page; older text is dropped (and can be fetched again).
 const KEEP = 4 << 20;
 
@@ -134,7 +182,11 @@ function jobPage(id) {
       let bytes = new TextEncoder().encode(await r.text());
       if (next > first) bytes = bytes.subarray(0, bytes.length - (next - first));
       const text = new TextDecoder().decode(bytes);
-      transcript.prepend(document.createTextNode(text));
+      const [lines, rest] = splitLines(text);
+      if (rest) lines.push(rest);
+      const added = [];
+      structure(lines, added, null);
+      transcript.prepend(...added);
       held += text.length;
       keep += text.length;
       first = start;
@@ -235,6 +287,10 @@ function jobPage(id) {
   stream.onopen = () => { live.textContent = "live"; };
   stream.onerror = () => { live.textContent = "reconnecting…"; };
   stream.addEventListener("status", (m) => showStatus(JSON.parse(m.data)));
+  // The text after the last newline so far (shown as it is until its line is complete).
+  const partial = document.createTextNode("");
+  partial._bytes = 0;
+  transcript.append(partial);
   stream.addEventListener("text", (m) => {
     const t = JSON.parse(m.data);
     if (first === null) {
@@ -244,16 +300,28 @@ function jobPage(id) {
     }
     // After a reconnect, text the page already holds is not added twice.
     if (t.offset < end) return;
-    end = t.offset + new TextEncoder().encode(t.content).length;
+    end = t.offset + utf8.encode(t.content).length;
     const atBottom = transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 4;
-    transcript.append(document.createTextNode(t.content));
+    let [lines, rest] = splitLines(partial.data + t.content);
+    // A line longer than a run is shown in pieces rather than held back.
+    if (rest.length > RUN) {
+      lines.push(rest);
+      rest = "";
+    }
+    const last = partial.previousSibling;
+    const added = [];
+    structure(lines, added, last);
+    partial.before(...added);
     held += t.content.length;
+    partial.data = rest;
+    partial._bytes = utf8.encode(rest).length;
     // Keep the page light: drop what is far above.
-    while (held > keep && transcript.firstChild && transcript.firstChild !== transcript.lastChild) {
-      const gone = transcript.firstChild.textContent;
-      held -= gone.length;
-      first += new TextEncoder().encode(gone).length;
-      transcript.firstChild.remove();
+    while (held > keep && transcript.firstChild && transcript.firstChild !== partial &&
+           transcript.firstChild.nextSibling !== partial) {
+      const gone = transcript.firstChild;
+      held -= gone._chars;
+      first += gone._bytes;
+      gone.remove();
       earlier.hidden = false;
     }
     if (atBottom) transcript.scrollTop = transcript.scrollHeight;
