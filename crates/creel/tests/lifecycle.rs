@@ -47,7 +47,20 @@ fn start_returns_pending_and_the_job_completes_with_facts() {
     assert_eq!(events[0]["type"], "system");
     assert_eq!(events.last().unwrap()["type"], "result");
     assert_eq!(env.paged_output(job, 1000, "raw").as_bytes(), &raw[..]);
+    // The monitor rendered the transcript before it went, so that no reader has to render
+    // the whole output: its state covers all of it before anything has read a text page.
+    crate::util::wait_monitor_exit(&env, job);
+    let dir = env.home.join("jobs").join(job);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("transcript.state.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["raw_done"].as_u64(),
+        Some(raw.len() as u64),
+        "{state}"
+    );
+    let rendered = std::fs::read_to_string(dir.join("transcript.txt")).unwrap();
     let text = env.paged_output(job, 64 * 1024, "text");
+    assert_eq!(rendered, text, "the page is the monitor's rendering");
     assert!(text.contains("→ Write(/workspace/hello.txt"), "{text}");
     assert!(text.contains("→ Bash(echo ran)"), "{text}");
     // The container is removed once the job is final.

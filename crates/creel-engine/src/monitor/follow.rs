@@ -77,6 +77,13 @@ impl Monitor {
         };
         apply_facts(&mut progress, &facts);
 
+        // The transcript (`--format text`) is rendered as output arrives, behind the capture.
+        let keeper = crate::job::transcript::Keeper::spawn(self.dir.clone());
+        let mut nudged_at = progress.output_size;
+        if nudged_at > 0 {
+            keeper.nudge();
+        }
+
         // The waiter and metrics threads ring `wake` when they have news; the log's growth
         // rings it too (inotify), so an idle monitor sleeps until something happens.
         let mut wake = Wakeups::new();
@@ -245,6 +252,10 @@ impl Monitor {
                 self.checkpoint(&id, &mut out, &out_path, &mut progress, &facts, &metrics)?;
                 last_checkpoint = Instant::now();
                 dirty = false;
+                if progress.output_size > nudged_at {
+                    nudged_at = progress.output_size;
+                    keeper.nudge();
+                }
                 // Only what a checkpoint covers may go: a new monitor resumes from there.
                 if punch_log && progress.log_offset >= punched + PUNCH_EVERY {
                     punched = punch_consumed(&log_path, punched, progress.log_offset);
@@ -393,6 +404,8 @@ impl Monitor {
         let error = verdict::decide(&spec, kill, oom_flag, exit_code, &facts, &stderr_tail);
         self.finish(error, exit_code)?;
         let _ = self.runtime.remove(container);
+        // The job is final; what is left of its transcript is rendered before the monitor goes.
+        keeper.finish();
         Ok(())
     }
 }
