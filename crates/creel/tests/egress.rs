@@ -178,12 +178,19 @@ fn allowed_hosts_are_reachable_and_everything_else_is_refused() {
         "{out}"
     );
     assert!(out.contains("[direct] BLOCKED"), "{out}");
-    // The namespace holder ends with the job.
-    eventually(Duration::from_secs(20), "pause container removed", || {
-        crate::util::podman_containers(&format!("io.creel.pause={job}"))
+    // The namespace ends with the job's container; nothing else was started for it.
+    eventually(
+        Duration::from_secs(20),
+        "the job's container removed",
+        || {
+            crate::util::podman_containers(&format!(
+                "io.creel.session={}",
+                s["sessionId"].as_str().unwrap()
+            ))
             .is_empty()
             .then_some(())
-    });
+        },
+    );
     let denied: Vec<String> = s["egressDenied"]
         .as_array()
         .unwrap()
@@ -409,10 +416,10 @@ fn proc_status(pid: &str, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
-/// The pid of a job's network-namespace holder.
-fn pause_pid(job: &str) -> String {
-    eventually(Duration::from_secs(30), "the pause container's pid", || {
-        let id = crate::util::podman_containers(&format!("io.creel.pause={job}"))
+/// The pid of a job's container (its network namespace is the job's own).
+fn job_pid(job: &str) -> String {
+    eventually(Duration::from_secs(30), "the job container's pid", || {
+        let id = crate::util::podman_containers(&format!("io.creel.job={job}"))
             .into_iter()
             .next()?;
         let out = Command::new("podman")
@@ -517,10 +524,10 @@ fn a_job_cannot_make_the_host_pay_through_its_proxy() {
     let monitor = eventually(Duration::from_secs(30), "monitor", || {
         crate::util::monitor_pid(&job)
     });
-    let pause = pause_pid(&job);
+    let netns = job_pid(&job);
     eventually(Duration::from_secs(30), "the proxy listening", || {
         Command::new("nsenter")
-            .args(["-t", &pause, "-n", "python3", "-c"])
+            .args(["-t", &netns, "-n", "python3", "-c"])
             .arg("import socket; socket.create_connection(('127.0.0.1', 3128), timeout=2).close()")
             .status()
             .ok()?
@@ -529,7 +536,7 @@ fn a_job_cannot_make_the_host_pay_through_its_proxy() {
     });
     let threads_before = proc_status(&monitor, "Threads");
     let mut attacker = Command::new("nsenter")
-        .args(["-t", &pause, "-n", "python3", "-c", ATTACKS])
+        .args(["-t", &netns, "-n", "python3", "-c", ATTACKS])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -647,9 +654,9 @@ fn a_proxy_that_cannot_start_fails_the_job_closed() {
         Duration::from_secs(30),
         "the job's containers removed",
         || {
-            (crate::util::podman_containers(&format!("io.creel.job={job}")).is_empty()
-                && crate::util::podman_containers(&format!("io.creel.pause={job}")).is_empty())
-            .then_some(())
+            crate::util::podman_containers(&format!("io.creel.job={job}"))
+                .is_empty()
+                .then_some(())
         },
     );
 }

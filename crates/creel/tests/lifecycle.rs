@@ -684,53 +684,41 @@ fn output_prints_all_of_it_and_a_limit_says_where_it_cut() {
 #[test]
 fn an_image_that_vanishes_before_the_container_starts_fails_the_job_as_image_missing() {
     // A tag of the test image that goes away between `start` (which checked it) and the
-    // monitor's `podman run`: the first monitor is killed right after `start` returns, before
-    // it made the job's container (its namespace holder comes first); the tag is removed; the
-    // next front end's monitor then finds the image gone.
+    // monitor's `podman run`: creel's runtime is podman behind a wrapper that removes the tag
+    // just before it passes a `run` on.
     let tag = format!("localhost/creel-vanishing:{}", std::process::id());
-    // (`rmi` of one of an image's names removes only that name; `untag IMAGE` without a name
-    // would remove them all, the test image's own included.)
-    let remove_tag = || {
-        std::process::Command::new("podman")
-            .args(["rmi", &tag])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    };
-    for attempt in 0..10 {
-        let tagged = std::process::Command::new("podman")
-            .args(["tag", crate::util::TEST_IMAGE, &tag])
-            .status()
-            .unwrap();
-        assert!(tagged.success());
-        let env = TestEnv::with_config(&format!("image = \"{tag}\"\n"));
-        let (job, _) = env.start("say never", &[]);
-        if let Some(pid) = crate::util::monitor_pid(&job) {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid])
-                .status();
-        }
-        crate::util::wait_monitor_exit(&env, &job);
-        // Whatever podman command the dead monitor had started finishes on its own.
-        std::thread::sleep(Duration::from_secs(2));
-        let lost = !crate::util::podman_containers(&format!("io.creel.job={job}")).is_empty()
-            || env.json(&["status", &job, "--json"])["status"] != "pending";
-        if lost {
-            // The job's container came first this time. Clean up and try again.
-            env.run(&["cancel", &job]);
-            env.wait(&job);
-            remove_tag();
-            eprintln!("attempt {attempt}: the container started first; trying again");
-            continue;
-        }
-        assert!(remove_tag());
-        let s = env.wait(&job);
-        assert_eq!(s["status"], "failed", "{s}");
-        assert_eq!(s["error"]["kind"], "image_missing", "{s}");
-        return;
-    }
-    panic!("ten attempts and the monitor always started the container first");
+    let tagged = std::process::Command::new("podman")
+        .args(["tag", crate::util::TEST_IMAGE, &tag])
+        .status()
+        .unwrap();
+    assert!(tagged.success());
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("podman");
+    // (`rmi` of one of an image's names removes only that name.)
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = run ]; then podman rmi {tag} >/dev/null || exit 99; fi\nexec podman \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let env = TestEnv::with_config(&format!(
+        "image = \"{tag}\"\nruntime_path = \"{}\"\n",
+        wrapper.display()
+    ));
+    let (job, _) = env.start("say never", &[]);
+    let s = env.wait(&job);
+    let _ = std::process::Command::new("podman")
+        .args(["rmi", &tag])
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["kind"], "image_missing", "{s}");
 }
 
 #[test]

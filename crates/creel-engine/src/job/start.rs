@@ -404,7 +404,10 @@ impl Engine {
             )?;
             if let Some(steer) = &spec.steer {
                 crate::steer::prepare(&job_dir, steer, chown_to)?;
-                if steer.messages {
+                if steer.messages && spec.egress.is_some() {
+                    // Until the monitor's proxy listens in the job's namespace.
+                    crate::steer::hold_prompt(&job_dir, &req.prompt, chown_to)?;
+                } else if steer.messages {
                     crate::steer::write_message(&job_dir, 1, &req.prompt, chown_to)?;
                 }
             }

@@ -19,8 +19,7 @@ use crate::engine::job_dir;
 use crate::error::{Error, Result};
 use crate::files::read_pid_file;
 use crate::job::{ErrorKind, JobError, JobRecord, JobState, Metrics, Retry, now_ms};
-use crate::runtime::argv::PAUSE_PIDFILE;
-use crate::runtime::argv::{ContainerArgs, LABEL_JOB, LABEL_PAUSE, pause_args, run_args};
+use crate::runtime::argv::{CONTAINER_PIDFILE, ContainerArgs, LABEL_JOB, run_args};
 use crate::runtime::{CliRuntime, ContainerRuntime, Failure, RuntimeError};
 use crate::store::{Progress, Store};
 use crate::stream::{Line, StreamFacts};
@@ -38,8 +37,8 @@ use verdict::{KillReason, start_failure};
 enum EgressStart {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("the network namespace holder is not running")]
-    HolderGone,
+    #[error("the job's container is not running")]
+    NotRunning,
     #[error("cannot listen inside the job's network namespace: {0}")]
     Bind(#[source] std::io::Error),
     #[error("cannot read the API key: {0}")]
@@ -117,7 +116,6 @@ fn drive_with(
         store,
         runtime,
         job,
-        pause: None,
         denied: Arc::new(Mutex::new(denied)),
     };
     let result = m.drive();
@@ -132,32 +130,13 @@ struct Monitor {
     store: Store,
     runtime: Arc<dyn ContainerRuntime>,
     job: JobRecord,
-    /// Allowlist mode: the container holding the job's network namespace.
-    pause: Option<String>,
     /// Allowlist mode: refusals (a bounded summary).
     denied: Arc<Mutex<crate::egress::Refusals>>,
 }
 
 impl Monitor {
     fn drive(&mut self) -> Result<()> {
-        let result = self.drive_job();
-        // The namespace holder lives exactly as long as the job.
-        if self.job.spec.egress.is_some()
-            && let Ok(ids) =
-                self.runtime
-                    .containers_with_label(&self.home, LABEL_PAUSE, &self.job.id)
-            && self
-                .store
-                .job(&self.job.id)
-                .ok()
-                .flatten()
-                .is_some_and(|j| j.state.is_final())
-        {
-            for p in ids {
-                let _ = self.runtime.remove(&p);
-            }
-        }
-        result
+        self.drive_job()
     }
 
     fn drive_job(&mut self) -> Result<()> {
@@ -179,31 +158,7 @@ impl Monitor {
                 }
             }
         }
-        if self.job.spec.egress.is_some()
-            && !self.job.state.is_final()
-            && let Err(e) = self.start_egress(container.as_deref())
-        {
-            // Fail closed: without its proxy the job has no way out, and it must not run on.
-            if let Some(c) = &container {
-                let _ = self.runtime.stop(c, 0);
-            }
-            // The namespace holder runs the job's image: a vanished image shows here first.
-            let kind = match &e {
-                EgressStart::Runtime(e) => start_failure(e),
-                _ => ErrorKind::Runtime,
-            };
-            self.finish(
-                Some(JobError {
-                    kind,
-                    message: format!("the egress proxy could not start: {e}"),
-                }),
-                None,
-            )?;
-            if let Some(c) = &container {
-                let _ = self.runtime.remove(c);
-            }
-            return Ok(());
-        }
+        let fresh = container.is_none();
         let container = match container {
             Some(c) => c,
             None if self.job.state.can_run() => match self.start_container()? {
@@ -230,67 +185,57 @@ impl Monitor {
             .store
             .job(&id)?
             .ok_or_else(|| Error::UnknownJob(id.clone()))?;
+        if self.job.spec.egress.is_some() && !self.job.state.is_final() {
+            if let Err(e) = self.start_egress(&container, fresh) {
+                // Fail closed: without its proxy the job has no way out, and it must not run
+                // on (it cannot have sent anything yet: its first message waits below).
+                let _ = self.runtime.stop(&container, 0);
+                let kind = match &e {
+                    EgressStart::Runtime(e) => start_failure(e),
+                    _ => ErrorKind::Runtime,
+                };
+                self.finish(
+                    Some(JobError {
+                        kind,
+                        message: format!("the egress proxy could not start: {e}"),
+                    }),
+                    None,
+                )?;
+                let _ = self.runtime.remove(&container);
+                return Ok(());
+            }
+            // The proxy listens: Claude may have its first message now.
+            crate::steer::release_held_prompt(&self.dir)?;
+        }
         self.follow(&container)
     }
 
-    /// Allowlist mode: makes sure the job's network namespace exists (a pause container with
-    /// no network), binds the proxy's socket inside it and serves the proxy from this process.
+    /// Allowlist mode: binds the proxy's socket inside the job container's own network
+    /// namespace (it has only loopback: `--network none`) and serves the proxy from this
+    /// process. A container that is no longer running needs no proxy (its output is still
+    /// drained); that is not an error.
     fn start_egress(
         &mut self,
-        job_container: Option<&str>,
+        container: &str,
+        fresh: bool,
     ) -> std::result::Result<(), EgressStart> {
         let id = self.job.id.clone();
         let Some(spec) = self.job.spec.egress.clone() else {
             return Ok(());
         };
-        let find = || {
-            self.runtime
-                .containers_with_label(&self.home, LABEL_PAUSE, &id)
-                .map(|ids| ids.into_iter().next())
-        };
-        // As for the job's container: a pending job goes straight to `run`, and a holder that
-        // a dead monitor already made shows up as a name conflict.
-        let fresh = self.job.state == JobState::Pending && job_container.is_none();
-        let existing = if fresh { None } else { find()? };
-        let pidfile = self.dir.join(PAUSE_PIDFILE);
-        let (pause, made) = match existing {
-            Some(p) => (p, false),
-            None => {
-                let _ = std::fs::remove_file(&pidfile);
-                let args = pause_args(
-                    &id,
-                    &self.job.session_id,
-                    &self.home,
-                    &self.dir,
-                    &self.job.spec,
-                );
-                match self.runtime.run(&args) {
-                    Ok((p, _)) => (p, true),
-                    Err(e) if e.failure() == Failure::NameInUse => (find()?.ok_or(e)?, false),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
-        // Any live process in the namespace will do: the holder (its pid straight from the
-        // file podman wrote when we just made it), or the job itself.
-        let mut pid = if made {
-            read_pid_file(&pidfile).unwrap_or(0)
+        // The pid: straight from the file podman wrote for a container just started, else
+        // from the runtime (after a monitor's restart the file could name a reused pid).
+        let mut pid = if fresh {
+            read_pid_file(&self.dir.join(CONTAINER_PIDFILE)).unwrap_or(0)
         } else {
             0
         };
-        for c in [Some(pause.as_str()), job_container].into_iter().flatten() {
-            if pid > 0 {
-                break;
-            }
-            if let Ok(Some(info)) = self.runtime.inspect(c)
-                && info.running
-                && info.pid > 0
-            {
-                pid = info.pid;
-            }
-        }
         if pid <= 0 {
-            return Err(EgressStart::HolderGone);
+            match self.runtime.inspect(container)? {
+                Some(info) if info.running && info.pid > 0 => pid = info.pid,
+                Some(_) => return Ok(()),
+                None => return Err(EgressStart::NotRunning),
+            }
         }
         let listener = crate::netns::listen_in(pid as i32, crate::egress::PROXY_PORT)
             .map_err(EgressStart::Bind)?;
@@ -325,7 +270,6 @@ impl Monitor {
                 .record(&d.host);
         });
         std::thread::spawn(move || crate::egress::serve(listener, config, sink));
-        self.pause = Some(pause);
         Ok(())
     }
 
@@ -338,6 +282,8 @@ impl Monitor {
         let log_path = self.dir.join(crate::runtime::argv::CONTAINER_LOG);
         let prompt = self.dir.join("prompt");
         let key = self.dir.join("api-key");
+        // (The pid file of an earlier attempt must not name the new container's process.)
+        let _ = std::fs::remove_file(self.dir.join(CONTAINER_PIDFILE));
         let args = run_args(&ContainerArgs {
             job_id: &id,
             session_id: &self.job.session_id,
@@ -347,7 +293,6 @@ impl Monitor {
             log_path: &log_path,
             prompt_path: &prompt,
             api_key_path: (spec.api_key && !spec.key_via_proxy).then_some(key.as_path()),
-            network_container: self.pause.as_deref(),
         });
         match self.runtime.run(&args) {
             Ok((cid, warnings)) => {

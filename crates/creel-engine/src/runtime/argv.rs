@@ -76,83 +76,6 @@ pub struct ContainerArgs<'a> {
     pub prompt_path: &'a Path,
     /// Host path of the API key file, if one is mounted.
     pub api_key_path: Option<&'a Path>,
-    /// Allowlist mode: the pause container whose network namespace the job joins.
-    pub network_container: Option<&'a str>,
-}
-
-/// The label of a job's network-namespace holder (allowlist mode).
-pub const LABEL_PAUSE: &str = "io.creel.pause";
-
-/// Podman only: the file in the job's directory that receives the pause container's pid (the
-/// process whose network namespace the proxy binds in).
-pub const PAUSE_PIDFILE: &str = "pause.pid";
-
-/// The arguments after `run` for the job's pause container: it only holds the network
-/// namespace (no network at all) that the proxy listens in and the job joins. With Podman its
-/// pid goes to `job_dir/PAUSE_PIDFILE`.
-pub fn pause_args(
-    job_id: &str,
-    session_id: &str,
-    home: &Path,
-    job_dir: &Path,
-    spec: &JobSpec,
-) -> Vec<OsString> {
-    let mut v: Vec<String> = vec![
-        "-d".into(),
-        "--name".into(),
-        format!("creel-{job_id}-net"),
-        "--label".into(),
-        format!("{LABEL_PAUSE}={job_id}"),
-        "--label".into(),
-        format!("{LABEL_SESSION}={session_id}"),
-        "--label".into(),
-        format!("{LABEL_HOME}={}", home.display()),
-        "--pull".into(),
-        "never".into(),
-        "--init".into(),
-        "--cap-drop".into(),
-        "ALL".into(),
-        "--security-opt".into(),
-        "no-new-privileges".into(),
-        "--read-only".into(),
-        "--pids-limit".into(),
-        "16".into(),
-        "--network".into(),
-        "none".into(),
-        "--log-driver".into(),
-        "none".into(),
-    ];
-    for (name, value) in &spec.ulimits {
-        v.push("--ulimit".into());
-        v.push(format!("{name}={value}:{value}"));
-    }
-    if let Some(oci) = &spec.oci_runtime {
-        v.push("--runtime".into());
-        v.push(oci.clone());
-    }
-    if spec.runtime == RuntimeKind::Podman {
-        v.push("--pidfile".into());
-        v.push(job_dir.join(PAUSE_PIDFILE).display().to_string());
-    }
-    match &spec.user {
-        UserMode::KeepId { uid, gid } => {
-            v.extend([
-                "--userns".into(),
-                "keep-id".into(),
-                "--user".into(),
-                format!("{uid}:{gid}"),
-            ]);
-        }
-        UserMode::Plain { uid, gid } => v.extend(["--user".into(), format!("{uid}:{gid}")]),
-    }
-    v.extend([
-        "--entrypoint".into(),
-        "/bin/sh".into(),
-        spec.image.clone(),
-        "-c".into(),
-        "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done".into(),
-    ]);
-    v.into_iter().map(OsString::from).collect()
 }
 
 fn mount(host: &Path, container: &str, opts: &str) -> OsString {
@@ -212,12 +135,7 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
     match &s.user {
         UserMode::KeepId { uid, gid } => {
             push("--userns");
-            // Rootless allowlist mode: the job must share the user namespace of the container
-            // that owns its network namespace (or the kernel refuses to mount /sys).
-            match (s.network, a.network_container) {
-                (NetworkMode::Allowlist, Some(c)) => push(&format!("container:{c}")),
-                _ => push("keep-id"),
-            }
+            push("keep-id");
             push("--user");
             push(&format!("{uid}:{gid}"));
         }
@@ -228,13 +146,12 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
     }
     push("--network");
     let rootless = matches!(s.user, UserMode::KeepId { .. });
-    let joined = a.network_container.map(|c| format!("container:{c}"));
-    push(match (s.network, rootless, &joined) {
-        (NetworkMode::Bridge, true, _) => "slirp4netns",
-        // Allowlist without its namespace holder fails closed: no network at all.
-        (NetworkMode::Allowlist, _, Some(c)) => c.as_str(),
-        (NetworkMode::Allowlist, _, None) => "none",
-        (n, _, _) => n.as_str(),
+    push(match (s.network, rootless) {
+        (NetworkMode::Bridge, true) => "slirp4netns",
+        // Allowlist: a namespace of its own with only loopback, where the monitor binds the
+        // proxy's socket once the container runs. Without the proxy there is no way out.
+        (NetworkMode::Allowlist, _) => "none",
+        (n, _) => n.as_str(),
     });
     match s.runtime {
         RuntimeKind::Podman => {
@@ -417,14 +334,10 @@ pub(crate) mod tests {
     }
 
     fn args(spec: &JobSpec) -> Vec<String> {
-        args_with(spec, None, None)
+        args_with(spec, None)
     }
 
-    fn args_with(
-        spec: &JobSpec,
-        key: Option<&Path>,
-        network_container: Option<&str>,
-    ) -> Vec<String> {
+    fn args_with(spec: &JobSpec, key: Option<&Path>) -> Vec<String> {
         let home = PathBuf::from("/home/x/.local/share/creel");
         let a = ContainerArgs {
             job_id: "0123456789ab",
@@ -435,7 +348,6 @@ pub(crate) mod tests {
             log_path: Path::new("/j/container.log"),
             prompt_path: Path::new("/j/prompt"),
             api_key_path: key,
-            network_container,
         };
         run_args(&a)
             .into_iter()
@@ -514,25 +426,20 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn allowlist_joins_the_pause_namespace_or_fails_closed() {
+    fn allowlist_jobs_have_a_namespace_with_only_loopback() {
         let mut s = spec();
         s.network = NetworkMode::Allowlist;
-        assert!(has_pair(&args(&s), "--network", "none"));
-        let home = PathBuf::from("/h");
-        let v = args_with(&s, None, Some("abc123"));
-        assert!(has_pair(&v, "--network", "container:abc123"));
-        let p: Vec<String> = pause_args("0123456789ab", "s1", &home, Path::new("/j"), &s)
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
-        assert!(has_pair(&p, "--network", "none"));
-        assert!(has_pair(&p, "--cap-drop", "ALL"));
-        assert!(has_pair(&p, "--label", "io.creel.pause=0123456789ab"));
-        assert!(has_pair(&p, "--pidfile", "/j/pause.pid"));
-        assert!(
-            !p.iter().any(|a| a.starts_with("io.creel.job=")),
-            "the pause container is not the job's container"
-        );
+        let v = args(&s);
+        assert!(has_pair(&v, "--network", "none"));
+        // Rootless too: its own user namespace, never another container's.
+        s.user = UserMode::KeepId {
+            uid: 1000,
+            gid: 1000,
+        };
+        let v = args(&s);
+        assert!(has_pair(&v, "--network", "none"));
+        assert!(has_pair(&v, "--userns", "keep-id"));
+        assert!(!v.iter().any(|a| a.starts_with("container:")));
     }
 
     #[test]
@@ -583,7 +490,7 @@ pub(crate) mod tests {
     fn no_user_data_in_the_wrapper_and_key_only_as_a_mount() {
         let mut s = spec();
         s.api_key = true;
-        let v = args_with(&s, Some(Path::new("/j/api-key")), None);
+        let v = args_with(&s, Some(Path::new("/j/api-key")));
         assert!(has_pair(&v, "--volume", "/j/api-key:/creel/api-key:ro"));
         assert!(!v.iter().any(|a| a.contains("ANTHROPIC_API_KEY=")));
         assert!(has_pair(&v, "-c", WRAPPER));

@@ -237,6 +237,31 @@ pub fn write_message(job_dir: &Path, n: u32, text: &str, owner: Option<(u32, u32
     Ok(())
 }
 
+/// Where the first message waits in allowlist mode until the job's proxy listens: the feeder
+/// in the container starts Claude's input only with `inbox/1.json`, so Claude cannot make a
+/// request before there is a proxy to take it.
+const HELD_PROMPT: &str = "held-1.json";
+
+/// Writes the first message (the prompt) to wait for [`release_held_prompt`].
+pub(crate) fn hold_prompt(job_dir: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<()> {
+    let path = steer_dir(job_dir).join("inbox").join(HELD_PROMPT);
+    crate::files::write_file_atomic(&path, user_message_line(text).as_bytes(), 0o444, owner)
+}
+
+/// Gives Claude the held first message (a rename in the inbox) and rings the feeder. Nothing
+/// to do if it was released before (by a monitor that then died).
+pub(crate) fn release_held_prompt(job_dir: &Path) -> Result<()> {
+    let inbox = steer_dir(job_dir).join("inbox");
+    match std::fs::rename(inbox.join(HELD_PROMPT), inbox.join("1.json")) {
+        Ok(()) => {
+            ring(job_dir);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("cannot release", inbox.join(HELD_PROMPT), e)),
+    }
+}
+
 /// Ends Claude's input after `n` messages (Claude then finishes and exits) and rings.
 pub fn write_close(job_dir: &Path, n: u32, owner: Option<(u32, u32)>) -> Result<()> {
     let path = steer_dir(job_dir).join("inbox").join("close");

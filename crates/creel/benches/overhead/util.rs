@@ -262,7 +262,6 @@ impl Bare {
             log_path: &log,
             prompt_path: &prompt_path,
             api_key_path: s.api_key.then_some(key_path.as_path()),
-            network_container: None,
         });
         Bare {
             dir: dir.to_path_buf(),
