@@ -13,6 +13,59 @@ use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 
+/// Binds `127.0.0.1:port` in the network namespace of the container process `pid`, making
+/// sure the namespace is that process's: a pid read from a file or from the runtime may have
+/// been reused by another process once the container ended. The process is pinned with a
+/// pidfd; with `parent` (Podman: conmon's pid) it must be that process's child; its namespace
+/// must not be this process's own (the host's); and it must still be alive after the
+/// namespace was opened, so that the namespace cannot be a later process's.
+pub fn listen_in_container(pid: i32, port: u16, parent: Option<i32>) -> io::Result<TcpListener> {
+    let gone = || io::Error::other(format!("process {pid} is not the container's (it ended)"));
+    let pinned = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(gone)
+        .and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                .map_err(io::Error::from)
+        })?;
+    if let Some(parent) = parent {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // `pid (comm) state ppid ...`: comm may hold anything but its last `)` ends it.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid != Some(parent) {
+            return Err(gone());
+        }
+    }
+    if std::fs::metadata(format!("/proc/{pid}/ns/net"))?.ino()
+        == std::fs::metadata("/proc/self/ns/net")?.ino()
+    {
+        return Err(io::Error::other(format!(
+            "process {pid} is in the host's network namespace: not the container's"
+        )));
+    }
+    let listener = listen_in(pid, port)?;
+    // Still alive: the namespace opened above was the pinned process's.
+    let mut fds = [rustix::event::PollFd::new(
+        &pinned,
+        rustix::event::PollFlags::IN,
+    )];
+    let exited = rustix::event::poll(
+        &mut fds,
+        Some(&rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        }),
+    )
+    .map_err(io::Error::from)?
+        > 0;
+    if exited {
+        return Err(gone());
+    }
+    Ok(listener)
+}
+
 /// Binds `127.0.0.1:port` in the network namespace of `pid` and returns the listener.
 pub fn listen_in(pid: i32, port: u16) -> io::Result<TcpListener> {
     let net = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
@@ -209,5 +262,18 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let (_s, _) = l.accept().unwrap();
+    }
+
+    #[test]
+    fn a_container_process_must_be_what_it_claims() {
+        let me = std::process::id() as i32;
+        // The host's own namespace is never a container's.
+        let e = listen_in_container(me, 0, None).unwrap_err();
+        assert!(e.to_string().contains("host's network namespace"), "{e}");
+        // A pid whose parent is not the container's conmon is not the container's process.
+        let e = listen_in_container(me, 0, Some(1)).unwrap_err();
+        assert!(e.to_string().contains("not the container's"), "{e}");
+        // A pid that is not there at all.
+        assert!(listen_in_container(i32::MAX - 1, 0, None).is_err());
     }
 }

@@ -773,6 +773,14 @@ impl Renderer {
         Self::default()
     }
 
+    /// The note for a line longer than [`MAX_RENDER_LINE`] (its bytes were not kept).
+    pub fn too_long(&mut self, len: u64, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "… (a line of {len} bytes, too long to render here: the raw output has it)"
+        );
+    }
+
     /// Renders one stream-json line (a trailing `'\n'` is ignored), appending to `out`.
     pub fn line(&mut self, line: &[u8], out: &mut String) {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -920,6 +928,9 @@ fn user(line: &[u8], out: &mut String) {
     }
 }
 
+/// The longest line the renderer looks at; a longer one shows as a note of its length.
+pub const MAX_RENDER_LINE: usize = 16 << 20;
+
 /// Renders a whole buffer of stream-json (complete lines only; a trailing partial line is
 /// ignored).
 pub fn render_text(buf: &[u8]) -> String {
@@ -928,9 +939,11 @@ pub fn render_text(buf: &[u8]) -> String {
     let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
         return out;
     };
-    for line in buf[..end].split(|&b| b == b'\n') {
-        renderer.line(line, &mut out);
-    }
+    let mut splitter = LineSplitter::new(MAX_RENDER_LINE);
+    splitter.push(&buf[..=end], |line| match line {
+        Line::Complete(l) => renderer.line(l, &mut out),
+        Line::TooLong { len } => renderer.too_long(len, &mut out),
+    });
     out
 }
 

@@ -399,12 +399,21 @@ fn the_dashboard_streams_a_job_live_in_chromium_cancels_it_and_never_runs_what_i
         .await;
         let second = c.current_url().await.unwrap().path().trim_start_matches("/job/").to_string();
 
-        // A 100 MB line: the page shows the transcript's tail and stays light.
-        let (big, _) = env.start("say BEFORE-BIG\nbigline 100000000\nsay AFTER-BIG", &[]);
+        // A 100 MB line and a 12 MB one: the page shows the transcript's tail and stays light.
+        // (A line over 16 MiB shows as a note of its length; one of 12 MB is text.)
+        let (big, _) = env.start(
+            "say BEFORE-BIG\nbigline 100000000\nbigline 12000000\nsay AFTER-BIG",
+            &[],
+        );
         assert_eq!(env.wait(&big)["status"], "completed");
+        let text = env.run(&["output", &big, "--format", "text", "--limit", "1048576"]);
+        assert!(
+            String::from_utf8_lossy(&text.stdout).contains("too long to render here"),
+            "the 100 MB line's note"
+        );
         c.goto(&format!("{}/job/{big}", ui.base)).await.unwrap();
         wait_for(
-            "the tail after a 100 MB line",
+            "the tail after a 100 MB line and a 12 MB one",
             "const t = document.getElementById('transcript'); return !!t && t.textContent.includes('AFTER-BIG')".into(),
         )
         .await;
@@ -416,7 +425,7 @@ fn the_dashboard_streams_a_job_live_in_chromium_cancels_it_and_never_runs_what_i
             .await
             .unwrap();
         let held = held.as_u64().unwrap();
-        assert!(held < 1 << 20, "the page holds {held} characters of a 100 MB transcript");
+        assert!(held < 1 << 20, "the page holds {held} characters of a 12 MB transcript");
         let earlier = c
             .execute("return !document.getElementById('earlier').hidden", vec![])
             .await
@@ -431,9 +440,9 @@ fn the_dashboard_streams_a_job_live_in_chromium_cancels_it_and_never_runs_what_i
     let s = env.wait(&second);
     assert_eq!(s["status"], "completed", "{s}");
     assert_eq!(s["requests"][0]["answer"]["text"], "blue", "{s}");
-    // How long after the monitor captured the line the page showed it (the status read adds a
-    // little); the figure is in BENCHMARKS.md's terms, the bound here only catches a page that
-    // is not live at all.
+    // How long after the monitor captured the line the page showed it (the monitor captures
+    // it within milliseconds of the print, woken by inotify; the test's 50 ms polling of the
+    // page adds up to 50 ms). The dashboard's promise is "within a second"; it is about 0.1 s.
     eprintln!("the page showed the line about {latency:.2} s after it was captured");
-    assert!(latency < 3.0, "the page showed the line {latency} s late");
+    assert!(latency < 1.0, "the page showed the line {latency} s late");
 }

@@ -81,7 +81,7 @@ impl Monitor {
         let keeper = crate::job::transcript::Keeper::spawn(self.dir.clone());
         let mut nudged_at = progress.output_size;
         if nudged_at > 0 {
-            keeper.nudge();
+            keeper.nudge(nudged_at);
         }
 
         // The waiter and metrics threads ring `wake` when they have news; the log's growth
@@ -254,7 +254,7 @@ impl Monitor {
                 dirty = false;
                 if progress.output_size > nudged_at {
                     nudged_at = progress.output_size;
-                    keeper.nudge();
+                    keeper.nudge(nudged_at);
                 }
                 // Only what a checkpoint covers may go: a new monitor resumes from there.
                 if punch_log && progress.log_offset >= punched + PUNCH_EVERY {
@@ -373,6 +373,9 @@ impl Monitor {
             tracing::warn!(job = %id, bytes = pending.len(), "log ended inside a record");
         }
         self.checkpoint(&id, &mut out, &out_path, &mut progress, &facts, &metrics)?;
+        keeper.nudge(progress.output_size);
+        // What is left of the transcript is rendered after the job is final and announced.
+        self.keeper = Some(keeper);
 
         // conmon's exit file, else the runtime's record of the container, decides the exit
         // code. Podman 4.3 on cgroup v1 reports OOMKilled=false even for a memcg OOM kill;
@@ -404,8 +407,6 @@ impl Monitor {
         let error = verdict::decide(&spec, kill, oom_flag, exit_code, &facts, &stderr_tail);
         self.finish(error, exit_code)?;
         let _ = self.runtime.remove(container);
-        // The job is final; what is left of its transcript is rendered before the monitor goes.
-        keeper.finish();
         Ok(())
     }
 }

@@ -37,7 +37,7 @@ use verdict::{KillReason, start_failure};
 enum EgressStart {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("the job's container is not running")]
+    #[error("the job's container disappeared")]
     NotRunning,
     #[error("cannot listen inside the job's network namespace: {0}")]
     Bind(#[source] std::io::Error),
@@ -117,10 +117,15 @@ fn drive_with(
         runtime,
         job,
         denied: Arc::new(Mutex::new(denied)),
+        keeper: None,
     };
     let result = m.drive();
     // Whatever happened, a final job announces itself (once).
     let notified = m.notify();
+    // Then the rest of its transcript is rendered, before the monitor goes.
+    if let Some(k) = m.keeper.take() {
+        k.finish();
+    }
     result.and(notified)
 }
 
@@ -132,6 +137,8 @@ struct Monitor {
     job: JobRecord,
     /// Allowlist mode: refusals (a bounded summary).
     denied: Arc<Mutex<crate::egress::Refusals>>,
+    /// The transcript's renderer, once the job's output has been followed to its end.
+    keeper: Option<crate::job::transcript::Keeper>,
 }
 
 impl Monitor {
@@ -237,8 +244,27 @@ impl Monitor {
                 None => return Err(EgressStart::NotRunning),
             }
         }
-        let listener = crate::netns::listen_in(pid as i32, crate::egress::PROXY_PORT)
-            .map_err(EgressStart::Bind)?;
+        // Podman: the container's first process is conmon's child.
+        let parent = read_pid_file(&self.dir.join(crate::runtime::argv::CONMON_PIDFILE))
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|_| self.job.spec.runtime == crate::config::RuntimeKind::Podman);
+        let listener = match crate::netns::listen_in_container(
+            i32::try_from(pid).unwrap_or(0),
+            crate::egress::PROXY_PORT,
+            parent,
+        ) {
+            Ok(l) => l,
+            Err(e) => {
+                // A container that ended at once (a bad command, a crash) needs no proxy: its
+                // output and exit are followed as any job's.
+                if let Ok(Some(info)) = self.runtime.inspect(container)
+                    && !info.running
+                {
+                    return Ok(());
+                }
+                return Err(EgressStart::Bind(e));
+            }
+        };
         let key = if self.job.spec.key_via_proxy {
             let path = self.dir.join("api-key");
             Some(

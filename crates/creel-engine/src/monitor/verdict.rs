@@ -204,7 +204,7 @@ pub(super) fn decide(
     }
 }
 
-/// What a container (or its namespace holder) that could not start makes of the job:
+/// What a container that could not start (or an egress proxy that could not) makes of the job:
 /// `image_missing` when the runtime said so, else `runtime`.
 pub(super) fn start_failure(e: &RuntimeError) -> ErrorKind {
     if e.failure() == Failure::ImageMissing {

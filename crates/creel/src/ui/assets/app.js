@@ -173,13 +173,18 @@ function jobPage(id) {
   earlier.addEventListener("click", async () => {
     earlier.disabled = true;
     try {
-      const from = Math.max(0, first - (1 << 20));
-      const r = await fetch(`/api/jobs/${id}/output?format=text&offset=${from}&limit=${first - from}`);
+      // Where the page's text starts now; live text may drop old pieces while this is fetched,
+      // and then what came is not what fits (the next click fetches again).
+      const upTo = first;
+      const from = Math.max(0, upTo - (1 << 20));
+      const r = await fetch(`/api/jobs/${id}/output?format=text&offset=${from}&limit=${upTo - from}`);
       if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
+      if (first !== upTo) return;
       const start = Number(r.headers.get("x-creel-offset"));
       const next = Number(r.headers.get("x-creel-next-offset"));
       // The page was moved to character boundaries: drop what overlaps the text already shown.
       let bytes = new TextEncoder().encode(await r.text());
+      if (first !== upTo) return;
       if (next > first) bytes = bytes.subarray(0, bytes.length - (next - first));
       const text = new TextDecoder().decode(bytes);
       const [lines, rest] = splitLines(text);
