@@ -604,11 +604,20 @@ async fn list_sessions(
     acp: &Acp,
     req: ListSessionsRequest,
 ) -> Result<ListSessionsResponse, AcpError> {
+    let want = req.cwd.clone();
     let listed = acp
-        .blocking(|e| {
-            let sessions = e.sessions()?;
+        .blocking(move |e| {
             let mut out = Vec::new();
-            for s in sessions {
+            for s in e.sessions()? {
+                // A repository session's cwd is the repository, as the client gave it.
+                let cwd = match &s.record.git {
+                    Some(g) => g.repo.clone(),
+                    None => s.record.workspace.clone(),
+                };
+                // (Filtered first: a title costs a query, only for the sessions listed.)
+                if want.as_ref().is_some_and(|w| *w != cwd) {
+                    continue;
+                }
                 let head = match &s.last_job {
                     Some(_) => e
                         .jobs(&creel_engine::JobsRequest {
@@ -620,22 +629,13 @@ async fn list_sessions(
                         .map(|j| j.prompt_head),
                     None => None,
                 };
-                out.push((s, head));
+                out.push((s, head, cwd));
             }
             Ok(out)
         })
         .await?;
     let mut sessions: Vec<SessionInfo> = listed
         .into_iter()
-        .map(|(s, head)| {
-            // A repository session's cwd is the repository, as the client gave it.
-            let cwd = match &s.record.git {
-                Some(g) => g.repo.clone(),
-                None => s.record.workspace.clone(),
-            };
-            (s, head, cwd)
-        })
-        .filter(|(_, _, cwd)| req.cwd.as_ref().is_none_or(|want| want == cwd))
         .map(|(s, head, cwd)| {
             SessionInfo::new(s.record.id.clone(), cwd)
                 .title(head.filter(|h| !h.is_empty()))
