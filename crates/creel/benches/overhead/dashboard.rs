@@ -16,6 +16,14 @@ use crate::{Opts, Report, Verdict};
 
 /// Bytes of one `lines` line of the stand-in (its stream-json assistant event).
 const LINE_BYTES: u64 = 262;
+/// What the other pages ask, in the order [`round`] times them.
+const NAMES: [&str; 3] = [
+    "overview, `GET /api/overview`",
+    "another job's status, `GET /api/jobs/ID`",
+    "another job's transcript page, `GET /api/jobs/ID/output?format=text`",
+];
+/// The long lines of the second loud job.
+const BIG_LINE: u64 = 8_000_000;
 /// The goal for a page's answer while the loud job prints (the overview's own goal).
 const GOAL_MS: f64 = 200.0;
 
@@ -56,9 +64,46 @@ pub fn run(o: &Opts, r: &mut Report) {
     }
 
     let n = (o.big_bytes / LINE_BYTES).max(1000);
-    let (loud, _) = env.start(&format!("lines {n}"), &[]);
+    let c = Ctx {
+        env: &env,
+        ui: &ui,
+        quiet: &quiet,
+        idle: &idle,
+    };
+    loud(&c, &format!("lines {n}"), &format!("`lines {n}`"), true, r);
+    // Long lines (8 MB each, under the 16 MiB the transcript renders): the fastest a job
+    // prints here.
+    let k = (o.big_bytes / BIG_LINE).max(1);
+    let prompt = vec![format!("bigline {BIG_LINE}"); k as usize].join("\n");
+    loud(&c, &prompt, &format!("`bigline {BIG_LINE}` × {k}"), true, r);
+    // The same without a page following it: the job prints faster (2 cores).
+    let label = format!("`lines {n}`, no page following it");
+    loud(&c, &format!("lines {n}"), &label, false, r);
+    let _ = env.cmd(&["cancel", &quiet]).output();
+}
+
+/// What every loud job shares: the environment, the server, the quiet job and the figures
+/// without a loud job.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    env: &'a Env,
+    ui: &'a UiServer,
+    quiet: &'a str,
+    idle: &'a [Samples; 3],
+}
+
+/// One loud job: `prompt` runs while a page follows it and the other pages are timed.
+fn loud(c: &Ctx<'_>, prompt: &str, label: &str, followed: bool, r: &mut Report) {
+    let Ctx {
+        env,
+        ui,
+        quiet,
+        idle,
+    } = *c;
+    let store = env.store();
+    let (loud, _) = env.start(prompt, &[]);
     // A page follows the loud job live, reading everything its stream sends.
-    let follow = {
+    let follow = followed.then(|| {
         let mut s = ui.open(&format!("/api/jobs/{loud}/stream"));
         std::thread::spawn(move || {
             let mut got = 0u64;
@@ -79,7 +124,7 @@ pub fn run(o: &Opts, r: &mut Report) {
                 }
             }
         })
-    };
+    });
     while store.job(&loud).expect("store").map(|j| j.state) == Some(JobState::Pending) {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -87,7 +132,7 @@ pub fn run(o: &Opts, r: &mut Report) {
     let (rec, busy) = {
         let stop = done.clone();
         let env_ui = &ui;
-        let quiet = quiet.clone();
+        let quiet = quiet.to_string();
         std::thread::scope(|scope| {
             let h = scope.spawn(move || {
                 let mut busy = [Samples::default(), Samples::default(), Samples::default()];
@@ -113,28 +158,23 @@ pub fn run(o: &Opts, r: &mut Report) {
         (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
         _ => f64::NAN,
     };
-    let (followed, end_at) = follow.join().expect("follower");
-    let _ = env.cmd(&["cancel", &quiet]).output();
-
     let rate = bytes as f64 / secs / 1e6;
     r.note(format!(
-        "the loud job: `lines {n}`, {:.2} GB in {secs:.1} s from running to completed ({rate:.0} MB/s); {} rounds of the other pages while it printed, {} before",
+        "the loud job: {label}, {:.2} GB in {secs:.1} s from running to completed ({rate:.0} MB/s); {} rounds of the other pages while it printed, {} before",
         bytes as f64 / 1e9,
         busy[0].len(),
         idle[0].len()
     ));
-    for (i, name) in [
-        "overview, `GET /api/overview`",
-        "another job's status, `GET /api/jobs/ID`",
-        "another job's transcript page, `GET /api/jobs/ID/output?format=text`",
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    let while_ = if follow.is_some() {
+        format!("while a job prints {rate:.0} MB/s ({label}) and a page follows it")
+    } else {
+        format!("while a job prints {rate:.0} MB/s ({label})")
+    };
+    for (i, name) in NAMES.into_iter().enumerate() {
         let (b, q) = (&busy[i], &idle[i]);
         let p95 = b.q(0.95);
         r.row(
-            format!("{name}, while a job prints {rate:.0} MB/s and a page follows it"),
+            format!("{name}, {while_}"),
             format!("p50 {} (p95 {})", fmt_ms(b.p50()), fmt_ms(p95)),
             format!(
                 "no loud job: p50 {} (p95 {})",
@@ -150,6 +190,10 @@ pub fn run(o: &Opts, r: &mut Report) {
             },
         );
     }
+    let Some(follow) = follow else {
+        return;
+    };
+    let (followed, end_at) = follow.join().expect("follower");
     let lag = match (end_at, rec.finished_at_ms) {
         (Some(e), Some(f)) => fmt_ms(e - f as f64),
         _ => "never".into(),

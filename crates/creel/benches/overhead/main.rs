@@ -5,7 +5,7 @@
 //!                                          [--big-bytes N] [--trials N] [--dir DIR] [--out FILE] [--keep]
 //! FIGURE: start query throughput scale concurrent (default: these five), chaos
 //!         [--chaos-jobs N] [--kills N] [--seed N], mcp-load [--mcp-sessions N],
-//!         git [--repo-files N] [--history-mib N], dashboard [--big-bytes N]
+//!         git [--repo-files N] [--history-mib N], dashboard [--big-bytes N], claude
 //! ```
 //!
 //! Every figure runs creel and bare `podman` side by side in the same run, on the same image
@@ -16,6 +16,7 @@
 //! `harness = false` bench: `cargo test` never runs it, and it asserts no timings.
 
 mod chaos;
+mod claude;
 mod concurrent;
 mod dashboard;
 mod git_session;
@@ -155,7 +156,7 @@ impl Report {
 
 const FIGURES: [&str; 5] = ["start", "query", "throughput", "scale", "concurrent"];
 /// Figures run only when named (RELIABILITY.md).
-const EXTRA_FIGURES: [&str; 4] = ["chaos", "mcp-load", "git", "dashboard"];
+const EXTRA_FIGURES: [&str; 5] = ["chaos", "mcp-load", "git", "dashboard", "claude"];
 
 fn usage() -> ! {
     eprintln!(
@@ -241,6 +242,7 @@ fn main() {
             "mcp-load" => mcp_load::run(&opts, &mut report),
             "git" => git_session::run(&opts, &mut report),
             "dashboard" => dashboard::run(&opts, &mut report),
+            "claude" => claude::run(&opts, &mut report),
             _ => unreachable!(),
         }
         report.note(format!("load after: {}", util::loadavg()));
