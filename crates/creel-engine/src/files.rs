@@ -45,6 +45,17 @@ pub(crate) fn write_file_atomic(
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
+    write_replacing(path, data, mode, owner, true)
+}
+
+/// A temporary file, fsync when `sync`, rename.
+fn write_replacing(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    sync: bool,
+) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
@@ -55,11 +66,56 @@ pub(crate) fn write_file_atomic(
         .map_err(|e| Error::io("cannot create", &tmp, e))?;
     f.write_all(data)
         .map_err(|e| Error::io("cannot write", &tmp, e))?;
-    f.sync_all()
-        .map_err(|e| Error::io("cannot sync", &tmp, e))?;
+    if sync {
+        f.sync_all()
+            .map_err(|e| Error::io("cannot sync", &tmp, e))?;
+    }
     chown(&tmp, owner)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot rename into place", path, e))?;
     Ok(())
+}
+
+/// Files written whole (temporary file and rename) without waiting for the disk, to be made
+/// durable together by [`Unsynced::sync`]. `start` syncs its job's files after it has
+/// launched the job's monitor and before it answers, so that the disk's latency is not on
+/// the job's way to its container, and nothing is reported accepted before it is on disk.
+#[derive(Debug, Default)]
+pub(crate) struct Unsynced(Vec<std::path::PathBuf>);
+
+impl Unsynced {
+    /// Writes `data` to `path` (replacing it whole), to be synced later.
+    pub(crate) fn write(
+        &mut self,
+        path: &Path,
+        data: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
+        write_replacing(path, data, mode, owner, false)?;
+        self.0.push(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Makes every file written, and the directories that name them, durable.
+    pub(crate) fn sync(self) -> Result<()> {
+        let mut dirs: Vec<&Path> = Vec::new();
+        for p in &self.0 {
+            File::open(p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("cannot sync", p, e))?;
+            if let Some(d) = p.parent()
+                && !dirs.contains(&d)
+            {
+                dirs.push(d);
+            }
+        }
+        for d in dirs {
+            File::open(d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("cannot sync", d, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// A positive pid from a file podman wrote (`--pidfile`, `--conmon-pidfile`).

@@ -390,32 +390,39 @@ impl Engine {
         let job_dir = self.job_dir(&job_id);
         let mut session_git = existing.as_ref().and_then(|s| s.git.clone());
         let mut git_base = None;
+        // The job's files are synced together once its monitor is on its way (below).
+        let mut files = crate::files::Unsynced::default();
         let prepared = (|| -> Result<()> {
             create_private_dir(&job_dir)?;
             let (uid, gid) = match user {
                 UserMode::KeepId { uid, gid } | UserMode::Plain { uid, gid } => (uid, gid),
             };
             let chown_to = (host.euid == 0).then_some((uid, gid));
-            write_file_atomic(
+            files.write(
                 &job_dir.join("prompt"),
                 req.prompt.as_bytes(),
                 0o400,
                 chown_to,
             )?;
             if let Some(steer) = &spec.steer {
-                crate::steer::prepare(&job_dir, steer, chown_to)?;
-                if steer.messages && spec.egress.is_some() {
-                    // Until the monitor's proxy listens in the job's namespace.
-                    crate::steer::hold_prompt(&job_dir, &req.prompt, chown_to)?;
-                } else if steer.messages {
-                    crate::steer::write_message(&job_dir, 1, &req.prompt, chown_to)?;
+                crate::steer::prepare_unsynced(&job_dir, steer, chown_to, &mut files)?;
+                if steer.messages {
+                    // Held until the monitor's proxy listens in the job's namespace (allowlist).
+                    let held = spec.egress.is_some();
+                    crate::steer::write_first_message(
+                        &job_dir,
+                        &req.prompt,
+                        chown_to,
+                        held,
+                        &mut files,
+                    )?;
                 }
             }
             if let Some(key) = &api_key {
                 // With the proxy adding the key, only creel's monitor reads this file: it stays
                 // creel's own, and is never mounted.
                 let owner = if key_via_proxy { None } else { chown_to };
-                write_file_atomic(&job_dir.join("api-key"), key.as_bytes(), 0o400, owner)?;
+                files.write(&job_dir.join("api-key"), key.as_bytes(), 0o400, owner)?;
             }
             if workspace_created && existing.is_none() {
                 create_private_dir_all(&workspace)?;
@@ -492,6 +499,12 @@ impl Engine {
         }
         if let Some(lock) = lock {
             self.spawn_monitor(&job_id, lock)?;
+        }
+        // The monitor reads the files from the page cache meanwhile; the job is reported
+        // accepted only once they are on disk. (Should the disk fail now, the job runs on:
+        // its files are there until the machine stops, and the error is logged.)
+        if let Err(e) = files.sync() {
+            tracing::warn!(job = %job_id, "the job's files could not be synced: {e}");
         }
         self.auto_cleanup();
         Ok(StartResponse {

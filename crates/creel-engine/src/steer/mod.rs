@@ -182,7 +182,19 @@ pub(crate) fn asked_dir(job_dir: &Path) -> PathBuf {
 /// Makes a new job's steering directories and files, owned by the agent's user where creel
 /// runs as root (`owner`).
 pub fn prepare(job_dir: &Path, spec: &SteerSpec, owner: Option<(u32, u32)>) -> Result<()> {
-    use crate::files::{chown, create_private_dir, write_file_atomic};
+    let mut files = crate::files::Unsynced::default();
+    prepare_unsynced(job_dir, spec, owner, &mut files)?;
+    files.sync()
+}
+
+/// [`prepare`], its files left for the caller to sync.
+pub(crate) fn prepare_unsynced(
+    job_dir: &Path,
+    spec: &SteerSpec,
+    owner: Option<(u32, u32)>,
+    files: &mut crate::files::Unsynced,
+) -> Result<()> {
+    use crate::files::{chown, create_private_dir};
     let steer = steer_dir(job_dir);
     for d in [
         steer.clone(),
@@ -206,7 +218,7 @@ pub fn prepare(job_dir: &Path, spec: &SteerSpec, owner: Option<(u32, u32)>) -> R
         .map_err(|e| Error::io("cannot create", &bell, e.into()))?;
         chown(&bell, owner)?;
     }
-    write_file_atomic(&steer.join("server.py"), SERVER.as_bytes(), 0o444, owner)?;
+    files.write(&steer.join("server.py"), SERVER.as_bytes(), 0o444, owner)?;
     let mut args = vec![format!("{CONTAINER_STEER}/server.py")];
     if spec.permissions == Permissions::Ask {
         args.push("--approvals".into());
@@ -214,7 +226,7 @@ pub fn prepare(job_dir: &Path, spec: &SteerSpec, owner: Option<(u32, u32)>) -> R
     let config = serde_json::json!({
         "mcpServers": { "creel": { "type": "stdio", "command": "python3", "args": args } }
     });
-    write_file_atomic(
+    files.write(
         &steer.join("mcp.json"),
         config.to_string().as_bytes(),
         0o444,
@@ -242,10 +254,27 @@ pub fn write_message(job_dir: &Path, n: u32, text: &str, owner: Option<(u32, u32
 /// request before there is a proxy to take it.
 const HELD_PROMPT: &str = "held-1.json";
 
-/// Writes the first message (the prompt) to wait for [`release_held_prompt`].
-pub(crate) fn hold_prompt(job_dir: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<()> {
-    let path = steer_dir(job_dir).join("inbox").join(HELD_PROMPT);
-    crate::files::write_file_atomic(&path, user_message_line(text).as_bytes(), 0o444, owner)
+/// Writes the first message (the prompt): given to Claude at once, or with `held`, waiting for
+/// [`release_held_prompt`]. Left for the caller to sync (`start`).
+pub(crate) fn write_first_message(
+    job_dir: &Path,
+    text: &str,
+    owner: Option<(u32, u32)>,
+    held: bool,
+    files: &mut crate::files::Unsynced,
+) -> Result<()> {
+    let inbox = steer_dir(job_dir).join("inbox");
+    let name = if held { HELD_PROMPT } else { "1.json" };
+    files.write(
+        &inbox.join(name),
+        user_message_line(text).as_bytes(),
+        0o444,
+        owner,
+    )?;
+    if !held {
+        ring(job_dir);
+    }
+    Ok(())
 }
 
 /// Gives Claude the held first message (a rename in the inbox) and rings the feeder. Nothing
