@@ -67,8 +67,7 @@ fn output_len(dir: &Path) -> Result<u64> {
 /// with its length.
 pub(crate) fn up_to_date(dir: &Path) -> Result<(File, u64)> {
     let lock = crate::files::lock_exclusive(&dir.join("transcript.lock"))?;
-    let (text, mut meta) = open_consistent(dir, u64::MAX)?;
-    let raw_len = output_len(dir)?;
+    let (text, mut meta, raw_len) = open_consistent(dir, u64::MAX)?;
     let before = meta.clone();
     let out = render(dir, &mut meta, raw_len, u64::MAX)?;
     commit(dir, text, &before, &meta, &out)?;
@@ -80,8 +79,9 @@ pub(crate) fn up_to_date(dir: &Path) -> Result<(File, u64)> {
 }
 
 /// Opens the text file (under the lock) and returns it with a state that fits it and the
-/// output's first `upto` bytes: the stored one, or the start when they do not fit.
-fn open_consistent(dir: &Path, upto: u64) -> Result<(File, Meta)> {
+/// output's first `upto` bytes (the stored one, or the start when they do not fit), and how
+/// much of the output that is.
+fn open_consistent(dir: &Path, upto: u64) -> Result<(File, Meta, u64)> {
     let text_path = dir.join("transcript.txt");
     let text = std::fs::OpenOptions::new()
         .create(true)
@@ -97,9 +97,9 @@ fn open_consistent(dir: &Path, upto: u64) -> Result<(File, Meta)> {
     let meta = read_meta(dir);
     let raw_len = output_len(dir)?.min(upto);
     if meta.raw_done > raw_len || meta.text_len > text_len {
-        return Ok((text, Meta::default()));
+        return Ok((text, Meta::default(), raw_len));
     }
-    Ok((text, meta))
+    Ok((text, meta, raw_len))
 }
 
 /// Renders the output from `meta.raw_done` up to `raw_len` (whole lines), at least `budget`
@@ -178,38 +178,37 @@ fn commit(dir: &Path, mut text: File, before: &Meta, after: &Meta, out: &str) ->
 
 /// One step of the monitor's rendering, up to the output's first `upto` bytes: renders
 /// without the lock, then appends under it if the transcript is still where it was. Returns
-/// whether the transcript covers everything up to `upto` (a partial last line aside).
+/// whether there is more to do: false once the transcript covers everything up to `upto` (a
+/// partial last line aside), or when a reader moved it meanwhile (a reader renders all there
+/// is).
 fn step(dir: &Path, upto: u64, budget: u64) -> Result<bool> {
     let raw_len = output_len(dir)?.min(upto);
     let before = read_meta(dir);
     if before.raw_done > raw_len {
         // The output shrank under the transcript (a restarted monitor): a reader's full
         // rendering sorts it out; the monitor waits for the output to grow back.
-        return Ok(true);
+        return Ok(false);
     }
     let mut after = before.clone();
     let out = render(dir, &mut after, raw_len, budget)?;
     if after == before {
-        return Ok(true);
+        return Ok(false);
     }
     let lock = crate::files::lock_exclusive(&dir.join("transcript.lock"))?;
-    let (text, now) = open_consistent(dir, upto)?;
-    if now == before {
+    let (text, now, _) = open_consistent(dir, upto)?;
+    let moved = now != before;
+    if !moved {
         commit(dir, text, &before, &after, &out)?;
     }
     drop(lock);
-    Ok(after.raw_done >= raw_len)
+    Ok(!moved && after.raw_done < raw_len)
 }
 
 /// Renders, step by step, what the output's first `upto` bytes have that the transcript
-/// lacks. A step that ends without progress (only a partial line left) ends it too.
+/// lacks.
 pub(crate) fn keep_up(dir: &Path, upto: u64) -> Result<()> {
-    loop {
-        let before = read_meta(dir).raw_done;
-        if step(dir, upto, KEEP_UP_STEP)? || read_meta(dir).raw_done == before {
-            return Ok(());
-        }
-    }
+    while step(dir, upto, KEEP_UP_STEP)? {}
+    Ok(())
 }
 
 /// A low-priority thread of the monitor that keeps a job's transcript up to date as its output
@@ -323,7 +322,7 @@ mod tests {
         assert!(done <= half && done > half - 4096, "{done} of {half}");
         // Small steps, each committed under the lock, give what one rendering gives.
         let mut steps = 0;
-        while !step(dir.path(), u64::MAX, 100).unwrap() {
+        while step(dir.path(), u64::MAX, 100).unwrap() {
             steps += 1;
             assert!(steps < 100_000, "never caught up");
         }

@@ -119,7 +119,7 @@ fn drive_with(
         denied: Arc::new(Mutex::new(denied)),
         keeper: None,
     };
-    let result = m.drive();
+    let result = m.drive_job();
     // Whatever happened, a final job announces itself (once).
     let notified = m.notify();
     // Then the rest of its transcript is rendered, before the monitor goes.
@@ -142,10 +142,6 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn drive(&mut self) -> Result<()> {
-        self.drive_job()
-    }
-
     fn drive_job(&mut self) -> Result<()> {
         let id = self.job.id.clone();
         let mut container = self.job.container_id.clone();
@@ -165,7 +161,6 @@ impl Monitor {
                 }
             }
         }
-        let fresh = container.is_none();
         let container = match container {
             Some(c) => c,
             None if self.job.state.can_run() => match self.start_container()? {
@@ -193,7 +188,7 @@ impl Monitor {
             .job(&id)?
             .ok_or_else(|| Error::UnknownJob(id.clone()))?;
         if self.job.spec.egress.is_some() && !self.job.state.is_final() {
-            if let Err(e) = self.start_egress(&container, fresh) {
+            if let Err(e) = self.start_egress(&container) {
                 // Fail closed: without its proxy the job has no way out, and it must not run
                 // on (it cannot have sent anything yet: its first message waits below).
                 let _ = self.runtime.stop(&container, 0);
@@ -221,29 +216,19 @@ impl Monitor {
     /// namespace (it has only loopback: `--network none`) and serves the proxy from this
     /// process. A container that is no longer running needs no proxy (its output is still
     /// drained); that is not an error.
-    fn start_egress(
-        &mut self,
-        container: &str,
-        fresh: bool,
-    ) -> std::result::Result<(), EgressStart> {
+    fn start_egress(&mut self, container: &str) -> std::result::Result<(), EgressStart> {
         let id = self.job.id.clone();
         let Some(spec) = self.job.spec.egress.clone() else {
             return Ok(());
         };
-        // The pid: straight from the file podman wrote for a container just started, else
-        // from the runtime (after a monitor's restart the file could name a reused pid).
-        let mut pid = if fresh {
-            read_pid_file(&self.dir.join(CONTAINER_PIDFILE)).unwrap_or(0)
-        } else {
-            0
+        // (A pid from podman's file may be a later process's once the container ended:
+        // `listen_in_container` checks that it is the container's.)
+        let Some(pid) = self.runtime.container_pid(&self.dir, container) else {
+            return match self.runtime.inspect(container)? {
+                Some(_) => Ok(()),
+                None => Err(EgressStart::NotRunning),
+            };
         };
-        if pid <= 0 {
-            match self.runtime.inspect(container)? {
-                Some(info) if info.running && info.pid > 0 => pid = info.pid,
-                Some(_) => return Ok(()),
-                None => return Err(EgressStart::NotRunning),
-            }
-        }
         // Podman: the container's first process is conmon's child.
         let parent = read_pid_file(&self.dir.join(crate::runtime::argv::CONMON_PIDFILE))
             .and_then(|p| i32::try_from(p).ok())

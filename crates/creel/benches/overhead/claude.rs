@@ -10,49 +10,18 @@
 //! `podman run -d` is spawned to the first stdout record in the container's k8s-file log
 //! (polled every 1 ms). Informative for now: the goal in the issue is for the warm pool.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use creel_engine::JobState;
 
-use crate::util::{Bare, Env, Samples, fmt_ms, wall_ms};
+use crate::util::{Bare, Env, Samples, Server, fmt_ms, wall_ms};
 use crate::{Opts, Report, Verdict};
 
 /// The image `creel image build` makes (the tests use the same one).
 const REAL_IMAGE: &str = "localhost/creel-claude:2.1.328";
 const PROMPT: &str = "Write hello.txt in the workspace, then show it.";
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-/// `creel fake-model` with its built-in script; killed on drop.
-struct Model {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn model(env: &Env) -> Model {
-    let mut child = env
-        .cmd(&["fake-model", "--quiet", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start creel fake-model");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("fake-model's URL");
-    Model {
-        child,
-        url: line.trim().to_string(),
-    }
-}
 
 /// Whether the k8s-file log has a stdout record yet.
 fn has_stdout(log: &std::path::Path) -> bool {
@@ -71,13 +40,17 @@ pub fn run(o: &Opts, r: &mut Report) {
     }
     // The model's URL goes into the config, so the environment is made in two steps.
     let probe = Env::new(&o.base, "claude-model", "", o.keep);
-    let m = model(&probe);
+    // (`creel fake-model` with its built-in script; its first line is its URL.)
+    let m = Server::start(
+        &probe,
+        &["fake-model", "--quiet", "--listen", "127.0.0.1:0"],
+    );
     let env = Env::new(
         &o.base,
         "claude",
         &format!(
             "image = \"{REAL_IMAGE}\"\nnetwork = \"allowlist\"\napi_base_url = \"{}\"\n",
-            m.url
+            m.line
         ),
         o.keep,
     );

@@ -20,6 +20,7 @@ use crate::{Opts, Report, Verdict};
 const PROMPT: &str = "say hi";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+#[derive(Default)]
 struct Creel {
     cli: Samples,
     running: Samples,
@@ -27,6 +28,7 @@ struct Creel {
     done: Samples,
 }
 
+#[derive(Default)]
 struct BareS {
     running: Samples,
     first: Samples,
@@ -41,69 +43,19 @@ pub fn run(o: &Opts, r: &mut Report) {
     assert_eq!(rec.state, JobState::Completed, "warm-up job: {rec:?}");
     let spec = rec.spec.clone();
     let conv = spec.conversation.id().to_string();
-    let mut c = Creel {
-        cli: Samples::default(),
-        running: Samples::default(),
-        first: Samples::default(),
-        done: Samples::default(),
-    };
-    let mut b = BareS {
-        running: Samples::default(),
-        first: Samples::default(),
-        done: Samples::default(),
-    };
-    let mut scratch = BareS {
-        running: Samples::default(),
-        first: Samples::default(),
-        done: Samples::default(),
-    };
+    let mut scratch = BareS::default();
     bare_detached(&env, &spec, &conv, "w", &mut scratch);
     bare_attached(&env, &spec, &conv, "w", &mut scratch);
-    for i in 0..o.iters {
-        // Alternate the order so that drift in the machine's load hits both sides alike.
-        let order: [u8; 3] = if i % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
-        for k in order {
-            match k {
-                0 => creel_once(&env, &mut c),
-                1 => bare_detached(&env, &spec, &conv, &i.to_string(), &mut b),
-                _ => bare_attached(&env, &spec, &conv, &i.to_string(), &mut b),
-            }
-        }
-    }
-    let ratio_row = |r: &mut Report, fig: &str, cs: &Samples, bs: &Samples| {
-        let ratio = cs.p50() / bs.p50();
-        r.row(
-            fig,
-            cs.fmt_ms(),
-            bs.fmt_ms(),
-            format!("{ratio:.2}×"),
-            "≤ 1.1×",
-            if ratio <= 1.1 {
-                Verdict::Met
-            } else {
-                Verdict::Missed
-            },
-        );
-    };
-    ratio_row(
+    let (c, b) = alternate(o.iters, &env, &env, &spec, &conv, "");
+    goal_rows(
         r,
-        "start → container running (`podman run -d` returned)",
-        &c.running,
-        &b.running,
-    );
-    ratio_row(r, "start → first output byte captured", &c.first, &b.first);
-    let delta = c.done.p50() - b.done.p50();
-    r.row(
-        format!("start → completed, short job (`{PROMPT}`) vs attached `podman run`"),
-        c.done.fmt_ms(),
-        b.done.fmt_ms(),
-        format!("{:+.0} ms", delta),
-        "≤ +100 ms",
-        if delta <= 100.0 {
-            Verdict::Met
-        } else {
-            Verdict::Missed
-        },
+        [
+            "start → container running (`podman run -d` returned)",
+            "start → first output byte captured",
+            &format!("start → completed, short job (`{PROMPT}`) vs attached `podman run`"),
+        ],
+        &c,
+        &b,
     );
     r.row(
         "`creel start` returns (job accepted, monitor spawned)",
@@ -122,6 +74,67 @@ pub fn run(o: &Opts, r: &mut Report) {
         "creel path to running = `creel start` ({}) + monitor start + `podman run -d`; first byte: the monitor wakes on inotify when the log grows; completed: conmon's exit file (no `podman wait`, no final `inspect`)",
         fmt_ms(c.cli.p50())
     ));
+}
+
+/// `iters` rounds of a creel job (in `creel_env`) and the bare detached and attached runs of
+/// its twin (in `bare_env`), the order alternating so that drift in the machine's load hits
+/// both sides alike.
+fn alternate(
+    iters: usize,
+    creel_env: &Env,
+    bare_env: &Env,
+    spec: &JobSpec,
+    conv: &str,
+    tag: &str,
+) -> (Creel, BareS) {
+    let (mut c, mut b) = (Creel::default(), BareS::default());
+    for i in 0..iters {
+        let order: [u8; 3] = if i % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        for k in order {
+            let tag = format!("{tag}{i}");
+            match k {
+                0 => creel_once(creel_env, &mut c),
+                1 => bare_detached(bare_env, spec, conv, &tag, &mut b),
+                _ => bare_attached(bare_env, spec, conv, &tag, &mut b),
+            }
+        }
+    }
+    (c, b)
+}
+
+/// The goals' rows: running and first byte within 1.1× of bare, completed within +100 ms.
+fn goal_rows(r: &mut Report, figures: [&str; 3], c: &Creel, b: &BareS) {
+    for (fig, cs, bs) in [
+        (figures[0], &c.running, &b.running),
+        (figures[1], &c.first, &b.first),
+    ] {
+        let ratio = cs.p50() / bs.p50();
+        r.row(
+            fig,
+            cs.fmt_ms(),
+            bs.fmt_ms(),
+            format!("{ratio:.2}×"),
+            "≤ 1.1×",
+            if ratio <= 1.1 {
+                Verdict::Met
+            } else {
+                Verdict::Missed
+            },
+        );
+    }
+    let delta = c.done.p50() - b.done.p50();
+    r.row(
+        figures[2],
+        c.done.fmt_ms(),
+        b.done.fmt_ms(),
+        format!("{delta:+.0} ms"),
+        "≤ +100 ms",
+        if delta <= 100.0 {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        },
+    );
 }
 
 fn creel_once(env: &Env, c: &mut Creel) {
@@ -215,68 +228,17 @@ fn allowlist(o: &Opts, r: &mut Report, bare_env: &Env, spec: &JobSpec, conv: &st
         "network = \"allowlist\"\n",
         o.keep,
     );
-    let mut c = Creel {
-        cli: Samples::default(),
-        running: Samples::default(),
-        first: Samples::default(),
-        done: Samples::default(),
-    };
-    let mut b = BareS {
-        running: Samples::default(),
-        first: Samples::default(),
-        done: Samples::default(),
-    };
-    let mut scratch = Creel {
-        cli: Samples::default(),
-        running: Samples::default(),
-        first: Samples::default(),
-        done: Samples::default(),
-    };
     // Warm-up: the allowlist environment's first job.
-    creel_once(&env, &mut scratch);
-    for i in 0..o.iters {
-        let order: [u8; 3] = if i % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
-        for k in order {
-            match k {
-                0 => creel_once(&env, &mut c),
-                1 => bare_detached(bare_env, spec, conv, &format!("n{i}"), &mut b),
-                _ => bare_attached(bare_env, spec, conv, &format!("n{i}"), &mut b),
-            }
-        }
-    }
-    for (fig, cs, bs) in [
-        (
+    creel_once(&env, &mut Creel::default());
+    let (c, b) = alternate(o.iters, &env, bare_env, spec, conv, "n");
+    goal_rows(
+        r,
+        [
             "`network = \"allowlist\"` (creel's default): start → running, vs `run -d --network none`",
-            &c.running,
-            &b.running,
-        ),
-        ("… allowlist: start → first output byte", &c.first, &b.first),
-    ] {
-        let ratio = cs.p50() / bs.p50();
-        r.row(
-            fig,
-            cs.fmt_ms(),
-            bs.fmt_ms(),
-            format!("{ratio:.2}×"),
-            "≤ 1.1×",
-            if ratio <= 1.1 {
-                Verdict::Met
-            } else {
-                Verdict::Missed
-            },
-        );
-    }
-    let delta = c.done.p50() - b.done.p50();
-    r.row(
-        "… allowlist: start → completed, vs attached `podman run --network none`",
-        c.done.fmt_ms(),
-        b.done.fmt_ms(),
-        format!("{delta:+.0} ms"),
-        "≤ +100 ms",
-        if delta <= 100.0 {
-            Verdict::Met
-        } else {
-            Verdict::Missed
-        },
+            "… allowlist: start → first output byte",
+            "… allowlist: start → completed, vs attached `podman run --network none`",
+        ],
+        &c,
+        &b,
     );
 }

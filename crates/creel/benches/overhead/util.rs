@@ -645,10 +645,46 @@ pub fn machine() -> Vec<String> {
     ]
 }
 
-/// A running `creel ui` of an environment, spoken to over raw HTTP with its login cookie;
-/// killed on drop.
-pub struct UiServer {
+/// A `creel` server (`creel ui`, `creel fake-model`) whose first line on stdout says where it
+/// listens; killed on drop.
+pub struct Server {
     child: std::process::Child,
+    /// Its first line, trimmed.
+    pub line: String,
+}
+
+impl Server {
+    /// `creel ARGS` of `env`, once it has printed its first line.
+    pub fn start(env: &Env, args: &[&str]) -> Server {
+        use std::io::BufRead as _;
+        let mut child = env
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start creel {args:?}: {e}"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("creel {args:?}'s first line: {e}"));
+        Server {
+            child,
+            line: line.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `creel ui` of an environment, spoken to over raw HTTP with its login cookie;
+/// stopped on drop.
+pub struct UiServer {
+    _server: Server,
     /// `127.0.0.1:PORT`.
     pub host: String,
     cookie: String,
@@ -656,18 +692,9 @@ pub struct UiServer {
 
 impl UiServer {
     pub fn start(env: &Env) -> UiServer {
-        use std::io::BufRead as _;
-        let mut child = env
-            .cmd(&["ui"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start creel ui");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("creel ui's URL");
-        let (base, token) = line
+        let server = Server::start(env, &["ui"]);
+        let (base, token) = server
+            .line
             .trim()
             .split_once("/?token=")
             .expect("a URL with a token");
@@ -675,7 +702,7 @@ impl UiServer {
         let port = host.rsplit(':').next().unwrap_or_default().to_string();
         let cookie = format!("creel_ui_{port}={token}");
         UiServer {
-            child,
+            _server: server,
             host,
             cookie,
         }
@@ -701,12 +728,5 @@ impl UiServer {
         self.open(path).read_to_end(&mut answer).expect("answer");
         assert!(answer.starts_with(b"HTTP/1.1 200"), "GET {path} failed");
         answer
-    }
-}
-
-impl Drop for UiServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

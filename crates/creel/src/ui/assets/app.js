@@ -183,7 +183,7 @@ function jobPage(id) {
       const start = Number(r.headers.get("x-creel-offset"));
       const next = Number(r.headers.get("x-creel-next-offset"));
       // The page was moved to character boundaries: drop what overlaps the text already shown.
-      let bytes = new TextEncoder().encode(await r.text());
+      let bytes = utf8.encode(await r.text());
       if (first !== upTo) return;
       if (next > first) bytes = bytes.subarray(0, bytes.length - (next - first));
       const text = new TextDecoder().decode(bytes);
@@ -294,7 +294,6 @@ function jobPage(id) {
   stream.addEventListener("status", (m) => showStatus(JSON.parse(m.data)));
   // The text after the last newline so far (shown as it is until its line is complete).
   const partial = document.createTextNode("");
-  partial._bytes = 0;
   transcript.append(partial);
   stream.addEventListener("text", (m) => {
     const t = JSON.parse(m.data);
@@ -319,7 +318,6 @@ function jobPage(id) {
     partial.before(...added);
     held += t.content.length;
     partial.data = rest;
-    partial._bytes = utf8.encode(rest).length;
     // Keep the page light: drop what is far above.
     while (held > keep && transcript.firstChild && transcript.firstChild !== partial &&
            transcript.firstChild.nextSibling !== partial) {
