@@ -181,6 +181,8 @@ pub struct CleanupReport {
     pub kept_branches: Vec<String>,
     /// Workspaces deleted.
     pub deleted_workspaces: Vec<PathBuf>,
+    /// Warm-pool sandboxes taken down (every one: a cleanup drains the pool).
+    pub drained_pool: Vec<String>,
 }
 
 /// Which jobs [`crate::Engine::jobs`] lists.

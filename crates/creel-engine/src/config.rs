@@ -236,6 +236,9 @@ pub struct Config {
     /// `creel acp`: when a client's working directory is a git repository, run the session on
     /// its own branch `creel/<session>` (as `start --repo` does) instead of in the directory.
     pub acp_repo: bool,
+    /// The warm pool: how many sandboxes are kept prepared (container started, proxy
+    /// listening, waiting for a prompt) for new sessions of default jobs. 0: none.
+    pub pool: u32,
 }
 
 impl Default for Config {
@@ -275,9 +278,13 @@ impl Default for Config {
             max_turns: None,
             max_wall_seconds: None,
             acp_repo: false,
+            pool: 0,
         }
     }
 }
+
+/// The largest warm pool (`pool`).
+pub const MAX_POOL: u32 = 32;
 
 /// The keys a config file may hold, for env overrides and docs.
 pub const KEYS: &[&str] = &[
@@ -315,6 +322,7 @@ pub const KEYS: &[&str] = &[
     "max_turns",
     "max_wall_seconds",
     "acp_repo",
+    "pool",
 ];
 
 /// `CREEL_*` variables creel reads besides the config keys' `CREEL_<KEY>`.
@@ -515,6 +523,15 @@ impl Config {
                     message: "0 allows nothing; leave it out for no limit".into(),
                 });
             }
+        }
+        if self.pool > MAX_POOL {
+            return Err(ConfigError::BadValue {
+                key: "pool",
+                message: format!(
+                    "{} sandboxes is more than the pool holds ({MAX_POOL}); each is a running container",
+                    self.pool
+                ),
+            });
         }
         if self.pids_limit == 0 {
             return Err(ConfigError::BadValue {

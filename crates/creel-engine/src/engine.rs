@@ -329,7 +329,10 @@ impl Engine {
     /// an earlier cleanup left without a session), and job directories a killed `start` left
     /// behind. Sessions with a live job are never removed.
     pub fn cleanup(&self, idle_seconds: u64, delete_workspaces: bool) -> Result<CleanupReport> {
+        // Pooled sandboxes first: their directories have no job or session record.
+        let drained_pool = self.drain_pool()?;
         let mut report = self.remove_idle_sessions(idle_seconds, delete_workspaces)?;
+        report.drained_pool = drained_pool;
         // Only here, not in the automatic cleanup every `start` runs: the sweeps look at every
         // job directory and workspace.
         self.remove_orphan_job_dirs();
@@ -457,7 +460,10 @@ impl Engine {
     /// (with the prompt, and maybe the API key) that nothing else would ever remove.
     fn remove_orphan_job_dirs(&self) {
         for (id, path) in old_dirs(&self.home.join("jobs")) {
-            if crate::job::looks_like_job_id(&id) && matches!(self.store().job(&id), Ok(None)) {
+            if crate::job::looks_like_job_id(&id)
+                && matches!(self.store().job(&id), Ok(None))
+                && matches!(self.store().pool_entry(&id), Ok(None))
+            {
                 tracing::info!("removing job directory {id}, which no job record owns");
                 let _ = std::fs::remove_dir_all(path);
             }

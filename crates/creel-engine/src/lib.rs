@@ -37,6 +37,7 @@ pub(crate) mod logfile;
 pub(crate) mod login;
 pub mod monitor;
 pub(crate) mod netns;
+pub mod pool;
 mod remedy;
 pub(crate) mod runtime;
 pub(crate) mod session;

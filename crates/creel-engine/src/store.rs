@@ -75,6 +75,16 @@ CREATE TABLE IF NOT EXISTS budgets (
     session_id TEXT PRIMARY KEY,
     budget TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pool (
+    job_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    start_after INTEGER NOT NULL DEFAULT 0,
+    container_id TEXT,
+    ready_at INTEGER
+);
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, created_at);
 CREATE INDEX IF NOT EXISTS active_jobs ON jobs(session_id) WHERE state IN {UNFINISHED};
 CREATE INDEX IF NOT EXISTS sessions_by_activity ON sessions(last_activity);
@@ -204,47 +214,7 @@ impl Store {
                 JobState::parse(&state).unwrap_or(JobState::Running),
             )));
         }
-        if let Some(s) = new_session {
-            tx.execute(
-                "INSERT INTO sessions (id, created_at, last_activity, workspace, workspace_created, claude_session_id, git)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    s.id,
-                    s.created_at_ms,
-                    s.last_activity_ms,
-                    s.workspace.to_string_lossy(),
-                    s.workspace_created,
-                    s.claude_session_id,
-                    s.git.as_ref().and_then(|g| serde_json::to_string(g).ok())
-                ],
-            )
-            .map_err(err)?;
-        } else {
-            tx.execute(
-                "UPDATE sessions SET last_activity = ?2, claude_session_id = ?3 WHERE id = ?1",
-                params![
-                    job.session_id,
-                    job.created_at_ms,
-                    job.spec.conversation.id()
-                ],
-            )
-            .map_err(err)?;
-        }
-        let spec = serde_json::to_string(&job.spec).unwrap_or_default();
-        tx.execute(
-            "INSERT INTO jobs (id, session_id, state, created_at, spec, warnings, has_webhook)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                job.id,
-                job.session_id,
-                job.state.as_str(),
-                job.created_at_ms,
-                spec,
-                serde_json::to_string(&job.warnings).unwrap_or_else(|_| "[]".into()),
-                job.spec.webhook.is_some()
-            ],
-        )
-        .map_err(err)?;
+        insert_rows(&tx, job, new_session).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(Ok(()))
     }
@@ -806,9 +776,195 @@ impl Store {
     }
 }
 
+/// A prepared sandbox of the warm pool (see `crate::pool`): a job id and session id waiting
+/// for a prompt, with the spec its container was made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolEntry {
+    /// The job id the claimed job will have.
+    pub job_id: String,
+    /// The session id the claimed job's new session will have.
+    pub session_id: String,
+    /// When the entry was made (ms).
+    pub created_at_ms: i64,
+    /// The spec (JSON) its container was made from.
+    pub spec: String,
+    /// What else the sandbox depends on (login, image): see `crate::pool::fingerprint`.
+    pub fingerprint: String,
+    /// Not before this (ms) does its monitor start the container.
+    pub start_after_ms: i64,
+    /// The container, once it waits for its prompt.
+    pub container_id: Option<String>,
+}
+
+fn pool_entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PoolEntry> {
+    Ok(PoolEntry {
+        job_id: r.get(0)?,
+        session_id: r.get(1)?,
+        created_at_ms: r.get(2)?,
+        spec: r.get(3)?,
+        fingerprint: r.get(4)?,
+        start_after_ms: r.get(5)?,
+        container_id: r.get(6)?,
+    })
+}
+
+const POOL_COLUMNS: &str =
+    "job_id, session_id, created_at, spec, fingerprint, start_after, container_id";
+
+impl Store {
+    /// Adds a prepared sandbox to the pool (its container not yet made).
+    pub fn pool_add(&self, e: &PoolEntry) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO pool (job_id, session_id, created_at, spec, fingerprint, start_after)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    e.job_id,
+                    e.session_id,
+                    e.created_at_ms,
+                    e.spec,
+                    e.fingerprint,
+                    e.start_after_ms
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a pooled sandbox's container, now waiting for a prompt. False if the entry is
+    /// gone (drained or discarded meanwhile).
+    pub fn pool_ready(&self, job_id: &str, container_id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE pool SET container_id = ?2, ready_at = ?3 WHERE job_id = ?1",
+                params![job_id, container_id, crate::job::now_ms()],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The pool's entries, oldest first.
+    pub fn pool_entries(&self) -> Result<Vec<PoolEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {POOL_COLUMNS} FROM pool ORDER BY created_at, job_id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], pool_entry_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// One pool entry.
+    pub fn pool_entry(&self, job_id: &str) -> Result<Option<PoolEntry>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {POOL_COLUMNS} FROM pool WHERE job_id = ?1"),
+                [job_id],
+                pool_entry_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Takes an entry out of the pool (not claimed: drained or discarded). False if it was
+    /// gone already (claimed or removed by someone else).
+    pub fn pool_remove(&self, job_id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .execute("DELETE FROM pool WHERE job_id = ?1", [job_id])
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Claims a ready pool entry for `job` (whose id is the entry's) and its new session, in
+    /// one transaction: the entry leaves the pool exactly when the job appears. False if the
+    /// entry was not there, or not ready.
+    pub fn claim_pool_job(
+        &mut self,
+        job: &JobRecord,
+        new_session: &SessionRecord,
+    ) -> Result<bool, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let taken = tx
+            .execute(
+                "DELETE FROM pool WHERE job_id = ?1 AND session_id = ?2 AND container_id IS NOT NULL",
+                params![job.id, new_session.id],
+            )
+            .map_err(err)?;
+        if taken == 0 {
+            return Ok(false);
+        }
+        insert_rows(&tx, job, Some(new_session)).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(true)
+    }
+}
+
+/// Inserts a job's row, and its new session's (or updates its session's activity), in `tx`.
+fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    job: &JobRecord,
+    new_session: Option<&SessionRecord>,
+) -> rusqlite::Result<()> {
+    if let Some(s) = new_session {
+        tx.execute(
+                "INSERT INTO sessions (id, created_at, last_activity, workspace, workspace_created, claude_session_id, git)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.id,
+                    s.created_at_ms,
+                    s.last_activity_ms,
+                    s.workspace.to_string_lossy(),
+                    s.workspace_created,
+                    s.claude_session_id,
+                    s.git.as_ref().and_then(|g| serde_json::to_string(g).ok())
+                ],
+            )
+            ?;
+    } else {
+        tx.execute(
+            "UPDATE sessions SET last_activity = ?2, claude_session_id = ?3 WHERE id = ?1",
+            params![
+                job.session_id,
+                job.created_at_ms,
+                job.spec.conversation.id()
+            ],
+        )?;
+    }
+    let spec = serde_json::to_string(&job.spec).unwrap_or_default();
+    tx.execute(
+            "INSERT INTO jobs (id, session_id, state, created_at, spec, warnings, has_webhook, container_id, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                job.id,
+                job.session_id,
+                job.state.as_str(),
+                job.created_at_ms,
+                spec,
+                serde_json::to_string(&job.warnings).unwrap_or_else(|_| "[]".into()),
+                job.spec.webhook.is_some(),
+                job.container_id,
+                job.started_at_ms
+            ],
+        )
+        ?;
+    Ok(())
+}
+
 /// The schema version this code writes (`PRAGMA user_version`). Stores from before versions
 /// existed read 0.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Brings an older store up to [`SCHEMA_VERSION`], one step at a time, each step in place and
 /// idempotent (a store whose upgrade was interrupted upgrades again). A fresh store has the
@@ -849,6 +1005,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     // 5: messages into a running job.
     add(conn, "messages", "INTEGER NOT NULL DEFAULT 1")?;
     add(conn, "input_closed", "INTEGER NOT NULL DEFAULT 0")?;
+    // 6: the warm pool's table, made by the schema itself.
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }
@@ -1096,5 +1253,61 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_pool_entry_is_claimed_once_only_when_ready_and_never_after_it_was_removed() {
+        use crate::job::{JobRecord, JobState};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("creel.db")).unwrap();
+        let spec = crate::runtime::argv::tests::spec();
+        let entry = |id: &str| PoolEntry {
+            job_id: id.into(),
+            session_id: format!("s-{id}"),
+            created_at_ms: 1,
+            spec: serde_json::to_string(&spec).unwrap(),
+            fingerprint: "f".into(),
+            start_after_ms: 0,
+            container_id: None,
+        };
+        let claim = |store: &mut Store, id: &str| {
+            let mut job = JobRecord::pending(id.into(), format!("s-{id}"), spec.clone(), 5, vec![]);
+            job.state = JobState::Running;
+            job.container_id = Some("c".into());
+            job.started_at_ms = Some(5);
+            let session = crate::session::SessionRecord {
+                id: format!("s-{id}"),
+                created_at_ms: 5,
+                last_activity_ms: 5,
+                workspace: "/w".into(),
+                workspace_created: true,
+                claude_session_id: "conv".into(),
+                git: None,
+            };
+            store.claim_pool_job(&job, &session).unwrap()
+        };
+        store.pool_add(&entry("aaaaaaaaaaaa")).unwrap();
+        store.pool_add(&entry("bbbbbbbbbbbb")).unwrap();
+        assert!(
+            !claim(&mut store, "aaaaaaaaaaaa"),
+            "not ready: no container yet"
+        );
+        assert!(store.pool_ready("aaaaaaaaaaaa", "c").unwrap());
+        assert!(claim(&mut store, "aaaaaaaaaaaa"));
+        assert!(!claim(&mut store, "aaaaaaaaaaaa"), "used at most once");
+        let job = store.job("aaaaaaaaaaaa").unwrap().unwrap();
+        assert_eq!(job.state, JobState::Running);
+        assert_eq!(job.container_id.as_deref(), Some("c"));
+        assert_eq!(job.started_at_ms, Some(5));
+        assert!(store.session("s-aaaaaaaaaaaa").unwrap().is_some());
+        assert_eq!(store.pool_entry("aaaaaaaaaaaa").unwrap(), None);
+        // A drained entry cannot be claimed, nor made ready.
+        assert!(store.pool_ready("bbbbbbbbbbbb", "c").unwrap());
+        assert!(store.pool_remove("bbbbbbbbbbbb").unwrap());
+        assert!(!store.pool_remove("bbbbbbbbbbbb").unwrap());
+        assert!(!store.pool_ready("bbbbbbbbbbbb", "c").unwrap());
+        assert!(!claim(&mut store, "bbbbbbbbbbbb"));
+        assert!(store.job("bbbbbbbbbbbb").unwrap().is_none());
+        assert!(store.pool_entries().unwrap().is_empty());
     }
 }

@@ -637,6 +637,8 @@ pub struct CleanupWire {
     pub kept_branches: Vec<String>,
     /// Workspaces deleted (only with delete_workspaces, only those creel created).
     pub deleted_workspaces: Vec<String>,
+    /// Warm-pool sandboxes taken down (a cleanup drains the pool; starts fill it again).
+    pub drained_pool: Vec<String>,
 }
 
 impl From<&CleanupReport> for CleanupWire {
@@ -650,6 +652,7 @@ impl From<&CleanupReport> for CleanupWire {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
+            drained_pool: r.drained_pool.clone(),
         }
     }
 }

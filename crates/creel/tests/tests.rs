@@ -19,6 +19,8 @@ mod egress;
 mod hooks;
 // Idle-session cleanup, automatic and explicit.
 mod cleanup;
+// The warm pool: sandboxes started ahead, used once, refilled, discarded when stale.
+mod pool;
 // `--help` snapshots.
 mod help;
 // Error messages snapshotted whole: exit code, stdout, stderr (no container needed).

@@ -85,6 +85,28 @@ impl Engine {
     /// # Ok(()) }
     /// ```
     pub fn start(&self, req: StartRequest) -> Result<StartResponse> {
+        let plan = self.plan(&req)?;
+        let pooled = self.pool_eligible(&req, &plan);
+        let claimed = match pooled {
+            true => self.claim_pooled(&req, &plan)?,
+            false => None,
+        };
+        let response = match claimed {
+            Some(r) => r,
+            None => self.launch(&req, plan.clone())?,
+        };
+        if pooled {
+            // The pool is topped up behind the job (its monitors wait a moment before they
+            // start their containers, so as not to slow this job's start).
+            self.top_up_pool(&plan);
+        }
+        self.auto_cleanup();
+        Ok(response)
+    }
+
+    /// Steps 1 to 3 of a start: everything that can refuse the request, and the job's spec.
+    /// Nothing is written.
+    pub(crate) fn plan(&self, req: &StartRequest) -> Result<Plan> {
         // 1. Input.
         req.check()?;
         let model = req.model.clone().or_else(|| self.config.model.clone());
@@ -384,7 +406,45 @@ impl Engine {
                 None
             },
         };
+        Ok(Plan {
+            existing,
+            budget,
+            session_id,
+            now,
+            workspace,
+            workspace_created,
+            user,
+            euid: host.euid,
+            api_key,
+            credentials,
+            key_via_proxy,
+            git,
+            user_repo,
+            spec,
+            warnings,
+        })
+    }
 
+    /// Steps 4 and 5 of a start: the job's files, its record, its monitor.
+    fn launch(&self, req: &StartRequest, plan: Plan) -> Result<StartResponse> {
+        let claude_config_dir = plan.spec.claude_config_dir.clone();
+        let Plan {
+            existing,
+            budget,
+            session_id,
+            now,
+            workspace,
+            workspace_created,
+            user,
+            euid,
+            api_key,
+            credentials,
+            key_via_proxy,
+            git,
+            user_repo,
+            spec,
+            warnings,
+        } = plan;
         // 4. Files: job dir, prompt, key, workspace and Claude dir. Undone on failure.
         let job_id = new_job_id();
         let job_dir = self.job_dir(&job_id);
@@ -397,7 +457,7 @@ impl Engine {
             let (uid, gid) = match user {
                 UserMode::KeepId { uid, gid } | UserMode::Plain { uid, gid } => (uid, gid),
             };
-            let chown_to = (host.euid == 0).then_some((uid, gid));
+            let chown_to = (euid == 0).then_some((uid, gid));
             files.write(
                 &job_dir.join("prompt"),
                 req.prompt.as_bytes(),
@@ -506,7 +566,6 @@ impl Engine {
         if let Err(e) = files.sync() {
             tracing::warn!(job = %job_id, "the job's files could not be synced: {e}");
         }
-        self.auto_cleanup();
         Ok(StartResponse {
             job_id,
             session_id,
@@ -590,10 +649,38 @@ struct ImageCheck {
     identity: (u64, u64, i64, i64),
 }
 
+/// The identity of Podman's image index as the last image check of `image` saw it (see
+/// [`image_present`]), if that check is still current.
+pub(crate) fn image_index_identity(home: &Path, image: &str) -> Option<(u64, u64, i64, i64)> {
+    let cached: ImageCheck =
+        serde_json::from_slice(&std::fs::read(home.join("image-check.json")).ok()?).ok()?;
+    (cached.image == image).then_some(cached.identity)
+}
+
 /// Inode, size and mtime (s, ns) of a file.
-fn file_identity(path: &Path) -> Option<(u64, u64, i64, i64)> {
+pub(crate) fn file_identity(path: &Path) -> Option<(u64, u64, i64, i64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// What [`Engine::plan`] decided for a start: the job's spec and what its files are made from.
+#[derive(Clone)]
+pub(crate) struct Plan {
+    pub(crate) existing: Option<SessionRecord>,
+    pub(crate) budget: crate::api::Budget,
+    pub(crate) session_id: String,
+    pub(crate) now: i64,
+    pub(crate) workspace: PathBuf,
+    pub(crate) workspace_created: bool,
+    pub(crate) user: UserMode,
+    pub(crate) euid: u32,
+    pub(crate) api_key: Option<String>,
+    pub(crate) credentials: Option<PathBuf>,
+    pub(crate) key_via_proxy: bool,
+    pub(crate) git: Option<crate::git::Git>,
+    pub(crate) user_repo: Option<crate::git::session::UserRepo>,
+    pub(crate) spec: JobSpec,
+    pub(crate) warnings: Vec<String>,
 }
 
 fn check_user_workspace(w: &Path) -> Result<PathBuf> {

@@ -25,6 +25,7 @@ use crate::store::{Progress, Store};
 use crate::stream::{Line, StreamFacts};
 
 mod follow;
+mod pooled;
 mod steer;
 #[cfg(test)]
 mod tests;
@@ -89,9 +90,18 @@ pub fn run(home: &Path, job_id: &str, inherited_lock: Option<File>) -> Result<()
         },
     };
     let store = Store::open(&home.join("creel.db"))?;
-    let job = store
-        .job(job_id)?
-        .ok_or_else(|| Error::UnknownJob(job_id.to_string()))?;
+    let job = match store.job(job_id)? {
+        Some(job) => job,
+        None => match store.pool_entry(job_id)? {
+            // A sandbox of the warm pool, waiting for a start to claim it.
+            Some(entry) => {
+                let result = pooled::run(home, store, entry);
+                drop(lock);
+                return result;
+            }
+            None => return Err(Error::UnknownJob(job_id.to_string())),
+        },
+    };
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(CliRuntime::new(
         job.spec.runtime,
         Some(&job.spec.runtime_bin),
@@ -108,25 +118,42 @@ fn drive_with(
     job: JobRecord,
     runtime: Arc<dyn ContainerRuntime>,
 ) -> Result<()> {
-    let job_id = job.id.clone();
-    let denied = job.egress_denied.clone();
-    let mut m = Monitor {
-        home: home.to_path_buf(),
-        dir: job_dir(home, &job_id),
-        store,
-        runtime,
-        job,
-        denied: Arc::new(Mutex::new(denied)),
-        keeper: None,
-    };
+    let mut m = Monitor::new(home, store, job, runtime);
     let result = m.drive_job();
-    // Whatever happened, a final job announces itself (once).
-    let notified = m.notify();
-    // Then the rest of its transcript is rendered, before the monitor goes.
-    if let Some(k) = m.keeper.take() {
-        k.finish();
+    m.conclude(result)
+}
+
+impl Monitor {
+    fn new(
+        home: &Path,
+        store: Store,
+        job: JobRecord,
+        runtime: Arc<dyn ContainerRuntime>,
+    ) -> Monitor {
+        let denied = job.egress_denied.clone();
+        Monitor {
+            home: home.to_path_buf(),
+            dir: job_dir(home, &job.id),
+            store,
+            runtime,
+            job,
+            denied: Arc::new(Mutex::new(denied)),
+            keeper: None,
+        }
     }
-    result.and(notified)
+
+    /// The end of a monitor's work, whatever `result` it had: a final job's webhook, the
+    /// rest of its transcript.
+    fn conclude(mut self, result: Result<()>) -> Result<()> {
+        let m = &mut self;
+        // Whatever happened, a final job announces itself (once).
+        let notified = m.notify();
+        // Then the rest of its transcript is rendered, before the monitor goes.
+        if let Some(k) = m.keeper.take() {
+            k.finish();
+        }
+        result.and(notified)
+    }
 }
 
 struct Monitor {
@@ -284,28 +311,34 @@ impl Monitor {
         Ok(())
     }
 
-    /// Creates and starts the container. `None` if the job ended instead.
-    fn start_container(&mut self) -> Result<Option<String>> {
-        let id = self.job.id.clone();
-        let spec = self.job.spec.clone();
-        // No image check first: `run --pull never` reports a missing image itself (as
-        // `image_missing` below), and the check would cost a runtime call per job.
+    /// Creates and starts the job's container (`run -d`): its id and the runtime's warnings.
+    fn run_container(&self) -> std::result::Result<(String, Vec<String>), RuntimeError> {
+        let id = &self.job.id;
+        let spec = &self.job.spec;
         let log_path = self.dir.join(crate::runtime::argv::CONTAINER_LOG);
         let prompt = self.dir.join("prompt");
         let key = self.dir.join("api-key");
         // (The pid file of an earlier attempt must not name the new container's process.)
         let _ = std::fs::remove_file(self.dir.join(CONTAINER_PIDFILE));
         let args = run_args(&ContainerArgs {
-            job_id: &id,
+            job_id: id,
             session_id: &self.job.session_id,
             home: &self.home,
-            spec: &spec,
+            spec,
             job_dir: &self.dir,
             log_path: &log_path,
             prompt_path: &prompt,
             api_key_path: (spec.api_key && !spec.key_via_proxy).then_some(key.as_path()),
         });
-        match self.runtime.run(&args) {
+        self.runtime.run(&args)
+    }
+
+    /// Creates and starts the container. `None` if the job ended instead.
+    fn start_container(&mut self) -> Result<Option<String>> {
+        let id = self.job.id.clone();
+        // No image check first: `run --pull never` reports a missing image itself (as
+        // `image_missing` below), and the check would cost a runtime call per job.
+        match self.run_container() {
             Ok((cid, warnings)) => {
                 for w in warnings {
                     self.store.add_warning(&id, &w)?;

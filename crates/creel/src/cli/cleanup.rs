@@ -48,6 +48,12 @@ pub fn run(engine: &Engine, args: CleanupArgs) -> anyhow::Result<ExitStatus> {
                 "kept session {s}: its branch creel/{s} may hold unlanded work (--delete-workspaces removes it)\n"
             ));
         }
+        if !r.drained_pool.is_empty() {
+            out.push_str(&format!(
+                "drained the warm pool ({} sandboxes)\n",
+                r.drained_pool.len()
+            ));
+        }
         if out.is_empty() {
             eprintln!("nothing idle for more than {idle} s");
         }

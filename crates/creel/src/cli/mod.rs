@@ -9,6 +9,7 @@ mod jobs;
 mod land;
 mod monitor;
 mod output;
+mod pool;
 pub(crate) mod remedy;
 mod reply;
 mod run;
@@ -145,6 +146,12 @@ pub enum Command {
     Branch(land::BranchArgs),
     /// Remove idle sessions: their containers, records and Claude state
     Cleanup(cleanup::CleanupArgs),
+    /// Show, fill or drain the warm pool (config `pool = N`): sandboxes started ahead
+    ///
+    /// A pooled sandbox is a container already started (with its egress proxy) that waits for
+    /// a prompt: a start that makes a new session takes one and is running at once. Starts
+    /// top the pool up behind them; `creel pool fill` fills it first.
+    Pool(pool::PoolArgs),
     /// Check this host: runtime, OCI runtime, cgroups, rlimits, rootless limits, network, image, login
     Doctor(doctor::DoctorArgs),
     /// Serve the job tools over the Model Context Protocol (stdio, or streamable HTTP)
@@ -210,6 +217,7 @@ impl Command {
             Command::Merge(a) => a.json,
             Command::Branch(a) => a.json,
             Command::Cleanup(a) => a.json,
+            Command::Pool(a) => a.json,
             Command::Doctor(a) => a.json,
             Command::Image(image::ImageCommand::Build(a)) => a.json,
             Command::Mcp(_)
@@ -260,6 +268,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Merge(args) => land::merge(&open_engine(g)?, args),
         Command::Branch(args) => land::branch(&open_engine(g)?, args),
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
+        Command::Pool(args) => pool::run(&open_engine(g)?, args),
         Command::Doctor(args) => doctor::run(&open_engine_with(g, &args.engine)?, g, args),
         Command::Ui(args) => {
             crate::ui::run(open_engine_with(g, &args.engine)?, args)?;
