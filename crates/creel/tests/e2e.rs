@@ -931,3 +931,64 @@ fn real_claude_reads_a_message_sent_while_it_works() {
     let late = env.run(&["send", &job, "too late"]);
     env.expect_code(&late, 2, &["send", &job]);
 }
+
+/// The warm pool with the real Claude Code: the start takes the sandbox whose Claude has been
+/// waiting, Claude runs the prompt it is then given (tools and all, through the sandbox's own
+/// proxy), and the session goes on like any other: the next job resumes its conversation.
+#[test]
+fn real_claude_in_a_pooled_sandbox_runs_the_prompt_it_is_given_and_resumes() {
+    if !real_image() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(dir.path(), Some(TASK));
+    let env = env_for(&model, "pool = 1\n");
+    let filled = env.json(&["pool", "fill", "--json"]);
+    let sandbox = filled["sandboxes"][0]["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(filled["sandboxes"][0]["ready"], true, "{filled}");
+    let v = env.json(&[
+        "start",
+        "--json",
+        "FIRST-TASK: write notes.txt, then run a command that writes bash.txt",
+    ]);
+    assert_eq!(v["jobId"], sandbox.as_str(), "{v}");
+    assert_eq!(v["status"], "running", "{v}");
+    let session = v["sessionId"].as_str().unwrap().to_string();
+    let s = env.wait(&sandbox);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["numTurns"], 3, "{s}");
+    assert_eq!(
+        s["result"],
+        "All done: notes.txt and bash.txt are in the workspace."
+    );
+    let ws = workspace_of(&env, &session);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("notes.txt")).unwrap(),
+        "creel e2e: written by the Write tool\n"
+    );
+    // The model never saw a request before the prompt came: the waiting Claude sent nothing.
+    let first = model.messages_requests();
+    assert_eq!(first.len(), 3, "{first:#?}");
+    assert!(
+        first[0]["lastUserText"]
+            .as_str()
+            .is_some_and(|t| t.contains("FIRST-TASK")),
+        "the first request carries the prompt: {}",
+        first[0]
+    );
+    let key = first[0]["headers"]["x-api-key"].as_str().unwrap();
+    assert!(
+        key.ends_with("ends 6789>"),
+        "the sandbox's proxy added the key: {key}"
+    );
+    let (job2, _) = env.start("SECOND-TASK: what did you write?", &["--session", &session]);
+    let s2 = env.wait(&job2);
+    assert_eq!(s2["status"], "completed", "{s2}");
+    assert_eq!(s2["result"], "Resumed: I remember writing notes.txt.");
+    assert!(model.failed_expectations().is_empty());
+    let drained = env.json(&["pool", "drain", "--json"]);
+    assert_eq!(drained["drained"].as_array().unwrap().len(), 1, "{drained}");
+}

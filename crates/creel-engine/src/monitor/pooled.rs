@@ -20,6 +20,44 @@ use crate::watch::Wakeups;
 /// container's end rings the bell; this is the safety net).
 const LOOK_EVERY: Duration = Duration::from_secs(60);
 
+/// A sandbox is ready once its container has been idle this many samples in a row …
+const IDLE_SAMPLES: u32 = 2;
+/// … this far apart …
+const IDLE_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// … using less than this share of a core (in percent) …
+const IDLE_CPU_PERCENT: f64 = 5.0;
+/// … or after this long, whatever it does.
+const IDLE_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Waits until the container's processes are idle: Claude Code has loaded and waits on its
+/// input. Only then is the sandbox ready, or a start that takes it would still wait for
+/// Claude's own start (a few hundred ms with the real image). Without the container's cgroup
+/// it returns at once.
+fn wait_until_idle(rt: &dyn ContainerRuntime, dir: &Path, container: &str) {
+    let Some(mut cgroup) = rt
+        .container_pid(dir, container)
+        .and_then(|pid| crate::cgroup::CgroupStats::of_container(pid, container))
+    else {
+        return;
+    };
+    let until = std::time::Instant::now() + IDLE_WAIT_MAX;
+    let _ = cgroup.sample();
+    let mut quiet = 0;
+    while std::time::Instant::now() < until {
+        std::thread::sleep(IDLE_SAMPLE_EVERY);
+        match cgroup.sample().and_then(|m| m.cpu_percent) {
+            Some(p) if p < IDLE_CPU_PERCENT => {
+                quiet += 1;
+                if quiet >= IDLE_SAMPLES {
+                    return;
+                }
+            }
+            Some(_) => quiet = 0,
+            None => return,
+        }
+    }
+}
+
 /// What became of a waiting sandbox.
 enum Fate {
     /// A start claimed it: the job's record is there.
@@ -93,6 +131,7 @@ pub(super) fn run(home: &Path, store: Store, entry: PoolEntry) -> Result<()> {
             Some(format!("the egress proxy could not start: {e}")),
         );
     }
+    wait_until_idle(m.runtime.as_ref(), &m.dir, &container);
     if !m.store.pool_ready(&entry.job_id, &container)? {
         return give_up(&m.store, Some(&container), None);
     }
