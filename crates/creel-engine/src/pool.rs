@@ -437,7 +437,10 @@ impl Engine {
             {
                 crate::login::copy_credentials_in(creds, &spec.claude_config_dir, owner)?;
             }
-            files.sync()
+            // Not synced: a sandbox is disposable (after a crash its container is gone too,
+            // and the next fill discards it), and this runs on a start's way to its answer.
+            drop(files);
+            Ok(())
         })();
         if let Err(e) = made {
             teardown(&self.home, &job_id, &spec, None);
