@@ -33,6 +33,7 @@ pub mod git;
 pub(crate) mod host;
 pub mod image;
 pub(crate) mod job;
+pub mod kube;
 pub(crate) mod logfile;
 pub(crate) mod login;
 pub mod monitor;

@@ -19,6 +19,8 @@ mod egress;
 mod hooks;
 // Idle-session cleanup, automatic and explicit.
 mod cleanup;
+// `creel kube render`, its manifests run with `podman kube play`.
+mod kube;
 // The warm pool: sandboxes started ahead, used once, refilled, discarded when stale.
 mod pool;
 // `--help` snapshots.

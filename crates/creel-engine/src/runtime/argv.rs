@@ -178,14 +178,10 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
     let mut push = |x: &str| v.push(OsString::from(x));
     push("--workdir");
     push(WORKSPACE);
-    push("--env");
-    push("HOME=/tmp");
-    push("--env");
-    push(&format!("CLAUDE_CONFIG_DIR={CLAUDE_CONFIG}"));
-    push("--env");
-    push("DISABLE_AUTOUPDATER=1");
-    push("--env");
-    push("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1");
+    for (k, val) in FIXED_ENV {
+        push("--env");
+        push(&format!("{k}={val}"));
+    }
     for (k, val) in &s.env {
         push("--env");
         push(&format!("{k}={val}"));
@@ -241,6 +237,23 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
         WRAPPER
     });
     push(&s.claude_path);
+    v.extend(claude_args(s).into_iter().map(OsString::from));
+    v
+}
+
+/// The environment every job's Claude Code gets (a Kubernetes pod's too).
+pub const FIXED_ENV: [(&str, &str); 4] = [
+    ("HOME", "/tmp"),
+    ("CLAUDE_CONFIG_DIR", CLAUDE_CONFIG),
+    ("DISABLE_AUTOUPDATER", "1"),
+    ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+];
+
+/// Claude Code's arguments for a job (after its path): the same in a container and a pod.
+pub fn claude_args(s: &JobSpec) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let mut push = |x: &str| v.push(x.to_string());
+    let stream_input = s.steer.as_ref().is_some_and(|st| st.messages);
     push("-p");
     if stream_input {
         push("--input-format");

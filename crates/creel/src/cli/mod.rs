@@ -6,6 +6,7 @@ mod cleanup;
 mod doctor;
 mod image;
 mod jobs;
+mod kube;
 mod land;
 mod monitor;
 mod output;
@@ -187,6 +188,9 @@ pub enum Command {
     /// orchestration. It answers turn by turn from a TOML or JSON script (text, tool calls,
     /// HTTP errors, or silence) and can log every request it receives as JSON lines.
     FakeModel(crate::fake_model::FakeModelArgs),
+    /// Kubernetes: render a job as the manifests creel would apply (Pod, volume, Secret, policy)
+    #[command(subcommand)]
+    Kube(kube::KubeCommand),
     /// Internal: the per-job monitor process
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::MonitorArgs),
@@ -224,6 +228,7 @@ impl Command {
             | Command::Acp(_)
             | Command::Ui(_)
             | Command::FakeModel(_)
+            | Command::Kube(_)
             | Command::Monitor(_) => false,
         }
     }
@@ -269,6 +274,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Branch(args) => land::branch(&open_engine(g)?, args),
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
         Command::Pool(args) => pool::run(&open_engine(g)?, args),
+        Command::Kube(cmd) => kube::run(&open_engine(g)?, cmd),
         Command::Doctor(args) => doctor::run(&open_engine_with(g, &args.engine)?, g, args),
         Command::Ui(args) => {
             crate::ui::run(open_engine_with(g, &args.engine)?, args)?;

@@ -1,0 +1,99 @@
+//! `creel kube`: the Kubernetes backend's commands (so far: `render`).
+
+use anyhow::Context;
+use creel_engine::Engine;
+use creel_engine::kube::KubeSettings;
+
+use super::ExitStatus;
+use crate::printer;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KubeCommand {
+    /// Print the manifests creel would apply for a job, as multi-document YAML
+    ///
+    /// A PersistentVolumeClaim for the session (its workspace and Claude's config), a Secret
+    /// with the prompt and the job's egress token (mounted read-only), a NetworkPolicy that
+    /// lets the pod reach only creel's egress proxy and DNS, and the Pod: the same image, the
+    /// same Claude Code arguments and the same hardening as a container on this machine.
+    /// Nothing is applied or started. Review them, or commit them for GitOps:
+    ///
+    ///   creel kube render --namespace agents 'fix the failing test' > job.yaml
+    Render(RenderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The prompt
+    pub prompt: String,
+    /// The session id (default: a new one)
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+    /// Claude model
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Stop after this many agent turns
+    #[arg(long, value_name = "N")]
+    pub max_turns: Option<u32>,
+    /// The namespace of every object
+    #[arg(long, value_name = "NAME", default_value = "creel")]
+    pub namespace: String,
+    /// The session volume's storage class [default: the cluster's default]
+    #[arg(long, value_name = "NAME")]
+    pub storage_class: Option<String>,
+    /// The session volume's size
+    #[arg(long, value_name = "QUANTITY", default_value = "1Gi")]
+    pub session_storage: String,
+    /// The containers' imagePullPolicy (Always, IfNotPresent, Never)
+    #[arg(long, value_name = "POLICY", default_value = "IfNotPresent",
+          value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub pull_policy: String,
+    /// creel's egress proxy as pods reach it (SERVICE:PORT), or `none` for no way out at all
+    #[arg(long, value_name = "SERVICE:PORT", default_value = "creel-egress:3128")]
+    pub egress_proxy: String,
+    /// The pod's ephemeral-storage limit
+    #[arg(long, value_name = "QUANTITY", default_value = "1Gi")]
+    pub ephemeral_storage: String,
+}
+
+pub fn run(engine: &Engine, cmd: KubeCommand) -> anyhow::Result<ExitStatus> {
+    match cmd {
+        KubeCommand::Render(a) => {
+            let egress_proxy = match a.egress_proxy.as_str() {
+                "none" => None,
+                p if p.rsplit_once(':').is_some_and(|(h, port)| {
+                    !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0)
+                }) =>
+                {
+                    Some(p.to_string())
+                }
+                p => {
+                    return Err(crate::exit::InvalidInput(format!(
+                        "--egress-proxy `{p}` is not SERVICE:PORT (or `none`)"
+                    ))
+                    .into());
+                }
+            };
+            let settings = KubeSettings {
+                namespace: a.namespace,
+                storage_class: a.storage_class,
+                session_storage: a.session_storage,
+                image_pull_policy: a.pull_policy,
+                egress_proxy,
+                ephemeral_storage: a.ephemeral_storage,
+            };
+            let req = creel_engine::StartRequest {
+                prompt: a.prompt,
+                session_id: a.session,
+                model: a.model,
+                max_turns: a.max_turns,
+                ..Default::default()
+            };
+            let job = engine
+                .kube_render(&req, &settings)
+                .context("cannot render the job")?;
+            let yaml = job.manifests.to_yaml().context("cannot write YAML")?;
+            printer::out(yaml.as_bytes())?;
+        }
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,208 @@
+//! `creel kube render`: the manifests of a job, run for real with `podman kube play` (no
+//! Kubernetes API server can run here). podman 4.3.1 cannot mount a `kind: Secret` from the
+//! same YAML (it crashes in `VolumeFromSecret`), so the test hands the Secret's data over as
+//! a ConfigMap; it does not enforce NetworkPolicies, so the policy is checked as data; and it
+//! ignores `subPath`, so the session volume's root is mounted at both of its places.
+//! Everything else is the rendered Pod as it is: the hardening is checked from inside.
+
+use std::process::Command;
+
+use serde_norway::Value;
+
+use crate::util::{TEST_IMAGE, TestEnv};
+
+fn docs(yaml: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("a YAML document"))
+        .collect()
+}
+
+fn podman(args: &[&str]) -> std::process::Output {
+    let conf = std::env::temp_dir().join("creel-kube-play-containers.conf");
+    // `kube play` has no --ulimit or --runtime: on these hosts (see host.rs) runc and rlimits
+    // root may set come from a containers.conf.
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n[engine]\nruntime = \"runc\"\n",
+    )
+    .unwrap();
+    Command::new("podman")
+        .env("CONTAINERS_CONF", &conf)
+        .args(args)
+        .output()
+        .expect("podman")
+}
+
+#[test]
+fn a_rendered_job_runs_under_podman_kube_play_hardened_and_without_the_key() {
+    let env = TestEnv::new();
+    let prompt = "bash id -u; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status; touch /rootfs-write 2>&1; echo \"key=${ANTHROPIC_API_KEY:-unset}\"; ls /creel/input; pwd\nsay rendered and ran";
+    let out = env.run(&[
+        "kube",
+        "render",
+        "--session",
+        "kube-one",
+        "--namespace",
+        "agents",
+        "--pull-policy",
+        "Never",
+        "--egress-proxy",
+        "creel-egress:3128",
+        prompt,
+    ]);
+    env.expect_code(&out, 0, &["kube", "render"]);
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !yaml.contains("sk-test-key-0123456789"),
+        "the API key is in no manifest"
+    );
+    let mut docs = docs(&yaml);
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["PersistentVolumeClaim", "Secret", "NetworkPolicy", "Pod"]
+    );
+    let pod = docs[3].clone();
+    let job = pod["metadata"]["labels"]["creel.dev/job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(pod["metadata"]["namespace"], "agents");
+    let argv = serde_norway::to_string(&pod["spec"]["containers"][0]["command"]).unwrap()
+        + &serde_norway::to_string(&pod["spec"]["containers"][0]["args"]).unwrap();
+    assert!(
+        !argv.contains("rootfs-write"),
+        "the prompt is not in argv: {argv}"
+    );
+
+    // The policy: nothing in, out only to the proxy's pods on its port, and DNS.
+    let policy = &docs[2]["spec"];
+    assert_eq!(
+        policy["podSelector"]["matchLabels"]["creel.dev/job"],
+        job.as_str()
+    );
+    assert_eq!(policy["ingress"], Value::Sequence(vec![]));
+    assert_eq!(
+        policy["egress"][0]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "creel-egress"
+    );
+    assert_eq!(policy["egress"][0]["ports"][0]["port"], 3128);
+    assert_eq!(policy["egress"][1]["ports"][0]["port"], 53);
+    assert_eq!(policy["egress"].as_sequence().unwrap().len(), 2);
+
+    // For podman 4.3.1: the Secret's data as a ConfigMap, mounted the same way.
+    let secret = docs[1].clone();
+    let token = secret["stringData"]["token"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 32);
+    let mut cm = serde_norway::Mapping::new();
+    cm.insert("apiVersion".into(), "v1".into());
+    cm.insert("kind".into(), "ConfigMap".into());
+    cm.insert("metadata".into(), secret["metadata"].clone());
+    cm.insert("data".into(), secret["stringData"].clone());
+    docs[1] = Value::Mapping(cm);
+    docs.remove(2);
+    let pod = &mut docs[2];
+    assert_eq!(pod["spec"]["containers"][0]["image"], TEST_IMAGE);
+    for v in pod["spec"]["volumes"].as_sequence_mut().unwrap() {
+        if let Some(s) = v.get("secret").cloned() {
+            let m = v.as_mapping_mut().unwrap();
+            m.remove("secret");
+            let mut c = serde_norway::Mapping::new();
+            c.insert("name".into(), s["secretName"].clone());
+            m.insert("configMap".into(), Value::Mapping(c));
+        }
+    }
+    let played = env.dir.path().join("played.yaml");
+    let text: String = docs
+        .iter()
+        .map(|d| format!("---\n{}", serde_norway::to_string(d).unwrap()))
+        .collect();
+    std::fs::write(&played, &text).unwrap();
+
+    let volume = "creel-session-kube-one";
+    let _ = podman(&["volume", "rm", "-f", volume]);
+    // `kube down` leaves the volumes (the session's, and the one made for the ConfigMap).
+    struct Down(std::path::PathBuf, [String; 2]);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = podman(&["kube", "down", self.0.to_str().unwrap()]);
+            for v in &self.1 {
+                let _ = podman(&["volume", "rm", "-f", v]);
+            }
+        }
+    }
+    let _down = Down(played.clone(), [volume.to_string(), format!("creel-{job}")]);
+    let play = podman(&["kube", "play", played.to_str().unwrap()]);
+    assert!(
+        play.status.success(),
+        "podman kube play: {}\n{text}",
+        String::from_utf8_lossy(&play.stderr)
+    );
+    let container = format!("creel-{job}-claude");
+    let waited = podman(&["wait", &container]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let logs = podman(&["logs", &container]);
+    let log = String::from_utf8_lossy(&logs.stdout).to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&waited.stdout).trim(),
+        "0",
+        "{log}\n{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    // The tool result is JSON-escaped in the stream: look for the facts in it.
+    assert!(log.contains("rendered and ran"), "{log}");
+    for fact in [
+        r#""1000\n"#,
+        r#"CapEff:\t0000000000000000"#,
+        r#"NoNewPrivs:\t1"#,
+        "/rootfs-write: Read-only file system",
+    ] {
+        assert!(
+            log.contains(fact),
+            "non-root, no capabilities, no new privileges, a read-only root: {fact} in {log}"
+        );
+    }
+    // Claude's key in the pod is the job's token (the proxy trades it for the real one).
+    assert!(log.contains(&format!("key={token}")), "{log}");
+    assert!(!log.contains("sk-test-key"), "{log}");
+    assert!(log.contains(r#"prompt\ntoken\n/workspace"#), "{log}");
+    // The session's volume keeps Claude's transcript for the next job.
+    let inspect = podman(&["volume", "inspect", volume, "--format", "{{.Mountpoint}}"]);
+    let mountpoint = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+    // (On a cluster under `claude/`; podman mounts the volume's root there.)
+    let projects = std::path::Path::new(&mountpoint).join("projects/-workspace");
+    assert!(
+        std::fs::read_dir(&projects).is_ok_and(|mut d| d.next().is_some()),
+        "no transcript in {}",
+        projects.display()
+    );
+}
+
+#[test]
+fn render_refuses_what_a_pod_cannot_have() {
+    let env = TestEnv::without_image("");
+    for (args, says) in [
+        (
+            vec!["kube", "render", "--session", "Has_Upper", "hi"],
+            "cannot be a Kubernetes session name",
+        ),
+        (
+            vec!["kube", "render", "--namespace=-bad", "hi"],
+            "cannot be a Kubernetes namespace name",
+        ),
+        (
+            vec!["kube", "render", "--egress-proxy", "nocolon", "hi"],
+            "is not SERVICE:PORT",
+        ),
+        (vec!["kube", "render", "   "], "the prompt is empty"),
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", env.describe(&args, &out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
