@@ -236,6 +236,8 @@ pub struct Config {
     /// `creel acp`: when a client's working directory is a git repository, run the session on
     /// its own branch `creel/<session>` (as `start --repo` does) instead of in the directory.
     pub acp_repo: bool,
+    /// The `[kubernetes]` table: where and how jobs run on a cluster (`creel kube render`).
+    pub kubernetes: KubernetesConfig,
     /// The warm pool: how many sandboxes are kept prepared (container started, proxy
     /// listening, waiting for a prompt) for new sessions of default jobs. 0: none.
     pub pool: u32,
@@ -279,6 +281,38 @@ impl Default for Config {
             max_wall_seconds: None,
             acp_repo: false,
             pool: 0,
+            kubernetes: KubernetesConfig::default(),
+        }
+    }
+}
+
+/// The `[kubernetes]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// The namespace of every object.
+    pub namespace: String,
+    /// The session volumes' storage class (the cluster's default when unset).
+    pub storage_class: Option<String>,
+    /// A session volume's size (a Kubernetes quantity, e.g. `1Gi`).
+    pub session_storage: String,
+    /// `imagePullPolicy` of the job's containers: `Always`, `IfNotPresent` or `Never`.
+    pub image_pull_policy: String,
+    /// creel's egress proxy as job pods reach it (`service:port`), or `none`.
+    pub egress_proxy: String,
+    /// A pod's ephemeral-storage limit (a Kubernetes quantity).
+    pub ephemeral_storage: String,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            namespace: "creel".into(),
+            storage_class: None,
+            session_storage: "1Gi".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            egress_proxy: "creel-egress:3128".into(),
+            ephemeral_storage: "1Gi".into(),
         }
     }
 }
@@ -530,6 +564,18 @@ impl Config {
                 message: format!(
                     "{} sandboxes is more than the pool holds ({MAX_POOL}); each is a running container",
                     self.pool
+                ),
+            });
+        }
+        if !matches!(
+            self.kubernetes.image_pull_policy.as_str(),
+            "Always" | "IfNotPresent" | "Never"
+        ) {
+            return Err(ConfigError::BadValue {
+                key: "kubernetes.image_pull_policy",
+                message: format!(
+                    "`{}` is not Always, IfNotPresent or Never",
+                    self.kubernetes.image_pull_policy
                 ),
             });
         }

@@ -206,3 +206,38 @@ fn render_refuses_what_a_pod_cannot_have() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn render_takes_its_defaults_from_the_kubernetes_table_and_flags_win() {
+    let env = TestEnv::without_image("");
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str("[kubernetes]\nnamespace = \"from-config\"\nstorage_class = \"fast\"\negress_proxy = \"none\"\n");
+    std::fs::write(&env.config, config).unwrap();
+    let yaml = |args: &[&str]| {
+        let out = env.run(args);
+        env.expect_code(&out, 0, args);
+        docs(&String::from_utf8(out.stdout).unwrap())
+    };
+    let d = yaml(&["kube", "render", "say hi"]);
+    assert_eq!(d[0]["metadata"]["namespace"], "from-config");
+    assert_eq!(d[0]["spec"]["storageClassName"], "fast");
+    assert_eq!(
+        d[2]["spec"]["egress"],
+        Value::Sequence(vec![]),
+        "no proxy: nothing out"
+    );
+    let d = yaml(&["kube", "render", "--namespace", "flag", "say hi"]);
+    assert_eq!(d[3]["metadata"]["namespace"], "flag");
+
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str("image_pull_policy = \"Sometimes\"\n");
+    std::fs::write(&env.config, config).unwrap();
+    let out = env.run(&["kube", "render", "say hi"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        env.describe(&["kube"], &out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kubernetes.image_pull_policy"));
+}

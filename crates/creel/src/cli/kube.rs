@@ -34,31 +34,33 @@ pub struct RenderArgs {
     /// Stop after this many agent turns
     #[arg(long, value_name = "N")]
     pub max_turns: Option<u32>,
-    /// The namespace of every object
-    #[arg(long, value_name = "NAME", default_value = "creel")]
-    pub namespace: String,
-    /// The session volume's storage class [default: the cluster's default]
+    /// The namespace of every object [default: [kubernetes] namespace, or creel]
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// The session volume's storage class [default: [kubernetes] storage_class, or the cluster's]
     #[arg(long, value_name = "NAME")]
     pub storage_class: Option<String>,
-    /// The session volume's size
-    #[arg(long, value_name = "QUANTITY", default_value = "1Gi")]
-    pub session_storage: String,
-    /// The containers' imagePullPolicy (Always, IfNotPresent, Never)
-    #[arg(long, value_name = "POLICY", default_value = "IfNotPresent",
-          value_parser = ["Always", "IfNotPresent", "Never"])]
-    pub pull_policy: String,
+    /// The session volume's size [default: [kubernetes] session_storage, or 1Gi]
+    #[arg(long, value_name = "QUANTITY")]
+    pub session_storage: Option<String>,
+    /// The containers' imagePullPolicy [default: [kubernetes] image_pull_policy, or IfNotPresent]
+    #[arg(long, value_name = "POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub pull_policy: Option<String>,
     /// creel's egress proxy as pods reach it (SERVICE:PORT), or `none` for no way out at all
-    #[arg(long, value_name = "SERVICE:PORT", default_value = "creel-egress:3128")]
-    pub egress_proxy: String,
-    /// The pod's ephemeral-storage limit
-    #[arg(long, value_name = "QUANTITY", default_value = "1Gi")]
-    pub ephemeral_storage: String,
+    /// [default: [kubernetes] egress_proxy, or creel-egress:3128]
+    #[arg(long, value_name = "SERVICE:PORT")]
+    pub egress_proxy: Option<String>,
+    /// The pod's ephemeral-storage limit [default: [kubernetes] ephemeral_storage, or 1Gi]
+    #[arg(long, value_name = "QUANTITY")]
+    pub ephemeral_storage: Option<String>,
 }
 
 pub fn run(engine: &Engine, cmd: KubeCommand) -> anyhow::Result<ExitStatus> {
     match cmd {
         KubeCommand::Render(a) => {
-            let egress_proxy = match a.egress_proxy.as_str() {
+            let k = &engine.config().kubernetes;
+            let egress = a.egress_proxy.unwrap_or_else(|| k.egress_proxy.clone());
+            let egress_proxy = match egress.as_str() {
                 "none" => None,
                 p if p.rsplit_once(':').is_some_and(|(h, port)| {
                     !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0)
@@ -68,18 +70,22 @@ pub fn run(engine: &Engine, cmd: KubeCommand) -> anyhow::Result<ExitStatus> {
                 }
                 p => {
                     return Err(crate::exit::InvalidInput(format!(
-                        "--egress-proxy `{p}` is not SERVICE:PORT (or `none`)"
+                        "the egress proxy `{p}` is not SERVICE:PORT (or `none`)"
                     ))
                     .into());
                 }
             };
             let settings = KubeSettings {
-                namespace: a.namespace,
-                storage_class: a.storage_class,
-                session_storage: a.session_storage,
-                image_pull_policy: a.pull_policy,
+                namespace: a.namespace.unwrap_or_else(|| k.namespace.clone()),
+                storage_class: a.storage_class.or_else(|| k.storage_class.clone()),
+                session_storage: a
+                    .session_storage
+                    .unwrap_or_else(|| k.session_storage.clone()),
+                image_pull_policy: a.pull_policy.unwrap_or_else(|| k.image_pull_policy.clone()),
                 egress_proxy,
-                ephemeral_storage: a.ephemeral_storage,
+                ephemeral_storage: a
+                    .ephemeral_storage
+                    .unwrap_or_else(|| k.ephemeral_storage.clone()),
             };
             let req = creel_engine::StartRequest {
                 prompt: a.prompt,
