@@ -27,7 +27,7 @@
 //! drained (`creel pool drain`, `creel cleanup`), found stale by a later start, or ended
 //! (their container died, the machine restarted).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::api::{StartRequest, StartResponse};
@@ -108,17 +108,28 @@ pub(crate) fn fingerprint(home: &Path, spec: &JobSpec, api_key: Option<&str>) ->
         .collect()
 }
 
-/// The spec with what differs between sandboxes, and what never reaches the container, left
-/// out: two specs equal after this make the same container.
-fn comparable(spec: &JobSpec) -> JobSpec {
-    JobSpec {
-        workspace: PathBuf::new(),
-        claude_config_dir: PathBuf::new(),
-        conversation: ConversationMode::New(String::new()),
-        warnings: Vec::new(),
-        webhook: None,
-        ..spec.clone()
+/// A spec (as its JSON) with what differs between sandboxes, and what never reaches the
+/// container, left out: two specs equal after this make the same container. Compared as JSON
+/// read back from text on both sides, so a number that went through the store compares equal
+/// to the one it was written from.
+fn comparable(spec_json: &str) -> Option<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_str(spec_json).ok()?;
+    let fields = v.as_object_mut()?;
+    for per_sandbox in [
+        "workspace",
+        "claude_config_dir",
+        "conversation",
+        "warnings",
+        "webhook",
+    ] {
+        fields.remove(per_sandbox);
     }
+    Some(v)
+}
+
+/// [`comparable`] of a spec in memory.
+fn comparable_spec(spec: &JobSpec) -> Option<serde_json::Value> {
+    comparable(&serde_json::to_string(spec).ok()?)
 }
 
 /// Takes a sandbox's container and files away (its pool row already gone). Idempotent: the
@@ -172,8 +183,10 @@ impl Engine {
             && self.monitor.is_some()
     }
 
-    /// Hands `req`'s prompt to a ready sandbox that fits `plan`, discarding the sandboxes
-    /// that no longer fit. `None` if there is none.
+    /// Hands `req`'s prompt to a ready sandbox made for `plan`'s spec; `None` if there is
+    /// none. Sandboxes made for another login or image, or whose monitor is gone, are
+    /// discarded; those made for another spec are left for the starts they fit (a fill
+    /// discards those the config no longer makes).
     pub(crate) fn claim_pooled(
         &self,
         req: &StartRequest,
@@ -184,7 +197,7 @@ impl Engine {
             return Ok(None);
         }
         let fingerprint = fingerprint(&self.home, &plan.spec, plan.api_key.as_deref());
-        let want = comparable(&plan.spec);
+        let want = comparable_spec(&plan.spec);
         for e in entries {
             let Some(container) = e.container_id.clone() else {
                 continue; // still being made
@@ -193,9 +206,12 @@ impl Engine {
                 self.discard(&e, None);
                 continue;
             };
-            if comparable(&spec) != want || e.fingerprint != fingerprint {
-                tracing::info!(job = %e.job_id, "discarding a pooled sandbox made for another configuration");
+            if e.fingerprint != fingerprint {
+                tracing::info!(job = %e.job_id, "discarding a pooled sandbox made for another login or image");
                 self.discard(&e, Some(&spec));
+                continue;
+            }
+            if want.is_none() || comparable(&e.spec) != want {
                 continue;
             }
             if !monitor_alive(&self.home, &e.job_id) {
@@ -228,12 +244,19 @@ impl Engine {
                 claude_session_id: spec.conversation.id().to_string(),
                 git: None,
             };
-            if !self.store().claim_pool_job(&record, &session)? {
-                continue; // another start took it, or it was drained
+            let claimed = self.store().claim_pool_job(&record, &session);
+            match claimed {
+                Ok(true) => {}
+                Ok(false) => continue, // another start took it, or it was drained
+                Err(err) => {
+                    tracing::warn!(job = %e.job_id, "a pooled sandbox could not be claimed: {err}");
+                    self.discard(&e, Some(&spec));
+                    continue;
+                }
             }
             if let Err(e) = self.hand_over(&record, req, plan) {
-                // The job is recorded and its container waits: it cannot be given back, so it
-                // fails, and its monitor ends it.
+                // The job is recorded and its container waits for input that will not come:
+                // it fails, and its container is stopped (its monitor drains and removes it).
                 let _ = self.store().finish(
                     &record.id,
                     JobState::Failed,
@@ -244,6 +267,9 @@ impl Engine {
                     None,
                     now_ms(),
                 );
+                if let (Ok(rt), Some(c)) = (self.runtime_for(&record.spec), &record.container_id) {
+                    let _ = rt.stop(c, 0);
+                }
                 ring_job_dir(&self.job_dir(&record.id));
                 return Err(e);
             }
@@ -259,20 +285,24 @@ impl Engine {
         Ok(None)
     }
 
-    /// A claimed sandbox's prompt: the prompt file (what creel shows of the job) and the first
-    /// message of Claude's input (its proxy listens already), then the budget.
+    /// A claimed sandbox's budget and prompt: the prompt file (what creel shows of the job),
+    /// then the first message of Claude's input (its proxy listens already). Once that is
+    /// written Claude runs: nothing after it can fail the start.
     fn hand_over(&self, record: &JobRecord, req: &StartRequest, plan: &Plan) -> Result<()> {
+        if !plan.budget.is_empty() {
+            self.store().set_budget(&record.session_id, &plan.budget)?;
+        }
         let dir = self.job_dir(&record.id);
         let owner = owner(plan);
         let mut files = crate::files::Unsynced::default();
         files.write(&dir.join("prompt"), req.prompt.as_bytes(), 0o400, owner)?;
         crate::steer::write_first_message(&dir, &req.prompt, owner, false, &mut files)?;
-        if !plan.budget.is_empty() {
-            self.store().set_budget(&record.session_id, &plan.budget)?;
-        }
         // The monitor waits on its directory for the claim.
         ring_job_dir(&dir);
-        files.sync()
+        if let Err(e) = files.sync() {
+            tracing::warn!(job = %record.id, "the job's files could not be synced: {e}");
+        }
+        Ok(())
     }
 
     /// Takes a sandbox out of the pool and lets its monitor take it down (or does so itself
@@ -286,17 +316,45 @@ impl Engine {
         } else if let Some(spec) = spec {
             teardown(&self.home, &e.job_id, spec, e.container_id.as_deref());
         } else {
+            // (A spec this creel cannot read: the container by its label, and the directory.)
+            if let Ok(rt) = self.configured_runtime()
+                && let Ok(ids) =
+                    rt.containers_with_label(&self.home, crate::runtime::argv::LABEL_JOB, &e.job_id)
+            {
+                for c in ids {
+                    let _ = rt.remove(&c);
+                }
+            }
             let _ = std::fs::remove_dir_all(self.job_dir(&e.job_id));
         }
     }
 
-    /// After a start: makes sandboxes until the pool is full again (errors are logged).
-    pub(crate) fn top_up_pool(&self, plan: &Plan) {
+    /// After a start: makes sandboxes for a default job until the pool is full again (a start
+    /// with options of its own does not change what the pool holds). Errors are logged.
+    pub(crate) fn top_up_pool(&self) {
         if recent_failure(&self.home).is_some() {
             return;
         }
-        if let Err(e) = self.fill_from(plan, TOP_UP_DELAY) {
+        let filled = self
+            .plan(&pool_request())
+            .and_then(|plan| self.fill_from(&plan, TOP_UP_DELAY));
+        if let Err(e) = filled {
             tracing::warn!("the warm pool could not be topped up: {e}");
+        }
+    }
+
+    /// With the pool off (`pool = 0`), takes down what an earlier config left in it. A table
+    /// lookup when there is nothing.
+    pub(crate) fn discard_pool_if_off(&self) {
+        if self.config.pool > 0 {
+            return;
+        }
+        let Ok(entries) = self.store().pool_entries() else {
+            return;
+        };
+        for e in entries {
+            let spec = serde_json::from_str::<JobSpec>(&e.spec).ok();
+            self.discard(&e, spec.as_ref());
         }
     }
 
@@ -325,7 +383,7 @@ impl Engine {
     pub fn fill_pool(&self) -> Result<PoolStatus> {
         if self.config.pool == 0 {
             return Err(Error::InvalidRequest(
-                "the warm pool is off (pool = 0); set `pool = N` in the config to keep N sandboxes ready".into(),
+                "the warm pool is off (pool = 0); set `pool = N` in the config to keep N sandboxes ready (`creel pool drain` removes what an earlier config left)".into(),
             ));
         }
         if self.monitor.is_none() {
@@ -378,14 +436,15 @@ impl Engine {
             return Ok(0);
         }
         let fingerprint = fingerprint(&self.home, &plan.spec, plan.api_key.as_deref());
-        let want = comparable(&plan.spec);
+        let want = comparable_spec(&plan.spec);
         let mut kept = 0u32;
         let entries = self.store().pool_entries()?;
         for e in entries {
             let spec = serde_json::from_str::<JobSpec>(&e.spec).ok();
-            let fits = spec
-                .as_ref()
-                .is_some_and(|s| comparable(s) == want && e.fingerprint == fingerprint);
+            let fits = spec.is_some()
+                && want.is_some()
+                && comparable(&e.spec) == want
+                && e.fingerprint == fingerprint;
             if fits && monitor_alive(&self.home, &e.job_id) && kept < self.config.pool {
                 kept += 1;
             } else {
@@ -446,9 +505,16 @@ impl Engine {
             teardown(&self.home, &job_id, &spec, None);
             return Err(e);
         }
-        let Some(lock) = try_lock_job(&self.home, &job_id)? else {
-            teardown(&self.home, &job_id, &spec, None);
-            return Ok(());
+        let lock = match try_lock_job(&self.home, &job_id) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                teardown(&self.home, &job_id, &spec, None);
+                return Ok(());
+            }
+            Err(e) => {
+                teardown(&self.home, &job_id, &spec, None);
+                return Err(e);
+            }
         };
         let now = now_ms();
         let entry = PoolEntry {
@@ -495,7 +561,12 @@ mod tests {
 
     #[test]
     fn specs_differing_only_per_sandbox_compare_equal() {
-        let a: JobSpec = crate::runtime::argv::tests::spec();
+        let mut a: JobSpec = crate::runtime::argv::tests::spec();
+        a.budget = Some(crate::job::JobBudget {
+            cost_usd: Some(0.1 + 0.2),
+            turns_from_budget: false,
+            wall_seconds: None,
+        });
         let b = JobSpec {
             workspace: "/elsewhere".into(),
             claude_config_dir: "/other/claude".into(),
@@ -503,16 +574,20 @@ mod tests {
             warnings: vec!["w".into()],
             ..a.clone()
         };
-        assert_eq!(comparable(&a), comparable(&b));
+        assert_eq!(comparable_spec(&a), comparable_spec(&b));
+        // Through the store (JSON text) and back, a float still compares equal.
+        let stored = serde_json::to_string(&b).unwrap();
+        assert_eq!(comparable(&stored), comparable_spec(&a));
         let c = JobSpec {
             image: "other".into(),
             ..a.clone()
         };
-        assert_ne!(comparable(&a), comparable(&c));
+        assert_ne!(comparable_spec(&a), comparable_spec(&c));
         let d = JobSpec {
             model: Some("claude-other".into()),
             ..a
         };
-        assert_ne!(comparable(&b), comparable(&d));
+        assert_ne!(comparable_spec(&b), comparable_spec(&d));
+        assert!(comparable_spec(&d).is_some());
     }
 }

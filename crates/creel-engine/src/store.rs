@@ -135,12 +135,30 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
-        conn.execute_batch(&schema()).map_err(err)?;
-        migrate(&conn).map_err(err)?;
+        // Two processes making a new store at once (two first `creel start`s) can meet in
+        // the switch to WAL or in the schema, where SQLite answers "busy" at once rather than
+        // wait (its busy handler is not asked there): try again, for as long as the timeout.
+        let init = |conn: &Connection| -> rusqlite::Result<()> {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.execute_batch(&schema())?;
+            migrate(conn)
+        };
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match init(&conn) {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && std::time::Instant::now() < until =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -855,6 +873,19 @@ impl Store {
             .query_map([], pool_entry_from_row)
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether a pool entry holds session id `session`.
+    pub fn pool_has_session(&self, session: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM pool WHERE session_id = ?1",
+                [session],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
             .map_err(|e| self.err(e))
     }
 

@@ -80,6 +80,20 @@ fn a_start_takes_a_ready_sandbox_once_and_the_pool_refills_behind_it() {
     env.wait(&own);
     assert_eq!(ready(&env)[0], next);
 
+    // Nor does one with options of its own: the sandbox stays for the default starts.
+    let (modeled, _) = env.start("say other model", &["--model", "claude-other-model"]);
+    assert_ne!(modeled, next.0);
+    env.wait(&modeled);
+    assert_eq!(ready(&env), vec![next.clone()]);
+    // A sandbox's session id cannot be taken by a start that names it.
+    let out = env.run(&["start", "say mine", "--session", &next.1]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        env.describe(&["start"], &out)
+    );
+
     // The next default start takes the new sandbox, in its own new session.
     let (job2, session2) = env.start("say second", &[]);
     assert_eq!((job2.clone(), session2.clone()), next);
@@ -142,6 +156,24 @@ fn sandboxes_for_an_old_config_or_without_a_monitor_are_discarded_never_used() {
     assert_eq!(env.wait(&job)["status"], "completed");
     assert!(podman_containers(&format!("io.creel.job={orphan}")).is_empty());
     assert!(!env.home.join("jobs").join(&orphan).exists());
+
+    // Turning the pool off: the next start takes down what is left in it.
+    let (left, _) = eventually(Duration::from_secs(60), "the pool to refill", || {
+        ready(&env).pop()
+    });
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    assert!(config.contains("pool = 1\n"), "{config}");
+    std::fs::write(&env.config, config.replace("pool = 1\n", "pool = 0\n")).unwrap();
+    let (job, _) = env.start("say pool off", &[]);
+    assert_ne!(job, left);
+    assert_eq!(env.wait(&job)["status"], "completed");
+    eventually(Duration::from_secs(30), "the sandbox to go", || {
+        podman_containers(&format!("io.creel.job={left}"))
+            .is_empty()
+            .then_some(())
+    });
+    let v = env.json(&["pool", "--json"]);
+    assert_eq!(v["sandboxes"], serde_json::json!([]), "{v}");
 }
 
 #[test]

@@ -98,7 +98,9 @@ impl Engine {
         if pooled {
             // The pool is topped up behind the job (its monitors wait a moment before they
             // start their containers, so as not to slow this job's start).
-            self.top_up_pool(&plan);
+            self.top_up_pool();
+        } else {
+            self.discard_pool_if_off();
         }
         self.auto_cleanup();
         Ok(response)
@@ -117,6 +119,14 @@ impl Engine {
             Some(id) => self.store().session(id)?,
             None => None,
         };
+        if let Some(id) = &req.session_id
+            && existing.is_none()
+            && self.store().pool_has_session(id)?
+        {
+            return Err(Error::InvalidRequest(format!(
+                "session id `{id}` belongs to a sandbox of the warm pool; choose another"
+            )));
+        }
         if let (Some(s), Some(_)) = (&existing, &req.workspace) {
             return Err(Error::InvalidRequest(format!(
                 "session `{}` already exists with workspace `{}`; a workspace is only for a new session",
