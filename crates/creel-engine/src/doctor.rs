@@ -292,6 +292,32 @@ pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
         format!("`{}`", engine.home().join("creel.db").display()),
         None,
     );
+    if let Ok(pool) = engine.pool_status()
+        && (pool.size > 0 || !pool.sandboxes.is_empty())
+    {
+        let summary = format!("{} of {} sandboxes ready", pool.ready(), pool.size);
+        match (&pool.last_failure, pool.size) {
+            (Some(why), _) => f.add(
+                "pool",
+                DoctorLevel::Warn,
+                format!("{summary}; the last one failed to start: {why}"),
+                Some("fix the cause, then `creel pool fill` (starts leave the pool alone for five minutes after a failure)"),
+            ),
+            (None, 0) => f.add(
+                "pool",
+                DoctorLevel::Warn,
+                format!("the pool is off (pool = 0) but {} sandboxes are left", pool.sandboxes.len()),
+                Some("`creel pool drain` (or the next start) takes them down"),
+            ),
+            (None, _) if pool.ready() < pool.size as usize => f.add(
+                "pool",
+                DoctorLevel::Ok,
+                summary,
+                Some("`creel pool fill` fills it now; starts top it up behind them"),
+            ),
+            (None, _) => f.add("pool", DoctorLevel::Ok, summary, None),
+        }
+    }
     f.0
 }
 

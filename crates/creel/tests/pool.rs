@@ -48,6 +48,17 @@ fn a_start_takes_a_ready_sandbox_once_and_the_pool_refills_behind_it() {
     let _drain = Drain(&env);
     let pooled = fill(&env);
     let (pool_job, pool_session) = pooled[0].clone();
+    let doctor = env.run(&["doctor", "--json"]);
+    let findings: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let pool = findings
+        .as_array()
+        .or_else(|| findings["findings"].as_array())
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "pool")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(pool["message"], "1 of 1 sandboxes ready", "{findings}");
     let before = podman_containers(&format!("io.creel.job={pool_job}"));
     assert_eq!(before.len(), 1, "the sandbox's container waits: {before:?}");
 
