@@ -992,3 +992,96 @@ fn real_claude_in_a_pooled_sandbox_runs_the_prompt_it_is_given_and_resumes() {
     let drained = env.json(&["pool", "drain", "--json"]);
     assert_eq!(drained["drained"].as_array().unwrap().len(), 1, "{drained}");
 }
+
+const POD_TASK: &str = r#"
+[[turn]]
+match = "POD-TASK"
+text = "Looking around the pod."
+tool_use = [{ name = "Bash", input = { command = "id -u; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status; touch /rootfs-write 2>&1; pwd; echo from-the-pod > /workspace/pod.txt", description = "Look around" } }]
+
+[[turn]]
+match = "NoNewPrivs"
+text = "The pod is as it should be."
+"#;
+
+/// `creel kube render` for the real image, run with `podman kube play`: the real Claude Code
+/// in the rendered pod, hardened as rendered, talks to `creel fake-model` where creel's egress
+/// proxy would be (the pod shares the host's network only to reach it on loopback), with the
+/// job's token as its key.
+#[test]
+fn real_claude_runs_in_a_rendered_pod_under_podman_kube_play() {
+    if !real_image() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(dir.path(), Some(POD_TASK));
+    let env = env_for(&model, "");
+    let proxy = model
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let out = env.run(&[
+        "kube",
+        "render",
+        "--session",
+        "kube-real",
+        "--pull-policy",
+        "Never",
+        "--egress-proxy",
+        proxy,
+        "POD-TASK: look around",
+    ]);
+    env.expect_code(&out, 0, &["kube", "render"]);
+    let docs = crate::kube::docs(&String::from_utf8(out.stdout).unwrap());
+    let token = docs[1]["stringData"]["token"].as_str().unwrap().to_string();
+    let job = docs[3]["metadata"]["labels"]["creel.dev/job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (played, text) = crate::kube::for_podman(docs, &dir.path().join("played.yaml"), true);
+    let volume = "creel-session-kube-real".to_string();
+    let _ = crate::kube::podman(&["volume", "rm", "-f", &volume]);
+    let _down = crate::kube::Down(played.clone(), [volume.clone(), format!("creel-{job}")]);
+    let play = crate::kube::podman(&["kube", "play", played.to_str().unwrap()]);
+    assert!(
+        play.status.success(),
+        "podman kube play: {}\n{text}",
+        String::from_utf8_lossy(&play.stderr)
+    );
+    let container = format!("creel-{job}-claude");
+    let waited = crate::kube::podman(&["wait", &container]);
+    let logs = crate::kube::podman(&["logs", &container]);
+    let log = String::from_utf8_lossy(&logs.stdout).to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&waited.stdout).trim(),
+        "0",
+        "{log}\n{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert!(log.contains("The pod is as it should be."), "{log}");
+    let reqs = model.messages_requests();
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    let seen = reqs[1]["lastUserText"].as_str().unwrap_or_default();
+    for fact in [
+        "1000\n",
+        "CapEff:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "'/rootfs-write': Read-only file system",
+        "/workspace",
+    ] {
+        assert!(seen.contains(fact), "{fact} in {seen}");
+    }
+    // Claude's key was the job's token, never an API key.
+    let key = reqs[0]["headers"]["x-api-key"].as_str().unwrap();
+    assert!(
+        key.ends_with(&format!("ends {}>", &token[token.len() - 4..])),
+        "{key}"
+    );
+    let inspect =
+        crate::kube::podman(&["volume", "inspect", &volume, "--format", "{{.Mountpoint}}"]);
+    let mountpoint = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&mountpoint).join("pod.txt")).unwrap(),
+        "from-the-pod\n"
+    );
+}

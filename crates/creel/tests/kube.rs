@@ -11,13 +11,14 @@ use serde_norway::Value;
 
 use crate::util::{TEST_IMAGE, TestEnv};
 
-fn docs(yaml: &str) -> Vec<Value> {
+pub(crate) fn docs(yaml: &str) -> Vec<Value> {
     serde_norway::Deserializer::from_str(yaml)
         .map(|d| serde::Deserialize::deserialize(d).expect("a YAML document"))
         .collect()
 }
 
-fn podman(args: &[&str]) -> std::process::Output {
+/// podman with the containers.conf `kube play` needs on these hosts.
+pub(crate) fn podman(args: &[&str]) -> std::process::Output {
     let conf = std::env::temp_dir().join("creel-kube-play-containers.conf");
     // `kube play` has no --ulimit or --runtime: on these hosts (see host.rs) runc and rlimits
     // root may set come from a containers.conf.
@@ -31,6 +32,61 @@ fn podman(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("podman")
+}
+
+/// The rendered manifests as podman 4.3.1 can play them, written to `path`: the Secret's data
+/// as a ConfigMap mounted the same way (a Secret in the YAML crashes podman), without the
+/// NetworkPolicy (podman has none), and with `host_network` the pod on the host's network
+/// (to reach a stand-in on loopback). Returns the path and the text.
+pub(crate) fn for_podman(
+    mut docs: Vec<Value>,
+    path: &std::path::Path,
+    host_network: bool,
+) -> (std::path::PathBuf, String) {
+    let secret = docs[1].clone();
+    let mut cm = serde_norway::Mapping::new();
+    cm.insert("apiVersion".into(), "v1".into());
+    cm.insert("kind".into(), "ConfigMap".into());
+    cm.insert("metadata".into(), secret["metadata"].clone());
+    cm.insert("data".into(), secret["stringData"].clone());
+    docs[1] = Value::Mapping(cm);
+    docs.remove(2);
+    let pod = &mut docs[2];
+    assert_eq!(pod["kind"], "Pod");
+    for v in pod["spec"]["volumes"].as_sequence_mut().unwrap() {
+        if let Some(s) = v.get("secret").cloned() {
+            let m = v.as_mapping_mut().unwrap();
+            m.remove("secret");
+            let mut c = serde_norway::Mapping::new();
+            c.insert("name".into(), s["secretName"].clone());
+            m.insert("configMap".into(), Value::Mapping(c));
+        }
+    }
+    if host_network {
+        pod["spec"]
+            .as_mapping_mut()
+            .unwrap()
+            .insert("hostNetwork".into(), true.into());
+    }
+    let text: String = docs
+        .iter()
+        .map(|d| format!("---\n{}", serde_norway::to_string(d).unwrap()))
+        .collect();
+    std::fs::write(path, &text).unwrap();
+    (path.to_path_buf(), text)
+}
+
+/// Takes a played job down however the test ends: the pod, and the volumes `kube down` leaves
+/// (the session's, and the one made for the ConfigMap).
+pub(crate) struct Down(pub std::path::PathBuf, pub [String; 2]);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = podman(&["kube", "down", self.0.to_str().unwrap()]);
+        for v in &self.1 {
+            let _ = podman(&["volume", "rm", "-f", v]);
+        }
+    }
 }
 
 #[test]
@@ -56,7 +112,7 @@ fn a_rendered_job_runs_under_podman_kube_play_hardened_and_without_the_key() {
         !yaml.contains("sk-test-key-0123456789"),
         "the API key is in no manifest"
     );
-    let mut docs = docs(&yaml);
+    let docs = docs(&yaml);
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
@@ -90,47 +146,12 @@ fn a_rendered_job_runs_under_podman_kube_play_hardened_and_without_the_key() {
     assert_eq!(policy["egress"][1]["ports"][0]["port"], 53);
     assert_eq!(policy["egress"].as_sequence().unwrap().len(), 2);
 
-    // For podman 4.3.1: the Secret's data as a ConfigMap, mounted the same way.
-    let secret = docs[1].clone();
-    let token = secret["stringData"]["token"].as_str().unwrap().to_string();
+    let token = docs[1]["stringData"]["token"].as_str().unwrap().to_string();
     assert_eq!(token.len(), 32);
-    let mut cm = serde_norway::Mapping::new();
-    cm.insert("apiVersion".into(), "v1".into());
-    cm.insert("kind".into(), "ConfigMap".into());
-    cm.insert("metadata".into(), secret["metadata"].clone());
-    cm.insert("data".into(), secret["stringData"].clone());
-    docs[1] = Value::Mapping(cm);
-    docs.remove(2);
-    let pod = &mut docs[2];
-    assert_eq!(pod["spec"]["containers"][0]["image"], TEST_IMAGE);
-    for v in pod["spec"]["volumes"].as_sequence_mut().unwrap() {
-        if let Some(s) = v.get("secret").cloned() {
-            let m = v.as_mapping_mut().unwrap();
-            m.remove("secret");
-            let mut c = serde_norway::Mapping::new();
-            c.insert("name".into(), s["secretName"].clone());
-            m.insert("configMap".into(), Value::Mapping(c));
-        }
-    }
-    let played = env.dir.path().join("played.yaml");
-    let text: String = docs
-        .iter()
-        .map(|d| format!("---\n{}", serde_norway::to_string(d).unwrap()))
-        .collect();
-    std::fs::write(&played, &text).unwrap();
-
+    assert_eq!(docs[3]["spec"]["containers"][0]["image"], TEST_IMAGE);
+    let (played, text) = for_podman(docs, &env.dir.path().join("played.yaml"), false);
     let volume = "creel-session-kube-one";
     let _ = podman(&["volume", "rm", "-f", volume]);
-    // `kube down` leaves the volumes (the session's, and the one made for the ConfigMap).
-    struct Down(std::path::PathBuf, [String; 2]);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            let _ = podman(&["kube", "down", self.0.to_str().unwrap()]);
-            for v in &self.1 {
-                let _ = podman(&["volume", "rm", "-f", v]);
-            }
-        }
-    }
     let _down = Down(played.clone(), [volume.to_string(), format!("creel-{job}")]);
     let play = podman(&["kube", "play", played.to_str().unwrap()]);
     assert!(
