@@ -1040,7 +1040,7 @@ fn real_claude_runs_in_a_rendered_pod_under_podman_kube_play() {
         .to_string();
     let (played, text) = crate::kube::for_podman(docs, &dir.path().join("played.yaml"), true);
     let volume = "creel-session-kube-real".to_string();
-    let _ = crate::kube::podman(&["volume", "rm", "-f", &volume]);
+    crate::kube::volume_as_a_cluster_makes_it(&volume, 1000);
     let _down = crate::kube::Down(played.clone(), [volume.clone(), format!("creel-{job}")]);
     let play = crate::kube::podman(&["kube", "play", played.to_str().unwrap()]);
     assert!(

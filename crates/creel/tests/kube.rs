@@ -2,7 +2,8 @@
 //! Kubernetes API server can run here). podman 4.3.1 cannot mount a `kind: Secret` from the
 //! same YAML (it crashes in `VolumeFromSecret`), so the test hands the Secret's data over as
 //! a ConfigMap; it does not enforce NetworkPolicies, so the policy is checked as data; and it
-//! ignores `subPath`, so the session volume's root is mounted at both of its places.
+//! ignores `subPath`, so the session volume's root is mounted at both of its places; and it
+//! applies no `fsGroup`, so the test makes the volume as a cluster would (the group's, 2775).
 //! Everything else is the rendered Pod as it is: the hardening is checked from inside.
 
 use std::process::Command;
@@ -36,8 +37,9 @@ pub(crate) fn podman(args: &[&str]) -> std::process::Output {
 
 /// The rendered manifests as podman 4.3.1 can play them, written to `path`: the Secret's data
 /// as a ConfigMap mounted the same way (a Secret in the YAML crashes podman), without the
-/// NetworkPolicy (podman has none), and with `host_network` the pod on the host's network
-/// (to reach a stand-in on loopback). Returns the path and the text.
+/// NetworkPolicy (podman has none) and the PersistentVolumeClaim (its volume made beforehand,
+/// as a cluster would make it), and with `host_network` the pod on the host's network (to
+/// reach a stand-in on loopback). Returns the path and the text.
 pub(crate) fn for_podman(
     mut docs: Vec<Value>,
     path: &std::path::Path,
@@ -51,7 +53,11 @@ pub(crate) fn for_podman(
     cm.insert("data".into(), secret["stringData"].clone());
     docs[1] = Value::Mapping(cm);
     docs.remove(2);
-    let pod = &mut docs[2];
+    // The claim's volume is made beforehand (see `volume_as_a_cluster_makes_it`), and `kube
+    // play` refuses a claim whose volume exists: the pod names it.
+    assert_eq!(docs[0]["kind"], "PersistentVolumeClaim");
+    docs.remove(0);
+    let pod = &mut docs[1];
     assert_eq!(pod["kind"], "Pod");
     for v in pod["spec"]["volumes"].as_sequence_mut().unwrap() {
         if let Some(s) = v.get("secret").cloned() {
@@ -74,6 +80,22 @@ pub(crate) fn for_podman(
         .collect();
     std::fs::write(path, &text).unwrap();
     (path.to_path_buf(), text)
+}
+
+/// Makes the session's volume as a cluster would hand it to a pod with `fsGroup: gid`: the
+/// group's, group-writable (podman applies no `fsGroup`).
+pub(crate) fn volume_as_a_cluster_makes_it(name: &str, gid: u32) {
+    let _ = podman(&["volume", "rm", "-f", name]);
+    let made = podman(&["volume", "create", name]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let inspect = podman(&["volume", "inspect", name, "--format", "{{.Mountpoint}}"]);
+    let root = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+    std::os::unix::fs::chown(&root, Some(0), Some(gid)).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o2775)).unwrap();
 }
 
 /// Takes a played job down however the test ends: the pod, and the volumes `kube down` leaves
@@ -151,7 +173,7 @@ fn a_rendered_job_runs_under_podman_kube_play_hardened_and_without_the_key() {
     assert_eq!(docs[3]["spec"]["containers"][0]["image"], TEST_IMAGE);
     let (played, text) = for_podman(docs, &env.dir.path().join("played.yaml"), false);
     let volume = "creel-session-kube-one";
-    let _ = podman(&["volume", "rm", "-f", volume]);
+    volume_as_a_cluster_makes_it(volume, 1000);
     let _down = Down(played.clone(), [volume.to_string(), format!("creel-{job}")]);
     let play = podman(&["kube", "play", played.to_str().unwrap()]);
     assert!(

@@ -313,15 +313,15 @@ pub fn render(
             Quantity(settings.ephemeral_storage.clone()),
         ),
     ]);
-    let hardened = |run_as_root: bool, add: Option<Vec<String>>| SecurityContext {
+    // Every container, the init one too, as the "restricted" Pod Security Standard asks.
+    let hardened = || SecurityContext {
         allow_privilege_escalation: Some(false),
         privileged: Some(false),
         read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(!run_as_root),
-        run_as_user: run_as_root.then_some(0),
+        run_as_non_root: Some(true),
         capabilities: Some(Capabilities {
             drop: Some(vec!["ALL".into()]),
-            add,
+            add: None,
         }),
         ..Default::default()
     };
@@ -332,20 +332,19 @@ pub fn render(
         read_only: ro.then_some(true),
         ..Default::default()
     };
-    // The session volume's two directories, given to the agent's user: a volume may come up
-    // owned by root (`fsGroup` is not applied everywhere). Root with only CAP_CHOWN, and
-    // nothing of the job's is in it yet when it runs.
-    let volume_owner = Container {
-        name: "session-owner".into(),
+    // The session volume's two directories, made by the agent's user before the job mounts
+    // them by `subPath` (a kubelet would make missing ones as root). The volume is the pod's
+    // `fsGroup`'s, group-writable, as Kubernetes makes it.
+    let session_dirs = Container {
+        name: "session-dirs".into(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(settings.image_pull_policy.clone()),
         command: Some(vec![
             "/bin/sh".into(),
             "-c".into(),
-            "mkdir -p /session/workspace /session/claude && chown \"$0\" /session /session/workspace /session/claude".into(),
-            format!("{uid}:{gid}"),
+            "mkdir -p /session/workspace /session/claude".into(),
         ]),
-        security_context: Some(hardened(true, Some(vec!["CHOWN".into()]))),
+        security_context: Some(hardened()),
         resources: Some(ResourceRequirements {
             limits: Some(limits.clone()),
             ..Default::default()
@@ -366,7 +365,7 @@ pub fn render(
         args: Some(claude_args(spec)),
         working_dir: Some(WORKSPACE.into()),
         env: Some(env),
-        security_context: Some(hardened(false, None)),
+        security_context: Some(hardened()),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("memory".to_string(), quantity(&spec.memory)),
@@ -405,7 +404,7 @@ pub fn render(
                 }),
                 ..Default::default()
             }),
-            init_containers: Some(vec![volume_owner]),
+            init_containers: Some(vec![session_dirs]),
             containers: vec![claude],
             volumes: Some(vec![
                 Volume {
@@ -481,6 +480,21 @@ mod tests {
             Some(vec!["ALL".to_string()])
         );
         assert_eq!(sc.capabilities.as_ref().unwrap().add, None);
+        // The "restricted" Pod Security Standard, for the init container too.
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+        {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.run_as_non_root, Some(true), "{}", c.name);
+            assert_eq!(sc.run_as_user, None, "{}", c.name);
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            let caps = sc.capabilities.as_ref().unwrap();
+            assert_eq!(caps.drop, Some(vec!["ALL".to_string()]), "{}", c.name);
+            assert_eq!(caps.add, None, "{}", c.name);
+        }
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
         for k in ["memory", "cpu", "ephemeral-storage"] {
             assert!(limits.contains_key(k), "{k}");
