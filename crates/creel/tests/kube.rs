@@ -242,6 +242,14 @@ fn render_refuses_what_a_pod_cannot_have() {
             "is not SERVICE:PORT",
         ),
         (vec!["kube", "render", "   "], "the prompt is empty"),
+        (
+            vec!["kube", "render", "--session-storage", "512m", "hi"],
+            "thousandths of a byte",
+        ),
+        (
+            vec!["kube", "render", "--storage-class", "Fast_SSD", "hi"],
+            "cannot be a storage class name",
+        ),
     ] {
         let out = env.run(&args);
         assert_eq!(out.status.code(), Some(2), "{}", env.describe(&args, &out));
@@ -271,6 +279,42 @@ fn render_takes_its_defaults_from_the_kubernetes_table_and_flags_win() {
     );
     let d = yaml(&["kube", "render", "--namespace", "flag", "say hi"]);
     assert_eq!(d[3]["metadata"]["namespace"], "flag");
+    // Words a YAML 1.1 reader (kubectl's) takes for booleans stay strings.
+    let d = yaml(&[
+        "kube",
+        "render",
+        "--session",
+        "on",
+        "--storage-class",
+        "fast.ssd",
+        "yes",
+    ]);
+    assert_eq!(d[1]["stringData"]["prompt"], "yes");
+    assert_eq!(d[3]["metadata"]["labels"]["creel.dev/session"], "on");
+    assert_eq!(d[0]["spec"]["storageClassName"], "fast.ssd");
+
+    // What pods cannot do yet is refused, not dropped.
+    let root = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, format!("permissions = \"ask\"\n{root}")).unwrap();
+    let out = env.run(&["kube", "render", "say hi"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        env.describe(&["kube"], &out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("steering"));
+    // network = "none": a policy that lets nothing out, whatever the table says.
+    std::fs::write(&env.config, format!("network = \"none\"\n{root}")).unwrap();
+    let config_none = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        config_none.replace("egress_proxy = \"none\"\n", ""),
+    )
+    .unwrap();
+    let d = yaml(&["kube", "render", "say hi"]);
+    assert_eq!(d[2]["spec"]["egress"], Value::Sequence(vec![]));
+    std::fs::write(&env.config, &root).unwrap();
 
     let mut config = std::fs::read_to_string(&env.config).unwrap();
     config.push_str("image_pull_policy = \"Sometimes\"\n");

@@ -50,7 +50,6 @@ impl Engine {
         let session_id = req.session_id.clone().unwrap_or_else(new_session_id);
         for (what, value) in [
             ("namespace", Some(settings.namespace.clone())),
-            ("storage class", settings.storage_class.clone()),
             ("session", Some(render::session_volume_name(&session_id))),
         ] {
             if let Some(v) = value
@@ -60,6 +59,30 @@ impl Engine {
                     "`{v}` cannot be a Kubernetes {what} name (lowercase letters, digits and `-`, at most 63)"
                 )));
             }
+        }
+        if let Some(class) = &settings.storage_class
+            && (class.len() > 253 || !class.split('.').all(is_dns_label))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "`{class}` cannot be a storage class name (lowercase DNS labels joined by `.`)"
+            )));
+        }
+        for (what, size) in [
+            ("session volume size", &settings.session_storage),
+            ("ephemeral-storage limit", &settings.ephemeral_storage),
+        ] {
+            if size.trim_end().ends_with('m') {
+                return Err(Error::InvalidRequest(format!(
+                    "the {what} `{size}` is in thousandths of a byte to Kubernetes; write Mi (or Gi)"
+                )));
+            }
+        }
+        // What a pod cannot do yet is refused, not dropped: approvals and questions need the
+        // steering channel, which pods do not have.
+        if self.config.permissions == crate::steer::Permissions::Ask {
+            return Err(Error::InvalidRequest(
+                "permissions = \"ask\" needs steering, which Kubernetes jobs do not have yet; render with permissions = \"skip\"".into(),
+            ));
         }
         let job_id = new_job_id();
         let uid = self.config.sandbox_uid;
@@ -81,7 +104,12 @@ impl Engine {
             max_output_size: self.config.max_output_size,
             claude_path: self.config.claude_path.clone(),
             model,
-            max_turns: req.max_turns,
+            // A new session's turn budget caps the job as on this machine.
+            max_turns: match (req.max_turns, self.config.max_turns) {
+                (Some(own), Some(b)) => Some(own.min(u32::try_from(b).unwrap_or(u32::MAX))),
+                (None, Some(b)) => Some(u32::try_from(b).unwrap_or(u32::MAX)),
+                (own, None) => own,
+            },
             workspace: crate::runtime::argv::WORKSPACE.into(),
             claude_config_dir: crate::runtime::argv::CLAUDE_CONFIG.into(),
             conversation: ConversationMode::New(uuid::Uuid::new_v4().to_string()),
@@ -96,7 +124,14 @@ impl Engine {
             git_base: None,
             // Steering (the inbox, questions, approvals) is not in pods yet.
             steer: None,
-            budget: None,
+            // The session's dollar budget as Claude's own limit, its seconds as the pod's
+            // deadline.
+            budget: (self.config.max_cost_usd.is_some() || self.config.max_wall_seconds.is_some())
+                .then(|| crate::job::JobBudget {
+                    cost_usd: self.config.max_cost_usd,
+                    turns_from_budget: self.config.max_turns.is_some(),
+                    wall_seconds: self.config.max_wall_seconds,
+                }),
         };
         let token = uuid::Uuid::new_v4().simple().to_string();
         let manifests = render(

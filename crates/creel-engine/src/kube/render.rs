@@ -86,8 +86,11 @@ pub struct Manifests {
 }
 
 impl Manifests {
-    /// The manifests as multi-document YAML, in the order they are applied.
-    pub fn to_yaml(&self) -> Result<String, serde_norway::Error> {
+    /// The manifests as a multi-document YAML stream, in the order they are applied. Each
+    /// document is written in YAML's JSON form (indented): every string is quoted, so no
+    /// prompt, session id or model (`yes`, `on`, `1_000`) is read back by a YAML 1.1 reader,
+    /// such as kubectl's, as a boolean or a number.
+    pub fn to_yaml(&self) -> Result<String, serde_json::Error> {
         let mut docs = Vec::new();
         if let Some(v) = &self.session_volume {
             docs.push(typed(v, "v1", "PersistentVolumeClaim")?);
@@ -99,32 +102,23 @@ impl Manifests {
             "NetworkPolicy",
         )?);
         docs.push(typed(&self.pod, "v1", "Pod")?);
-        Ok(docs
-            .iter()
-            .map(|d| format!("---\n{d}"))
-            .collect::<Vec<_>>()
-            .join(""))
+        Ok(docs.iter().map(|d| format!("---\n{d}\n")).collect())
     }
 }
 
-/// An object as YAML with its `apiVersion` and `kind` first.
+/// An object as one document, with its `apiVersion` and `kind` (the keys come out sorted,
+/// which puts those two first).
 fn typed<T: serde::Serialize>(
     object: &T,
     api_version: &str,
     kind: &str,
-) -> Result<String, serde_norway::Error> {
-    let mut value = serde_norway::to_value(object)?;
-    let mut out = serde_norway::Mapping::new();
-    out.insert("apiVersion".into(), api_version.into());
-    out.insert("kind".into(), kind.into());
-    if let serde_norway::Value::Mapping(m) = &mut value {
-        m.remove("apiVersion");
-        m.remove("kind");
-        for (k, v) in std::mem::take(m) {
-            out.insert(k, v);
-        }
+) -> Result<String, serde_json::Error> {
+    let mut value = serde_json::to_value(object)?;
+    if let serde_json::Value::Object(m) = &mut value {
+        m.insert("apiVersion".into(), api_version.into());
+        m.insert("kind".into(), kind.into());
     }
-    serde_norway::to_string(&out)
+    serde_json::to_string_pretty(&value)
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -391,6 +385,11 @@ pub fn render(
         },
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
+            active_deadline_seconds: spec
+                .budget
+                .as_ref()
+                .and_then(|b| b.wall_seconds)
+                .and_then(|w| i64::try_from(w).ok()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             security_context: Some(PodSecurityContext {
@@ -513,7 +512,7 @@ mod tests {
         // The prompt and token only in the Secret; the API key nowhere.
         let yaml = m.to_yaml().unwrap();
         assert_eq!(yaml.matches("do it").count(), 1, "{yaml}");
-        assert!(!serde_norway::to_string(&m.pod).unwrap().contains("tok\n"));
+        assert!(!serde_json::to_string(&m.pod).unwrap().contains("\"tok\""));
         assert!(
             c.args
                 .as_ref()
@@ -521,9 +520,35 @@ mod tests {
                 .contains(&"--dangerously-skip-permissions".to_string())
         );
         assert!(
-            yaml.starts_with("---\napiVersion: v1\nkind: PersistentVolumeClaim\n"),
+            yaml.starts_with(
+                "---\n{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"PersistentVolumeClaim\","
+            ),
             "{yaml}"
         );
+    }
+
+    #[test]
+    fn words_yaml_1_1_reads_as_booleans_stay_strings() {
+        let mut spec = crate::runtime::argv::tests::spec();
+        spec.steer = None;
+        spec.model = Some("on".into());
+        let m = render(
+            "j1",
+            "on",
+            true,
+            &spec,
+            "yes",
+            "tok",
+            &KubeSettings::default(),
+        );
+        let yaml = m.to_yaml().unwrap();
+        for quoted in [
+            "\"prompt\": \"yes\"",
+            "\"creel.dev/session\": \"on\"",
+            "\"on\"",
+        ] {
+            assert!(yaml.contains(quoted), "{quoted} in {yaml}");
+        }
     }
 
     #[test]

@@ -59,7 +59,12 @@ pub fn run(engine: &Engine, cmd: KubeCommand) -> anyhow::Result<ExitStatus> {
     match cmd {
         KubeCommand::Render(a) => {
             let k = &engine.config().kubernetes;
-            let egress = a.egress_proxy.unwrap_or_else(|| k.egress_proxy.clone());
+            // `network = "none"` means no way out, on a cluster too.
+            let egress = match (a.egress_proxy, engine.config().network) {
+                (Some(p), _) => p,
+                (None, creel_engine::config::NetworkMode::None) => "none".to_string(),
+                (None, _) => k.egress_proxy.clone(),
+            };
             let egress_proxy = match egress.as_str() {
                 "none" => None,
                 p if p.rsplit_once(':').is_some_and(|(h, port)| {
