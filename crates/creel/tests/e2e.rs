@@ -1038,26 +1038,8 @@ fn real_claude_runs_in_a_rendered_pod_under_podman_kube_play() {
         .as_str()
         .unwrap()
         .to_string();
-    let (played, text) = crate::kube::for_podman(docs, &dir.path().join("played.yaml"), true);
-    let volume = "creel-session-kube-real".to_string();
-    crate::kube::volume_as_a_cluster_makes_it(&volume, 1000);
-    let _down = crate::kube::Down(played.clone(), [volume.clone(), format!("creel-{job}")]);
-    let play = crate::kube::podman(&["kube", "play", played.to_str().unwrap()]);
-    assert!(
-        play.status.success(),
-        "podman kube play: {}\n{text}",
-        String::from_utf8_lossy(&play.stderr)
-    );
-    let container = format!("creel-{job}-claude");
-    let waited = crate::kube::podman(&["wait", &container]);
-    let logs = crate::kube::podman(&["logs", &container]);
-    let log = String::from_utf8_lossy(&logs.stdout).to_string();
-    assert_eq!(
-        String::from_utf8_lossy(&waited.stdout).trim(),
-        "0",
-        "{log}\n{}",
-        String::from_utf8_lossy(&logs.stderr)
-    );
+    let volume = "creel-session-kube-real";
+    let (log, _down) = crate::kube::play(docs, &dir.path().join("played.yaml"), true, volume, &job);
     assert!(log.contains("The pod is as it should be."), "{log}");
     let reqs = model.messages_requests();
     assert_eq!(reqs.len(), 2, "{reqs:#?}");
@@ -1078,7 +1060,7 @@ fn real_claude_runs_in_a_rendered_pod_under_podman_kube_play() {
         "{key}"
     );
     let inspect =
-        crate::kube::podman(&["volume", "inspect", &volume, "--format", "{{.Mountpoint}}"]);
+        crate::kube::podman(&["volume", "inspect", volume, "--format", "{{.Mountpoint}}"]);
     let mountpoint = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
     assert_eq!(
         std::fs::read_to_string(std::path::Path::new(&mountpoint).join("pod.txt")).unwrap(),

@@ -98,6 +98,39 @@ pub(crate) fn volume_as_a_cluster_makes_it(name: &str, gid: u32) {
     std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o2775)).unwrap();
 }
 
+/// Plays the rendered job `job` (its session volume `volume` made first, as a cluster makes
+/// it) and waits for its Claude to exit 0; returns the container's log, and what takes it all
+/// down when dropped.
+pub(crate) fn play(
+    docs: Vec<Value>,
+    path: &std::path::Path,
+    host_network: bool,
+    volume: &str,
+    job: &str,
+) -> (String, Down) {
+    let (played, text) = for_podman(docs, path, host_network);
+    volume_as_a_cluster_makes_it(volume, 1000);
+    let down = Down(played.clone(), [volume.to_string(), format!("creel-{job}")]);
+    let play = podman(&["kube", "play", played.to_str().unwrap()]);
+    assert!(
+        play.status.success(),
+        "podman kube play: {}\n{text}",
+        String::from_utf8_lossy(&play.stderr)
+    );
+    let container = format!("creel-{job}-claude");
+    let waited = podman(&["wait", &container]);
+    let logs = podman(&["logs", &container]);
+    let log = String::from_utf8_lossy(&logs.stdout).to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&waited.stdout).trim(),
+        "0",
+        "{log}\n{}{}",
+        String::from_utf8_lossy(&waited.stderr),
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    (log, down)
+}
+
 /// Takes a played job down however the test ends: the pod, and the volumes `kube down` leaves
 /// (the session's, and the one made for the ConfigMap).
 pub(crate) struct Down(pub std::path::PathBuf, pub [String; 2]);
@@ -171,30 +204,13 @@ fn a_rendered_job_runs_under_podman_kube_play_hardened_and_without_the_key() {
     let token = docs[1]["stringData"]["token"].as_str().unwrap().to_string();
     assert_eq!(token.len(), 32);
     assert_eq!(docs[3]["spec"]["containers"][0]["image"], TEST_IMAGE);
-    let (played, text) = for_podman(docs, &env.dir.path().join("played.yaml"), false);
     let volume = "creel-session-kube-one";
-    volume_as_a_cluster_makes_it(volume, 1000);
-    let _down = Down(played.clone(), [volume.to_string(), format!("creel-{job}")]);
-    let play = podman(&["kube", "play", played.to_str().unwrap()]);
-    assert!(
-        play.status.success(),
-        "podman kube play: {}\n{text}",
-        String::from_utf8_lossy(&play.stderr)
-    );
-    let container = format!("creel-{job}-claude");
-    let waited = podman(&["wait", &container]);
-    assert!(
-        waited.status.success(),
-        "{}",
-        String::from_utf8_lossy(&waited.stderr)
-    );
-    let logs = podman(&["logs", &container]);
-    let log = String::from_utf8_lossy(&logs.stdout).to_string();
-    assert_eq!(
-        String::from_utf8_lossy(&waited.stdout).trim(),
-        "0",
-        "{log}\n{}",
-        String::from_utf8_lossy(&logs.stderr)
+    let (log, _down) = play(
+        docs,
+        &env.dir.path().join("played.yaml"),
+        false,
+        volume,
+        &job,
     );
     // The tool result is JSON-escaped in the stream: look for the facts in it.
     assert!(log.contains("rendered and ran"), "{log}");
