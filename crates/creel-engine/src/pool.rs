@@ -35,7 +35,7 @@ use crate::engine::{Engine, monitor_alive, ring_job_dir, try_lock_job};
 use crate::error::{Error, Result};
 use crate::files::{chown, create_private_dir, create_private_dir_all};
 use crate::job::start::Plan;
-use crate::job::{ConversationMode, JobRecord, JobSpec, JobState, UserMode, new_job_id, now_ms};
+use crate::job::{ConversationMode, JobRecord, JobSpec, JobState, new_job_id, now_ms};
 use crate::runtime::ContainerRuntime;
 use crate::session::{SessionRecord, new_session_id};
 use crate::store::PoolEntry;
@@ -136,18 +136,28 @@ fn comparable_spec(spec: &JobSpec) -> Option<serde_json::Value> {
 /// engine and the sandbox's monitor may both do it.
 pub(crate) fn teardown(home: &Path, job_id: &str, spec: &JobSpec, container: Option<&str>) {
     if let Ok(rt) = crate::runtime::CliRuntime::new(spec.runtime, Some(&spec.runtime_bin)) {
-        let mut ids: Vec<String> = container.into_iter().map(str::to_string).collect();
-        if let Ok(found) = rt.containers_with_label(home, crate::runtime::argv::LABEL_JOB, job_id) {
-            ids.extend(found.into_iter().filter(|c| Some(c.as_str()) != container));
-        }
-        for c in ids {
-            let _ = rt.remove(&c);
-        }
+        remove_containers(&rt, home, job_id, container);
     }
     let _ = std::fs::remove_dir_all(crate::engine::job_dir(home, job_id));
     let _ = std::fs::remove_dir_all(&spec.workspace);
     if let Some(session_dir) = spec.claude_config_dir.parent() {
         let _ = std::fs::remove_dir_all(session_dir);
+    }
+}
+
+/// Removes a sandbox's container: `container` if known, and any other with its job label.
+fn remove_containers(
+    rt: &dyn ContainerRuntime,
+    home: &Path,
+    job_id: &str,
+    container: Option<&str>,
+) {
+    let mut ids: Vec<String> = container.into_iter().map(str::to_string).collect();
+    if let Ok(found) = rt.containers_with_label(home, crate::runtime::argv::LABEL_JOB, job_id) {
+        ids.extend(found.into_iter().filter(|c| Some(c.as_str()) != container));
+    }
+    for c in ids {
+        let _ = rt.remove(&c);
     }
 }
 
@@ -293,7 +303,7 @@ impl Engine {
             self.store().set_budget(&record.session_id, &plan.budget)?;
         }
         let dir = self.job_dir(&record.id);
-        let owner = owner(plan);
+        let owner = plan.owner();
         let mut files = crate::files::Unsynced::default();
         files.write(&dir.join("prompt"), req.prompt.as_bytes(), 0o400, owner)?;
         crate::steer::write_first_message(&dir, &req.prompt, owner, false, &mut files)?;
@@ -317,13 +327,13 @@ impl Engine {
             teardown(&self.home, &e.job_id, spec, e.container_id.as_deref());
         } else {
             // (A spec this creel cannot read: the container by its label, and the directory.)
-            if let Ok(rt) = self.configured_runtime()
-                && let Ok(ids) =
-                    rt.containers_with_label(&self.home, crate::runtime::argv::LABEL_JOB, &e.job_id)
-            {
-                for c in ids {
-                    let _ = rt.remove(&c);
-                }
+            if let Ok(rt) = self.configured_runtime() {
+                remove_containers(
+                    rt.as_ref(),
+                    &self.home,
+                    &e.job_id,
+                    e.container_id.as_deref(),
+                );
             }
             let _ = std::fs::remove_dir_all(self.job_dir(&e.job_id));
         }
@@ -473,7 +483,7 @@ impl Engine {
             ..plan.spec.clone()
         };
         let dir = self.job_dir(&job_id);
-        let owner = owner(plan);
+        let owner = plan.owner();
         let mut files = crate::files::Unsynced::default();
         let made = (|| -> Result<()> {
             create_private_dir(&dir)?;
@@ -537,14 +547,6 @@ impl Engine {
         }
         Ok(())
     }
-}
-
-/// Who owns a job's files where creel runs as root.
-fn owner(plan: &Plan) -> Option<(u32, u32)> {
-    let (uid, gid) = match plan.user {
-        UserMode::KeepId { uid, gid } | UserMode::Plain { uid, gid } => (uid, gid),
-    };
-    (plan.euid == 0).then_some((uid, gid))
 }
 
 /// The request a pooled sandbox is made for: a default job of a new session.

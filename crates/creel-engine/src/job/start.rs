@@ -93,7 +93,7 @@ impl Engine {
         };
         let response = match claimed {
             Some(r) => r,
-            None => self.launch(&req, plan.clone())?,
+            None => self.launch(&req, plan)?,
         };
         if pooled {
             // The pool is topped up behind the job (its monitors wait a moment before they
@@ -438,6 +438,7 @@ impl Engine {
     /// Steps 4 and 5 of a start: the job's files, its record, its monitor.
     fn launch(&self, req: &StartRequest, plan: Plan) -> Result<StartResponse> {
         let claude_config_dir = plan.spec.claude_config_dir.clone();
+        let chown_to = plan.owner();
         let Plan {
             existing,
             budget,
@@ -445,8 +446,8 @@ impl Engine {
             now,
             workspace,
             workspace_created,
-            user,
-            euid,
+            user: _,
+            euid: _,
             api_key,
             credentials,
             key_via_proxy,
@@ -464,10 +465,6 @@ impl Engine {
         let mut files = crate::files::Unsynced::default();
         let prepared = (|| -> Result<()> {
             create_private_dir(&job_dir)?;
-            let (uid, gid) = match user {
-                UserMode::KeepId { uid, gid } | UserMode::Plain { uid, gid } => (uid, gid),
-            };
-            let chown_to = (euid == 0).then_some((uid, gid));
             files.write(
                 &job_dir.join("prompt"),
                 req.prompt.as_bytes(),
@@ -691,6 +688,16 @@ pub(crate) struct Plan {
     pub(crate) user_repo: Option<crate::git::session::UserRepo>,
     pub(crate) spec: JobSpec,
     pub(crate) warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Who owns the job's files where creel runs as root (the agent's user); `None` otherwise.
+    pub(crate) fn owner(&self) -> Option<(u32, u32)> {
+        let (uid, gid) = match self.user {
+            UserMode::KeepId { uid, gid } | UserMode::Plain { uid, gid } => (uid, gid),
+        };
+        (self.euid == 0).then_some((uid, gid))
+    }
 }
 
 fn check_user_workspace(w: &Path) -> Result<PathBuf> {

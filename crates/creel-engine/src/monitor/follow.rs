@@ -103,18 +103,7 @@ impl Monitor {
         if steering.is_some() {
             wake.watch_dir(&crate::steer::asked_dir(&self.dir));
         }
-        let (exit_tx, exit_rx) = mpsc::channel();
-        {
-            let rt = self.runtime.clone();
-            let c = container.to_string();
-            let dir = self.dir.clone();
-            let bell = wake.bell();
-            std::thread::spawn(move || {
-                let exit = rt.wait_exit(&dir, &c);
-                let _ = exit_tx.send(exit);
-                bell.ring();
-            });
-        }
+        let exit_rx = self.wait_exit_in_thread(container, wake.bell());
         let metrics: Arc<Mutex<Option<Metrics>>> = Arc::new(Mutex::new(None));
         let (stop_stats, stats_stopped) = mpsc::channel::<()>();
         {

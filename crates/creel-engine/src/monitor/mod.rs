@@ -145,14 +145,31 @@ impl Monitor {
     /// The end of a monitor's work, whatever `result` it had: a final job's webhook, the
     /// rest of its transcript.
     fn conclude(mut self, result: Result<()>) -> Result<()> {
-        let m = &mut self;
         // Whatever happened, a final job announces itself (once).
-        let notified = m.notify();
+        let notified = self.notify();
         // Then the rest of its transcript is rendered, before the monitor goes.
-        if let Some(k) = m.keeper.take() {
+        if let Some(k) = self.keeper.take() {
             k.finish();
         }
         result.and(notified)
+    }
+
+    /// A thread that waits for `container` to end, sends its exit and rings `bell`.
+    fn wait_exit_in_thread(
+        &self,
+        container: &str,
+        bell: crate::watch::Bell,
+    ) -> std::sync::mpsc::Receiver<crate::runtime::Exit> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt = self.runtime.clone();
+        let c = container.to_string();
+        let dir = self.dir.clone();
+        std::thread::spawn(move || {
+            let exit = rt.wait_exit(&dir, &c);
+            let _ = tx.send(exit);
+            bell.ring();
+        });
+        rx
     }
 }
 

@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use super::Monitor;
@@ -117,7 +116,6 @@ pub(super) fn run(home: &Path, store: Store, entry: PoolEntry) -> Result<()> {
         wake.sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(look_every));
     }
 
-    let _ = std::fs::remove_file(m.dir.join(crate::runtime::argv::CONTAINER_PIDFILE));
     let container = match m.run_container() {
         Ok((cid, _warnings)) => cid,
         Err(e) => return give_up(&m.store, None, Some(e.to_string())),
@@ -138,18 +136,7 @@ pub(super) fn run(home: &Path, store: Store, entry: PoolEntry) -> Result<()> {
     tracing::debug!(job = %entry.job_id, "pooled sandbox ready");
 
     // The container's end rings the sleeper.
-    let (exit_tx, exit_rx) = mpsc::channel();
-    {
-        let rt = m.runtime.clone();
-        let c = container.clone();
-        let dir = m.dir.clone();
-        let bell = wake.bell();
-        std::thread::spawn(move || {
-            let exit = rt.wait_exit(&dir, &c);
-            let _ = exit_tx.send(exit);
-            bell.ring();
-        });
-    }
+    let exit_rx = m.wait_exit_in_thread(&container, wake.bell());
     let fate = loop {
         if let Some(fate) = fate(&m.store, &entry.job_id)? {
             break fate;
