@@ -309,38 +309,35 @@ fn render_takes_its_defaults_from_the_kubernetes_table_and_flags_win() {
     assert_eq!(d[3]["metadata"]["labels"]["creel.dev/session"], "on");
     assert_eq!(d[0]["spec"]["storageClassName"], "fast.ssd");
 
-    // What pods cannot do yet is refused, not dropped.
+    // A config render refuses (exit 2), naming why.
+    let refused_with = |config: String, says: &str| {
+        std::fs::write(&env.config, config).unwrap();
+        let out = env.run(&["kube", "render", "say hi"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            env.describe(&["kube"], &out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{says}"
+        );
+    };
     let root = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(&env.config, format!("permissions = \"ask\"\n{root}")).unwrap();
-    let out = env.run(&["kube", "render", "say hi"]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        env.describe(&["kube"], &out)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("steering"));
+    // What pods cannot do yet is refused, not dropped.
+    refused_with(format!("permissions = \"ask\"\n{root}"), "steering");
     // network = "none": a policy that lets nothing out, whatever the table says.
-    std::fs::write(&env.config, format!("network = \"none\"\n{root}")).unwrap();
-    let config_none = std::fs::read_to_string(&env.config).unwrap();
+    let without_table_proxy = root.replace("egress_proxy = \"none\"\n", "");
     std::fs::write(
         &env.config,
-        config_none.replace("egress_proxy = \"none\"\n", ""),
+        format!("network = \"none\"\n{without_table_proxy}"),
     )
     .unwrap();
     let d = yaml(&["kube", "render", "say hi"]);
     assert_eq!(d[2]["spec"]["egress"], Value::Sequence(vec![]));
-    std::fs::write(&env.config, &root).unwrap();
-
-    let mut config = std::fs::read_to_string(&env.config).unwrap();
-    config.push_str("image_pull_policy = \"Sometimes\"\n");
-    std::fs::write(&env.config, config).unwrap();
-    let out = env.run(&["kube", "render", "say hi"]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        env.describe(&["kube"], &out)
+    refused_with(
+        format!("{root}image_pull_policy = \"Sometimes\"\n"),
+        "kubernetes.image_pull_policy",
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("kubernetes.image_pull_policy"));
 }
