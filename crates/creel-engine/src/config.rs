@@ -46,6 +46,8 @@ pub enum RuntimeKind {
     Podman,
     /// Docker.
     Docker,
+    /// A Kubernetes cluster (the `[kubernetes]` table): pods instead of containers.
+    Kubernetes,
 }
 
 impl RuntimeKind {
@@ -54,6 +56,7 @@ impl RuntimeKind {
         match self {
             RuntimeKind::Podman => "podman",
             RuntimeKind::Docker => "docker",
+            RuntimeKind::Kubernetes => "kubernetes",
         }
     }
 }
@@ -70,8 +73,9 @@ impl std::str::FromStr for RuntimeKind {
         match s {
             "podman" => Ok(RuntimeKind::Podman),
             "docker" => Ok(RuntimeKind::Docker),
+            "kubernetes" => Ok(RuntimeKind::Kubernetes),
             _ => Err(format!(
-                "unknown runtime `{s}` (expected `podman` or `docker`)"
+                "unknown runtime `{s}` (expected `podman`, `docker` or `kubernetes`)"
             )),
         }
     }
@@ -302,6 +306,11 @@ pub struct KubernetesConfig {
     pub egress_proxy: String,
     /// A pod's ephemeral-storage limit (a Kubernetes quantity).
     pub ephemeral_storage: String,
+    /// The kubeconfig file (`runtime = "kubernetes"`); unset: `$KUBECONFIG`, else
+    /// `~/.kube/config`, else the pod's own service account when creel runs in the cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use (its current context when unset).
+    pub context: Option<String>,
 }
 
 impl Default for KubernetesConfig {
@@ -313,6 +322,8 @@ impl Default for KubernetesConfig {
             image_pull_policy: "IfNotPresent".into(),
             egress_proxy: "creel-egress:3128".into(),
             ephemeral_storage: "1Gi".into(),
+            kubeconfig: None,
+            context: None,
         }
     }
 }

@@ -38,6 +38,78 @@ pub enum DoctorLevel {
     Error,
 }
 
+/// `runtime = "kubernetes"`: what creel can check of the cluster from here.
+fn cluster(engine: &Engine, f: &mut Findings) {
+    let p = engine.kube_probe();
+    let ns = &engine.config().kubernetes.namespace;
+    match &p.version {
+        Ok(v) => f.add("cluster", DoctorLevel::Ok, format!("API server {v}"), None),
+        Err(e) => {
+            f.add(
+                "cluster",
+                DoctorLevel::Error,
+                crate::kube::error_text(e),
+                Some("check [kubernetes] kubeconfig and context (or $KUBECONFIG), and that the API server answers"),
+            );
+            return;
+        }
+    }
+    match &p.pods {
+        Ok(n) => f.add(
+            "namespace",
+            DoctorLevel::Ok,
+            format!("`{ns}`: {n} pods of creel's"),
+            None,
+        ),
+        Err(e) => f.add(
+            "namespace",
+            DoctorLevel::Error,
+            crate::kube::error_text(e),
+            Some("creel needs to list, create, patch and delete pods, Secrets, PersistentVolumeClaims and NetworkPolicies in the namespace"),
+        ),
+    }
+    match &p.policies {
+        Ok(_) => f.add(
+            "network policy",
+            DoctorLevel::Warn,
+            "creel can make NetworkPolicies here, but cannot see from the API whether the cluster's network plugin enforces them".into(),
+            Some("use a CNI that enforces NetworkPolicy (Calico, Cilium, or k3s's built-in policy controller); without one a job's pod can reach anything"),
+        ),
+        Err(e) => f.add(
+            "network policy",
+            DoctorLevel::Error,
+            crate::kube::error_text(e),
+            Some("creel needs to create NetworkPolicies (networking.k8s.io/v1) in the namespace"),
+        ),
+    }
+    match &p.proxy {
+        None => f.add(
+            "egress",
+            DoctorLevel::Ok,
+            "no egress proxy (egress_proxy = \"none\" or network = \"none\"): jobs reach nothing".into(),
+            None,
+        ),
+        Some((name, Ok(true))) => f.add(
+            "egress",
+            DoctorLevel::Ok,
+            format!("the egress proxy's Service `{name}` exists"),
+            None,
+        ),
+        Some((name, Ok(false))) => f.add(
+            "egress",
+            DoctorLevel::Error,
+            format!("no Service `{name}` in `{ns}`: jobs cannot reach the model"),
+            Some("deploy creel's egress proxy (see the README's Kubernetes section), or set [kubernetes] egress_proxy"),
+        ),
+        Some((_, Err(e))) => f.add(
+            "egress",
+            DoctorLevel::Warn,
+            crate::kube::error_text(e),
+            None,
+        ),
+    }
+}
+
 /// The findings so far.
 struct Findings(Vec<DoctorFinding>);
 
@@ -68,6 +140,10 @@ impl Findings {
 pub(crate) fn run(engine: &Engine) -> Vec<DoctorFinding> {
     let mut f = Findings(Vec::new());
     let config = engine.config();
+    if config.runtime == crate::config::RuntimeKind::Kubernetes {
+        cluster(engine, &mut f);
+        return f.0;
+    }
     let runtime = engine.configured_runtime();
     match &runtime {
         Ok(rt) => match rt.version() {

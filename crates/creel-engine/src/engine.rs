@@ -178,14 +178,20 @@ impl Engine {
             .unwrap_or_else(|| self.home.join("workspaces"))
     }
 
-    /// Loads a job or fails with `UnknownJob`.
+    /// Loads a job or fails with `UnknownJob`. On a cluster, a job this store does not know
+    /// yet (another front end's) is looked up there.
     pub(crate) fn load_job(&self, job_id: &str) -> Result<JobRecord> {
         if !crate::job::looks_like_job_id(job_id) {
             return Err(Error::UnknownJob(job_id.to_string()));
         }
-        self.store()
-            .job(job_id)?
-            .ok_or_else(|| Error::UnknownJob(job_id.to_string()))
+        let found = self.store().job(job_id)?;
+        match found {
+            Some(j) => Ok(j),
+            None if self.config.runtime == crate::config::RuntimeKind::Kubernetes => self
+                .kube_find(job_id)?
+                .ok_or_else(|| Error::UnknownJob(job_id.to_string())),
+            None => Err(Error::UnknownJob(job_id.to_string())),
+        }
     }
 
     /// If a job is not final and no monitor holds its lock, starts one (which re-attaches to
@@ -193,6 +199,14 @@ impl Engine {
     pub(crate) fn reconcile(&self, job: &JobRecord) -> Result<bool> {
         if job.state.is_final() && !job.webhook_pending() {
             return Ok(false);
+        }
+        if job.spec.runtime == crate::config::RuntimeKind::Kubernetes {
+            // The namespace's watcher settles it (one for all of this store's pods).
+            let Some(lock) = crate::kube::watcher::try_lock(&self.home)? else {
+                return Ok(false);
+            };
+            self.spawn_helper(&["__kube-watch"], &self.home.join("kube-watch.log"), lock)?;
+            return Ok(true);
         }
         let Some(lock) = try_lock_job(&self.home, &job.id)? else {
             return Ok(false); // a monitor is alive
@@ -204,27 +218,54 @@ impl Engine {
     /// Starts the monitor for a job, handing it the job's lock (already held) as fd 3, so that
     /// no second monitor can start in between.
     pub(crate) fn spawn_monitor(&self, job_id: &str, lock: File) -> Result<()> {
+        let dir = self.job_dir(job_id);
+        // conmon (started by podman from the monitor) drops an `oom` marker in its working
+        // directory when the kernel OOM-kills the container: keep it in the job's dir.
+        self.spawn_launcher(&[job_id], &dir.join("monitor.log"), &dir, lock)
+    }
+
+    /// Starts a helper process of creel's (the launcher's program with `args`, where a
+    /// monitor's are `__monitor JOB`), detached, logging to `log`, with `lock` (held) as fd 3.
+    pub(crate) fn spawn_helper(&self, args: &[&str], log: &Path, lock: File) -> Result<()> {
         let Some(launcher) = &self.monitor else {
             return Ok(());
         };
-        let dir = self.job_dir(job_id);
-        let log_path = dir.join("monitor.log");
+        let launcher = MonitorLauncher {
+            program: launcher.program.clone(),
+            args: Vec::new(),
+        };
+        self.spawn_with(&launcher, args, log, &self.home, lock)
+    }
+
+    fn spawn_launcher(&self, args: &[&str], log: &Path, cwd: &Path, lock: File) -> Result<()> {
+        let Some(launcher) = &self.monitor else {
+            return Ok(());
+        };
+        self.spawn_with(launcher, args, log, cwd, lock)
+    }
+
+    fn spawn_with(
+        &self,
+        launcher: &MonitorLauncher,
+        args: &[&str],
+        log_path: &Path,
+        cwd: &Path,
+        lock: File,
+    ) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io("cannot open", &log_path, e))?;
+            .open(log_path)
+            .map_err(|e| Error::io("cannot open", log_path, e))?;
         let log2 = log
             .try_clone()
-            .map_err(|e| Error::io("cannot open", &log_path, e))?;
+            .map_err(|e| Error::io("cannot open", log_path, e))?;
         let mut cmd = std::process::Command::new(&launcher.program);
         cmd.args(&launcher.args)
-            .arg(job_id)
+            .args(args)
             .env("CREEL_HOME", &self.home)
             .env("CREEL_MONITOR_LOCK_FD", "3")
-            // conmon (started by podman from here) drops an `oom` marker in its working
-            // directory when the kernel OOM-kills the container: keep it in the job's dir.
-            .current_dir(&dir)
+            .current_dir(cwd)
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -290,6 +331,7 @@ impl Engine {
 
     /// Lists sessions (after automatic cleanup of idle ones).
     pub fn sessions(&self) -> Result<Vec<SessionSummary>> {
+        self.refresh_from_cluster();
         self.auto_cleanup();
         let mut list = self.store().sessions()?;
         for s in &mut list {
@@ -300,6 +342,7 @@ impl Engine {
 
     /// Jobs, newest first, as `req` selects them, each with the first line of its prompt.
     pub fn jobs(&self, req: &JobsRequest) -> Result<Vec<JobSummary>> {
+        self.refresh_from_cluster();
         let records =
             self.store()
                 .recent_jobs(req.session.as_deref(), req.state, req.active, req.limit)?;
@@ -310,6 +353,16 @@ impl Engine {
                 record,
             })
             .collect())
+    }
+
+    /// On a cluster, brings its jobs into the store first (a cluster that cannot be reached
+    /// leaves the store as it is, with a warning).
+    fn refresh_from_cluster(&self) {
+        if self.config.runtime == crate::config::RuntimeKind::Kubernetes
+            && let Err(e) = self.kube_refresh()
+        {
+            tracing::warn!("the cluster's jobs could not be listed: {e}");
+        }
     }
 
     /// Runs the automatic cleanup of sessions idle past `session_idle_timeout`, never
@@ -412,6 +465,26 @@ impl Engine {
             let jobs = self.store().jobs_of_session(&s.record.id)?;
             if !self.store().delete_session(&s.record.id)? {
                 report.skipped_active.push(s.record.id.clone());
+                continue;
+            }
+            if crate::kube::is_cluster_session(&s.record) {
+                // A session of a cluster: its jobs' objects go, and its volume (its workspace
+                // and Claude's state) only when workspaces are to be deleted.
+                for job in &jobs {
+                    if let Err(e) = self.kube_remove_objects(&job.id, None) {
+                        tracing::warn!(job = %job.id, "cannot remove the job's objects: {e}");
+                    }
+                    let _ = std::fs::remove_dir_all(self.job_dir(&job.id));
+                }
+                if delete_workspaces {
+                    match self.kube_remove_volume(&s.record.id) {
+                        Ok(()) => report.deleted_workspaces.push(s.record.workspace.clone()),
+                        Err(e) => {
+                            tracing::warn!(session = %s.record.id, "cannot remove the session's volume: {e}")
+                        }
+                    }
+                }
+                report.removed_sessions.push(s.record.id);
                 continue;
             }
             if let Ok(rt) = self.configured_runtime()

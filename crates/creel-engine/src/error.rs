@@ -110,6 +110,15 @@ pub enum Error {
     /// A session's git branch: a bad repository or ref, a conflict while landing, git failing.
     #[error(transparent)]
     Git(#[from] GitError),
+    /// The Kubernetes API could not be reached, or refused (`runtime = "kubernetes"`).
+    #[error("Kubernetes: cannot {action}")]
+    Cluster {
+        /// What creel was doing.
+        action: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A filesystem operation failed.
     #[error("{action} `{path}`")]
     Io {
@@ -149,6 +158,7 @@ impl Error {
             | Error::Store(_)
             | Error::Runtime(_)
             | Error::Image(_)
+            | Error::Cluster { .. }
             | Error::Io { .. } => ErrorCategory::Environment,
         }
     }
@@ -169,6 +179,16 @@ impl Error {
             Error::Runtime(e) => e.remedy(),
             Error::Image(e) => e.remedy(),
             _ => None,
+        }
+    }
+
+    pub(crate) fn cluster(
+        action: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Cluster {
+            action: action.into(),
+            source: source.into(),
         }
     }
 

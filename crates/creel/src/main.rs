@@ -8,6 +8,7 @@ mod changes;
 mod choice;
 mod cli;
 mod exit;
+mod fake_kube;
 mod fake_model;
 mod http_serve;
 mod mcp;

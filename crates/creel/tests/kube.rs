@@ -18,18 +18,23 @@ pub(crate) fn docs(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
-/// podman with the containers.conf `kube play` needs on these hosts.
-pub(crate) fn podman(args: &[&str]) -> std::process::Output {
+/// The containers.conf `kube play` (and `creel fake-kube`'s kubelet) needs on these hosts:
+/// they have no --ulimit or --runtime, and on these hosts (see host.rs) runc and rlimits root
+/// may set come from a containers.conf.
+pub(crate) fn containers_conf() -> std::path::PathBuf {
     let conf = std::env::temp_dir().join("creel-kube-play-containers.conf");
-    // `kube play` has no --ulimit or --runtime: on these hosts (see host.rs) runc and rlimits
-    // root may set come from a containers.conf.
     std::fs::write(
         &conf,
         "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n[engine]\nruntime = \"runc\"\n",
     )
     .unwrap();
+    conf
+}
+
+/// podman with the containers.conf `kube play` needs on these hosts.
+pub(crate) fn podman(args: &[&str]) -> std::process::Output {
     Command::new("podman")
-        .env("CONTAINERS_CONF", &conf)
+        .env("CONTAINERS_CONF", containers_conf())
         .args(args)
         .output()
         .expect("podman")

@@ -21,6 +21,8 @@ mod hooks;
 mod cleanup;
 // `creel kube render`, its manifests run with `podman kube play`.
 mod kube;
+// `runtime = "kubernetes"` against `creel fake-kube`, the stand-in API server.
+mod kube_api;
 // The warm pool: sandboxes started ahead, used once, refilled, discarded when stale.
 mod pool;
 // `--help` snapshots.

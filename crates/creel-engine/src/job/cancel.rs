@@ -18,6 +18,9 @@ impl Engine {
         if !record.state.can_cancel() {
             return Ok(self.describe(record));
         }
+        if record.spec.runtime == crate::config::RuntimeKind::Kubernetes {
+            return self.kube_cancel(record);
+        }
         self.store()
             .finish(job_id, JobState::Cancelled, None, None, now_ms())?;
         // The job's monitor (and every face waiting on the job) sees it at once.

@@ -85,6 +85,9 @@ impl Engine {
     /// # Ok(()) }
     /// ```
     pub fn start(&self, req: StartRequest) -> Result<StartResponse> {
+        if self.config.runtime == crate::config::RuntimeKind::Kubernetes {
+            return self.kube_start(&req);
+        }
         let plan = self.plan(&req)?;
         let pooled = self.pool_eligible(&req, &plan);
         let claimed = match pooled {

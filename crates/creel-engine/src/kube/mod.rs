@@ -1,19 +1,32 @@
-//! The Kubernetes backend, first part: a job rendered as the manifests creel would apply
-//! (`creel kube render`), for review and GitOps. Applying them, watching pods and the
-//! cluster-side egress proxy are not built yet.
+//! The Kubernetes backend (`runtime = "kubernetes"`): a job is a Pod, its session a
+//! PersistentVolumeClaim (the workspace and Claude's config, so a later job resumes the
+//! conversation), its prompt and its egress token a Secret mounted read-only (never in argv or
+//! env), and a NetworkPolicy lets the pod reach only creel's egress proxy (and the cluster's
+//! DNS). The hardening of `runtime::argv` in pod-spec terms: non-root, no privilege
+//! escalation, every capability dropped, a read-only root filesystem, the runtime's default
+//! seccomp profile, memory, CPU and ephemeral-storage limits, a memory-backed `/tmp`, no
+//! service-account token. The API key never enters the pod: Claude's key there is the job's
+//! token, which the proxy exchanges for the real key.
 //!
-//! A job is a Pod; its session a PersistentVolumeClaim (the workspace and Claude's config, so
-//! a later job resumes the conversation); its prompt and its egress token a Secret, mounted
-//! read-only (never in argv or env); and a NetworkPolicy lets the pod reach only creel's
-//! egress proxy (and the cluster's DNS). The hardening of `runtime::argv` in pod-spec terms:
-//! non-root, no privilege escalation, every capability dropped, a read-only root filesystem,
-//! the runtime's default seccomp profile, memory, CPU and ephemeral-storage limits, a
-//! memory-backed `/tmp`, no service-account token. The API key never enters the pod: Claude's
-//! key there is the job's token, which the proxy exchanges for the real key.
+//! - `render.rs`: the manifests (also `creel kube render`, for review and GitOps).
+//! - `cluster.rs`: the API client (the `kube` crate).
+//! - `lifecycle.rs`: `start` and `cancel` on a cluster, and a pod made into a job record.
+//! - `watcher.rs`: the namespace's one watch, in one process for all its jobs.
+//! - `output.rs`: a pod's output, byte-exact whatever the kubelet's log keeps.
+//!
+//! The cluster is the source of truth: a job is its pod (labels and annotations say whose it
+//! is and what it runs), and any creel front end with the kubeconfig sees and controls every
+//! job of the namespace. The store is this front end's mirror of them.
 
+pub(crate) mod cluster;
+mod lifecycle;
+pub(crate) mod output;
 pub mod render;
+pub mod watcher;
 
 pub use render::{KubeSettings, Manifests, render};
+
+pub(crate) use lifecycle::is_cluster_session;
 
 use crate::api::StartRequest;
 use crate::engine::Engine;
@@ -37,6 +50,37 @@ impl Engine {
     /// and no container engine is needed. A workspace or repository of this machine cannot
     /// be a pod's: the session's volume is its workspace.
     pub fn kube_render(&self, req: &StartRequest, settings: &KubeSettings) -> Result<RenderedJob> {
+        let (session_id, model) = self.kube_check(req, settings)?;
+        let job_id = new_job_id();
+        let spec = self.kube_spec(
+            req,
+            model,
+            ConversationMode::New(uuid::Uuid::new_v4().to_string()),
+        );
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let manifests = render(
+            &job_id,
+            &session_id,
+            true,
+            &spec,
+            &req.prompt,
+            &token,
+            settings,
+        );
+        Ok(RenderedJob {
+            job_id,
+            session_id,
+            manifests,
+        })
+    }
+
+    /// What a job on a cluster must not have: returns its session id (a new one when the
+    /// request names none) and model.
+    pub(crate) fn kube_check(
+        &self,
+        req: &StartRequest,
+        settings: &KubeSettings,
+    ) -> Result<(String, Option<String>)> {
         req.check()?;
         if req.workspace.is_some() || req.repo.is_some() {
             return Err(Error::InvalidRequest(
@@ -84,10 +128,20 @@ impl Engine {
                 "permissions = \"ask\" needs steering, which Kubernetes jobs do not have yet; render with permissions = \"skip\"".into(),
             ));
         }
-        let job_id = new_job_id();
+        Ok((session_id, model))
+    }
+
+    /// The spec of a job on a cluster: the config's image, limits and budget, Claude's
+    /// arguments as on this machine, no steering (not in pods yet), the key via the proxy.
+    pub(crate) fn kube_spec(
+        &self,
+        req: &StartRequest,
+        model: Option<String>,
+        conversation: ConversationMode,
+    ) -> JobSpec {
         let uid = self.config.sandbox_uid;
-        let spec = JobSpec {
-            runtime: self.config.runtime,
+        JobSpec {
+            runtime: crate::config::RuntimeKind::Kubernetes,
             runtime_bin: Default::default(),
             image: self.config.image.clone(),
             oci_runtime: None,
@@ -112,7 +166,7 @@ impl Engine {
             },
             workspace: crate::runtime::argv::WORKSPACE.into(),
             claude_config_dir: crate::runtime::argv::CLAUDE_CONFIG.into(),
-            conversation: ConversationMode::New(uuid::Uuid::new_v4().to_string()),
+            conversation,
             env: Vec::new(),
             api_key: false,
             warnings: Vec::new(),
@@ -132,23 +186,136 @@ impl Engine {
                     turns_from_budget: self.config.max_turns.is_some(),
                     wall_seconds: self.config.max_wall_seconds,
                 }),
+        }
+    }
+}
+
+impl KubeSettings {
+    /// The settings of the `[kubernetes]` table (`network = "none"`: no egress proxy).
+    pub fn from_config(config: &crate::config::Config) -> Result<KubeSettings> {
+        let k = &config.kubernetes;
+        let egress_proxy = match (k.egress_proxy.as_str(), config.network) {
+            (_, crate::config::NetworkMode::None) | ("none", _) => None,
+            (p, _) => Some(check_proxy(p)?),
         };
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let manifests = render(
-            &job_id,
-            &session_id,
-            true,
-            &spec,
-            &req.prompt,
-            &token,
-            settings,
-        );
-        Ok(RenderedJob {
-            job_id,
-            session_id,
-            manifests,
+        Ok(KubeSettings {
+            namespace: k.namespace.clone(),
+            storage_class: k.storage_class.clone(),
+            session_storage: k.session_storage.clone(),
+            image_pull_policy: k.image_pull_policy.clone(),
+            egress_proxy,
+            ephemeral_storage: k.ephemeral_storage.clone(),
         })
     }
+}
+
+/// An egress proxy's address as pods reach it: `SERVICE:PORT`.
+pub fn check_proxy(p: &str) -> Result<String> {
+    match p.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0) => {
+            Ok(p.to_string())
+        }
+        _ => Err(Error::InvalidRequest(format!(
+            "the egress proxy `{p}` is not SERVICE:PORT (or `none`)"
+        ))),
+    }
+}
+
+/// What `creel doctor` learns of the cluster.
+pub(crate) struct Probe {
+    /// The API server's version.
+    pub(crate) version: Result<String>,
+    /// How many of creel's pods the namespace has.
+    pub(crate) pods: Result<usize>,
+    /// Whether NetworkPolicies can be listed (how many).
+    pub(crate) policies: Result<usize>,
+    /// The egress proxy's Service, and whether it exists (`None`: no proxy configured).
+    pub(crate) proxy: Option<(String, Result<bool>)>,
+}
+
+impl Engine {
+    pub(crate) fn kube_probe(&self) -> Probe {
+        let k = self.config.kubernetes.clone();
+        let proxy = KubeSettings::from_config(&self.config)
+            .ok()
+            .and_then(|s| s.egress_proxy)
+            .and_then(|p| {
+                p.rsplit_once(':')
+                    .map(|(h, _)| h.split('.').next().unwrap_or(h).to_string())
+            });
+        let probed = cluster::block_on(async move {
+            let c = match cluster::Cluster::connect(&k).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return Probe {
+                        version: Err(e),
+                        pods: Ok(0),
+                        policies: Ok(0),
+                        proxy: None,
+                    };
+                }
+            };
+            let version = c.version().await;
+            if version.is_err() {
+                return Probe {
+                    version,
+                    pods: Ok(0),
+                    policies: Ok(0),
+                    proxy: None,
+                };
+            }
+            let selector = format!("{}={}", render::LABEL_MANAGED.0, render::LABEL_MANAGED.1);
+            let lp = kube::api::ListParams::default().labels(&selector);
+            let pods = c
+                .pods()
+                .list(&lp)
+                .await
+                .map(|l| l.items.len())
+                .map_err(|e| Error::cluster("list the namespace's pods", e));
+            let policies = c
+                .policies()
+                .list(&lp)
+                .await
+                .map(|l| l.items.len())
+                .map_err(|e| Error::cluster("list the namespace's NetworkPolicies", e));
+            let proxy = match proxy {
+                Some(name) => {
+                    let services: kube::Api<k8s_openapi::api::core::v1::Service> = c.services();
+                    let found = services
+                        .get_opt(&name)
+                        .await
+                        .map(|s| s.is_some())
+                        .map_err(|e| Error::cluster(format!("look up the Service `{name}`"), e));
+                    Some((name, found))
+                }
+                None => None,
+            };
+            Probe {
+                version,
+                pods,
+                policies,
+                proxy,
+            }
+        });
+        probed.unwrap_or_else(|e| Probe {
+            version: Err(e),
+            pods: Ok(0),
+            policies: Ok(0),
+            proxy: None,
+        })
+    }
+}
+
+/// An error with its causes, on one line.
+pub(crate) fn error_text(e: &Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }
 
 /// An RFC 1123 label: what namespaces and most object names must be.

@@ -30,16 +30,42 @@ pub const LABEL_EGRESS: (&str, &str) = ("app.kubernetes.io/name", "creel-egress"
 /// Where the job's Secret (prompt, token) is mounted, read-only.
 pub const INPUT_DIR: &str = "/creel/input";
 
+/// Where the job's own directory of the session volume is mounted: the wrapper writes
+/// Claude's standard output there (`output.jsonl`, exactly as printed), its standard error
+/// (`stderr`) and its exit code.
+pub const OUT_DIR: &str = "/creel/out";
+/// The file of Claude's output in a job's directory of the session volume.
+pub const OUTPUT_FILE: &str = "output.jsonl";
+
 /// The pod's wrapper: reads the job's token (its credential at creel's egress proxy, which
 /// also stands in for the API key) into the environment and starts Claude with the prompt on
-/// standard input. Carries no user data; `$0` is Claude's path and `$@` its arguments.
+/// standard input. Claude's output goes, exact, to `output.jsonl` on the session volume, and
+/// to the container's log with each line numbered (`N line`): the log is only the fast way to
+/// the front end (the kubelet rotates it and may lose lines), the numbers tell the front end
+/// which lines it has, and the file is where a gap is filled from. Its size and SHA-256 end
+/// up in the termination message with the exit code. Carries no user data; `$0` is Claude's
+/// path and `$@` its arguments.
 pub const POD_WRAPPER: &str = concat!(
+    "exec 2>>/creel/out/stderr; ",
     "IFS= read -r CREEL_TOKEN < /creel/input/token; [ -n \"$CREEL_TOKEN\" ] || exit 125; ",
     "export ANTHROPIC_API_KEY=\"$CREEL_TOKEN\"; ",
     "if [ -n \"$CREEL_PROXY\" ]; then p=\"http://job:$CREEL_TOKEN@$CREEL_PROXY\"; ",
     "export HTTPS_PROXY=\"$p\" https_proxy=\"$p\" HTTP_PROXY=\"$p\" http_proxy=\"$p\"; fi; ",
-    "unset CREEL_TOKEN; exec \"$0\" \"$@\" < /creel/input/prompt"
+    "unset CREEL_TOKEN; ",
+    "{ \"$0\" \"$@\" < /creel/input/prompt; echo $? > /creel/out/exit; } ",
+    "| tee /creel/out/output.jsonl | awk '{ print NR \" \" $0; fflush() }'; ",
+    "rc=$(cat /creel/out/exit) || rc=125; ",
+    "printf '{\"exit\":%d,\"bytes\":%d,\"sha256\":\"%s\"}' \"$rc\" \"$(wc -c < /creel/out/output.jsonl)\" ",
+    "\"$(sha256sum < /creel/out/output.jsonl | cut -d ' ' -f 1)\" > /dev/termination-log; ",
+    "exit \"$rc\""
 );
+
+/// A reader pod's command: prints `$2` bytes of job `$0`'s output from byte `$1` (counted
+/// from 1), from the session volume mounted read-only at `/session`.
+pub const READER: &str = "tail -c +\"$1\" \"/session/out/$0/output.jsonl\" | head -c \"$2\"";
+
+/// The label of a reader pod, naming the job whose output it reads.
+pub const LABEL_READS: &str = "creel.dev/reads";
 
 /// Where and how jobs run on the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +169,115 @@ pub fn quantity(size: &str) -> Quantity {
         _ => return Quantity(s.to_string()),
     };
     Quantity(format!("{num}{unit}"))
+}
+
+/// Every container's security context, the init one's too, as the "restricted" Pod Security
+/// Standard asks.
+fn hardened() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The pod's security context: the agent's user and group (also the volume's `fsGroup`),
+/// and the runtime's default seccomp profile.
+fn pod_security(uid: i64, gid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_user: Some(uid),
+        run_as_group: Some(gid),
+        fs_group: Some(gid),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The name of a pod that reads job `job_id`'s output from byte `offset` (`nonce` keeps two
+/// front ends' readers apart).
+pub fn reader_name(job_id: &str, offset: u64, nonce: &str) -> String {
+    format!("creel-{job_id}-read-{offset}-{nonce}")
+}
+
+/// A pod that prints `len` bytes of job `job_id`'s output from byte `offset`, read from
+/// session `session_id`'s volume (read-only), to its log; creel reads that log once the pod
+/// has ended. Hardened as the job's pod; no network (it is selected by no policy that lets it
+/// out, and needs none); no token or prompt.
+#[allow(clippy::too_many_arguments)]
+pub fn reader(
+    job_id: &str,
+    session_id: &str,
+    image: &str,
+    uid: i64,
+    gid: i64,
+    settings: &KubeSettings,
+    offset: u64,
+    len: u64,
+    nonce: &str,
+) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(reader_name(job_id, offset, nonce)),
+            namespace: Some(settings.namespace.clone()),
+            labels: Some(labels(&[LABEL_MANAGED, (LABEL_READS, job_id)])),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            active_deadline_seconds: Some(300),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            security_context: Some(pod_security(uid, gid)),
+            containers: vec![Container {
+                name: "read".into(),
+                image: Some(image.into()),
+                image_pull_policy: Some(settings.image_pull_policy.clone()),
+                command: Some(vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    READER.into(),
+                    job_id.into(),
+                    (offset + 1).to_string(),
+                    len.to_string(),
+                ]),
+                security_context: Some(hardened()),
+                resources: Some(ResourceRequirements {
+                    limits: Some(BTreeMap::from([
+                        ("memory".to_string(), Quantity("64Mi".into())),
+                        ("cpu".to_string(), Quantity("500m".into())),
+                    ])),
+                    ..Default::default()
+                }),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "session".into(),
+                    mount_path: "/session".into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }],
+            volumes: Some(vec![Volume {
+                name: "session".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: session_volume_name(session_id),
+                    read_only: Some(true),
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The session's volume name.
@@ -307,18 +442,6 @@ pub fn render(
             Quantity(settings.ephemeral_storage.clone()),
         ),
     ]);
-    // Every container, the init one too, as the "restricted" Pod Security Standard asks.
-    let hardened = || SecurityContext {
-        allow_privilege_escalation: Some(false),
-        privileged: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        ..Default::default()
-    };
     let mount = |name: &str, path: &str, sub: Option<&str>, ro: bool| VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -336,7 +459,8 @@ pub fn render(
         command: Some(vec![
             "/bin/sh".into(),
             "-c".into(),
-            "mkdir -p /session/workspace /session/claude".into(),
+            "mkdir -p /session/workspace /session/claude \"/session/out/$0\"".into(),
+            job_id.into(),
         ]),
         security_context: Some(hardened()),
         resources: Some(ResourceRequirements {
@@ -371,6 +495,7 @@ pub fn render(
         volume_mounts: Some(vec![
             mount("session", WORKSPACE, Some("workspace"), false),
             mount("session", CLAUDE_CONFIG, Some("claude"), false),
+            mount("session", OUT_DIR, Some(&format!("out/{job_id}")), false),
             mount("input", INPUT_DIR, None, true),
             mount("tmp", "/tmp", None, false),
         ]),
@@ -392,17 +517,7 @@ pub fn render(
                 .and_then(|w| i64::try_from(w).ok()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
-            security_context: Some(PodSecurityContext {
-                run_as_user: Some(uid),
-                run_as_group: Some(gid),
-                fs_group: Some(gid),
-                run_as_non_root: Some(true),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            security_context: Some(pod_security(uid, gid)),
             init_containers: Some(vec![session_dirs]),
             containers: vec![claude],
             volumes: Some(vec![

@@ -29,7 +29,7 @@ mod pooled;
 mod steer;
 #[cfg(test)]
 mod tests;
-mod verdict;
+pub(crate) mod verdict;
 
 use verdict::{KillReason, start_failure};
 
@@ -505,44 +505,7 @@ impl Monitor {
     /// Sends the completion webhook of a final job, retrying with backoff; records delivery.
     fn notify(&mut self) -> Result<()> {
         let id = self.job.id.clone();
-        let Some(job) = self.store.job(&id)? else {
-            return Ok(());
-        };
-        if !job.webhook_pending() {
-            return Ok(());
-        }
-        let Some(spec) = job.spec.webhook.clone() else {
-            return Ok(());
-        };
-        let body = crate::webhook::body(&job);
-        let store = &mut self.store;
-        let mut failed = None;
-        let outcome =
-            crate::webhook::post_with_retries(&spec, &body, &id, job.webhook_attempts + 1, |_| {
-                // Another monitor may have delivered it meanwhile; an attempt is counted
-                // before it is made, so a monitor killed during one never goes past the cap.
-                let go = store.job(&id).and_then(|j| match j {
-                    Some(j) if j.webhook_pending() => store.add_webhook_attempt(&id).map(|()| true),
-                    _ => Ok(false),
-                });
-                go.unwrap_or_else(|e| {
-                    failed = Some(e);
-                    false
-                })
-            });
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-        match outcome {
-            crate::webhook::Outcome::Delivered => self.store.end_webhook(&id, Some(now_ms()))?,
-            crate::webhook::Outcome::Refused(e) => {
-                tracing::warn!(job = %id, "webhook refused, not retried: {e}");
-                self.store.end_webhook(&id, None)?;
-            }
-            crate::webhook::Outcome::Exhausted(_) => self.store.end_webhook(&id, None)?,
-            crate::webhook::Outcome::Stopped => {}
-        }
-        Ok(())
+        send_webhook(&mut self.store, &id)
     }
 }
 
@@ -567,7 +530,50 @@ fn apply_facts(p: &mut Progress, f: &StreamFacts) {
     });
 }
 
-fn first_line(s: &str, max: usize) -> String {
+pub(crate) fn first_line(s: &str, max: usize) -> String {
     let line = s.lines().next().unwrap_or_default();
     crate::stream::cut_str(line, max).to_string()
+}
+
+/// Sends job `id`'s completion webhook if it is final and still owes it (attempts counted in
+/// `store`, so that no two processes go past the cap).
+pub(crate) fn send_webhook(store: &mut crate::store::Store, id: &str) -> Result<()> {
+    let id = id.to_string();
+    let Some(job) = store.job(&id)? else {
+        return Ok(());
+    };
+    if !job.webhook_pending() {
+        return Ok(());
+    }
+    let Some(spec) = job.spec.webhook.clone() else {
+        return Ok(());
+    };
+    let body = crate::webhook::body(&job);
+    let mut failed = None;
+    let outcome =
+        crate::webhook::post_with_retries(&spec, &body, &id, job.webhook_attempts + 1, |_| {
+            // Another monitor may have delivered it meanwhile; an attempt is counted
+            // before it is made, so a monitor killed during one never goes past the cap.
+            let go = store.job(&id).and_then(|j| match j {
+                Some(j) if j.webhook_pending() => store.add_webhook_attempt(&id).map(|()| true),
+                _ => Ok(false),
+            });
+            go.unwrap_or_else(|e| {
+                failed = Some(e);
+                false
+            })
+        });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    match outcome {
+        crate::webhook::Outcome::Delivered => store.end_webhook(&id, Some(now_ms()))?,
+        crate::webhook::Outcome::Refused(e) => {
+            tracing::warn!(job = %id, "webhook refused, not retried: {e}");
+            store.end_webhook(&id, None)?;
+        }
+        crate::webhook::Outcome::Exhausted(_) => store.end_webhook(&id, None)?,
+        crate::webhook::Outcome::Stopped => {}
+    }
+    Ok(())
 }

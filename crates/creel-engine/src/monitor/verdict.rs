@@ -8,9 +8,9 @@ use crate::stream::{ResultFailure, StreamFacts, failure_kind};
 
 /// Why creel itself stopped a container.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct KillReason {
-    pub(super) kind: ErrorKind,
-    pub(super) message: String,
+pub(crate) struct KillReason {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
 }
 
 /// Of `len` new bytes of Claude's output, how many the output limit lets through when
@@ -127,7 +127,7 @@ pub(super) fn next_deadline(
 /// The final verdict, in order of precedence: what creel stopped it for, the runtime's OOM
 /// record (or a SIGKILL under an enforced memory limit that creel did not send), Claude's
 /// result event, the exit code.
-pub(super) fn decide(
+pub(crate) fn decide(
     spec: &crate::job::JobSpec,
     kill: Option<KillReason>,
     oom_flag: bool,

@@ -154,7 +154,8 @@ pub fn run_args(a: &ContainerArgs<'_>) -> Vec<OsString> {
         (n, _) => n.as_str(),
     });
     match s.runtime {
-        RuntimeKind::Podman => {
+        // (A pod's command line is `kube/render.rs`'s: this is never built for one.)
+        RuntimeKind::Podman | RuntimeKind::Kubernetes => {
             push("--log-driver");
             push("k8s-file");
             v.push(OsString::from("--log-opt"));

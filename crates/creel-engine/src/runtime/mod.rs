@@ -114,6 +114,12 @@ pub struct CliRuntime {
 impl CliRuntime {
     /// A runtime of `kind`, with `bin` or the kind's name found on PATH.
     pub fn new(kind: RuntimeKind, bin: Option<&Path>) -> Result<CliRuntime, RuntimeError> {
+        if kind == RuntimeKind::Kubernetes {
+            // Pods are the cluster's: `kube/` speaks to its API, no command-line program.
+            return Err(RuntimeError::Missing {
+                bin: "a container engine (runtime = \"kubernetes\" runs jobs as pods)".into(),
+            });
+        }
         let bin = match bin {
             Some(b) => {
                 if !b.exists() {
@@ -350,7 +356,7 @@ impl ContainerRuntime for CliRuntime {
 
     fn log_format(&self) -> LogFormat {
         match self.kind {
-            RuntimeKind::Podman => LogFormat::K8sFile,
+            RuntimeKind::Podman | RuntimeKind::Kubernetes => LogFormat::K8sFile,
             RuntimeKind::Docker => LogFormat::DockerJson,
         }
     }
@@ -358,7 +364,7 @@ impl ContainerRuntime for CliRuntime {
     fn log_path(&self, job_dir: &Path, id: &str) -> Result<PathBuf, RuntimeError> {
         // Podman writes where `argv.rs` told it to; Docker chooses, and `inspect` says where.
         Ok(match self.kind {
-            RuntimeKind::Podman => None,
+            RuntimeKind::Podman | RuntimeKind::Kubernetes => None,
             RuntimeKind::Docker => self.inspect(id)?.and_then(|i| i.log_path),
         }
         .unwrap_or_else(|| job_dir.join(argv::CONTAINER_LOG)))
@@ -397,7 +403,7 @@ impl CliRuntime {
             .ok_or_else(|| self.parse_error("inspect", "empty answer"))?;
         let state = &c["State"];
         let log_path = match self.kind {
-            RuntimeKind::Podman => podman::log_path(c),
+            RuntimeKind::Podman | RuntimeKind::Kubernetes => podman::log_path(c),
             RuntimeKind::Docker => docker::log_path(c),
         };
         Ok(ContainerInfo {

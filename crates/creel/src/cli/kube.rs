@@ -58,40 +58,28 @@ pub struct RenderArgs {
 pub fn run(engine: &Engine, cmd: KubeCommand) -> anyhow::Result<ExitStatus> {
     match cmd {
         KubeCommand::Render(a) => {
-            let k = &engine.config().kubernetes;
-            // `network = "none"` means no way out, on a cluster too.
-            let egress = match (a.egress_proxy, engine.config().network) {
-                (Some(p), _) => p,
-                (None, creel_engine::config::NetworkMode::None) => "none".to_string(),
-                (None, _) => k.egress_proxy.clone(),
-            };
-            let egress_proxy = match egress.as_str() {
-                "none" => None,
-                p if p.rsplit_once(':').is_some_and(|(h, port)| {
-                    !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0)
-                }) =>
-                {
-                    Some(p.to_string())
-                }
-                p => {
-                    return Err(crate::exit::InvalidInput(format!(
-                        "the egress proxy `{p}` is not SERVICE:PORT (or `none`)"
-                    ))
-                    .into());
-                }
-            };
-            let settings = KubeSettings {
-                namespace: a.namespace.unwrap_or_else(|| k.namespace.clone()),
-                storage_class: a.storage_class.or_else(|| k.storage_class.clone()),
-                session_storage: a
-                    .session_storage
-                    .unwrap_or_else(|| k.session_storage.clone()),
-                image_pull_policy: a.pull_policy.unwrap_or_else(|| k.image_pull_policy.clone()),
-                egress_proxy,
-                ephemeral_storage: a
-                    .ephemeral_storage
-                    .unwrap_or_else(|| k.ephemeral_storage.clone()),
-            };
+            let mut settings = KubeSettings::from_config(engine.config())?;
+            if let Some(p) = a.egress_proxy {
+                settings.egress_proxy = match p.as_str() {
+                    "none" => None,
+                    p => Some(creel_engine::kube::check_proxy(p)?),
+                };
+            }
+            if let Some(n) = a.namespace {
+                settings.namespace = n;
+            }
+            if let Some(c) = a.storage_class {
+                settings.storage_class = Some(c);
+            }
+            if let Some(s) = a.session_storage {
+                settings.session_storage = s;
+            }
+            if let Some(p) = a.pull_policy {
+                settings.image_pull_policy = p;
+            }
+            if let Some(e) = a.ephemeral_storage {
+                settings.ephemeral_storage = e;
+            }
             let req = creel_engine::StartRequest {
                 prompt: a.prompt,
                 session_id: a.session,

@@ -194,6 +194,12 @@ pub enum Command {
     /// Internal: the per-job monitor process
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::MonitorArgs),
+    /// Internal: the watcher of this store's jobs on a Kubernetes cluster
+    #[command(name = "__kube-watch", hide = true)]
+    KubeWatch,
+    /// Internal: a stand-in Kubernetes API server that runs pods with Podman (tests)
+    #[command(name = "fake-kube", hide = true)]
+    FakeKube(crate::fake_kube::FakeKubeArgs),
 }
 
 pub use crate::exit::ExitStatus;
@@ -229,7 +235,9 @@ impl Command {
             | Command::Ui(_)
             | Command::FakeModel(_)
             | Command::Kube(_)
-            | Command::Monitor(_) => false,
+            | Command::Monitor(_)
+            | Command::KubeWatch
+            | Command::FakeKube(_) => false,
         }
     }
 }
@@ -291,6 +299,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Monitor(args) => monitor::run(g, args),
+        Command::KubeWatch => monitor::run_kube_watch(g),
+        Command::FakeKube(args) => crate::fake_kube::run(args),
         Command::Image(cmd) => image::run(g, cmd),
         Command::FakeModel(args) => crate::fake_model::run(args),
     }
