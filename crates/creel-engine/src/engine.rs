@@ -463,17 +463,20 @@ impl Engine {
                 continue;
             }
             let jobs = self.store().jobs_of_session(&s.record.id)?;
-            if !self.store().delete_session(&s.record.id)? {
-                report.skipped_active.push(s.record.id.clone());
-                continue;
-            }
             if crate::kube::is_cluster_session(&s.record) {
-                // A session of a cluster: its jobs' objects go, and its volume (its workspace
-                // and Claude's state) only when workspaces are to be deleted.
+                // A session of a cluster: its jobs' objects go first (so that no watcher
+                // makes them jobs again), then its records; its volume (its workspace and
+                // Claude's state) only when workspaces are to be deleted.
                 for job in &jobs {
                     if let Err(e) = self.kube_remove_objects(&job.id, None) {
                         tracing::warn!(job = %job.id, "cannot remove the job's objects: {e}");
                     }
+                }
+                if !self.store().delete_session(&s.record.id)? {
+                    report.skipped_active.push(s.record.id.clone());
+                    continue;
+                }
+                for job in &jobs {
                     let _ = std::fs::remove_dir_all(self.job_dir(&job.id));
                 }
                 if delete_workspaces {
@@ -485,6 +488,10 @@ impl Engine {
                     }
                 }
                 report.removed_sessions.push(s.record.id);
+                continue;
+            }
+            if !self.store().delete_session(&s.record.id)? {
+                report.skipped_active.push(s.record.id.clone());
                 continue;
             }
             if let Ok(rt) = self.configured_runtime()
@@ -673,17 +680,22 @@ pub(crate) fn ring_job_dir(job_dir: &Path) {
 
 /// Tries to take a job's monitor lock. `Ok(None)`: a monitor holds it.
 pub(crate) fn try_lock_job(home: &Path, job_id: &str) -> Result<Option<File>> {
-    let path = job_dir(home, job_id).join("monitor.lock");
+    try_lock_file(&job_dir(home, job_id).join("monitor.lock"))
+}
+
+/// Tries to take the lock file `path` (making it if need be). `Ok(None)`: another process
+/// holds it.
+pub(crate) fn try_lock_file(path: &Path) -> Result<Option<File>> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(|e| Error::io("cannot open", &path, e))?;
+        .open(path)
+        .map_err(|e| Error::io("cannot open", path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", path, e)),
     }
 }
 

@@ -7,7 +7,6 @@
 //! The image is big and slow to build, so these tests skip with a message when it is missing,
 //! except under `CI=true`, where `.ci/run` builds it first and a missing image fails them.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -59,20 +58,10 @@ impl FakeModel {
             std::fs::write(&path, s).unwrap();
             cmd.arg("--script").arg(path);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start creel fake-model");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line.trim().to_string();
+        let (child, url) = crate::util::spawn_reading_line(&mut cmd);
         assert!(
             url.starts_with("http://127.0.0.1:"),
-            "fake-model said {line:?}"
+            "fake-model said {url:?}"
         );
         FakeModel { child, url, log }
     }
@@ -1065,5 +1054,103 @@ fn real_claude_runs_in_a_rendered_pod_under_podman_kube_play() {
     assert_eq!(
         std::fs::read_to_string(std::path::Path::new(&mountpoint).join("pod.txt")).unwrap(),
         "from-the-pod\n"
+    );
+}
+
+/// `runtime = "kubernetes"` with creel's shared egress proxy (`creel kube proxy`), on the
+/// API stand-in: the real Claude Code in a pod reaches the model only through the proxy, with
+/// its job's token as its key; the proxy checks the token and adds the real key; a request
+/// without a good token is refused.
+#[test]
+fn real_claude_on_the_api_stand_in_reaches_the_model_only_through_the_token_checking_proxy() {
+    if !real_image() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(dir.path(), Some(POD_TASK));
+    let fk = crate::kube_api::FakeKube::start();
+    let ns = crate::kube_api::NAMESPACE;
+    let signing = "a-signing-key-of-at-least-32-bytes-0123456789";
+    fk.create(
+        &format!("/api/v1/namespaces/{ns}/secrets"),
+        &serde_json::json!({"metadata": {"name": "creel-egress"}, "stringData": {"signing-key": signing}}),
+    );
+    std::fs::write(dir.path().join("signing-key"), signing).unwrap();
+    std::fs::write(
+        dir.path().join("api-key"),
+        "sk-real-key-held-by-the-proxy-9876\n",
+    )
+    .unwrap();
+    let (proxy, addr) = crate::util::spawn_reading_line(
+        Command::new(env!("CARGO_BIN_EXE_creel"))
+            .args([
+                "kube",
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--signing-key-file",
+            ])
+            .arg(dir.path().join("signing-key"))
+            .arg("--api-key-file")
+            .arg(dir.path().join("api-key"))
+            .args(["--api-base-url", &model.url]),
+    );
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _proxy = Kill(proxy);
+
+    let env = fk.front_end_with(
+        REAL_IMAGE,
+        &format!("egress_proxy = \"{addr}\"\nimage_pull_policy = \"Never\"\n"),
+    );
+    let (job, _) = env.start("POD-TASK: look around", &[]);
+    let done = env.wait(&job);
+    assert_eq!(done["status"], "completed", "{done}");
+    let out = String::from_utf8_lossy(&env.raw_output(&job)).to_string();
+    assert!(out.contains("The pod is as it should be."), "{out}");
+    let reqs = model.messages_requests();
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    let seen = reqs[1]["lastUserText"].as_str().unwrap_or_default();
+    for fact in [
+        "1000\n",
+        "CapEff:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Read-only file system",
+    ] {
+        assert!(seen.contains(fact), "{fact} in {seen}");
+    }
+    // The model got the proxy's key; the pod only ever had its token.
+    for r in &reqs {
+        let key = r["headers"]["x-api-key"].as_str().unwrap();
+        assert!(key.ends_with("ends 9876>"), "{key}");
+    }
+    // Without its token, nothing passes: an API call with a made-up key, a tunnel without
+    // credentials.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let refused = reqwest::blocking::Client::new()
+        .post(format!("http://{addr}/v1/messages"))
+        .header("x-api-key", format!("{job}.9999999999.{}", "0".repeat(64)))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"CONNECT api.anthropic.com:443 HTTP/1.1\r\nHost: api.anthropic.com:443\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 407"), "{answer}");
+    assert_eq!(
+        model.messages_requests().len(),
+        2,
+        "nothing more reached the model"
     );
 }

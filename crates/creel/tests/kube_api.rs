@@ -5,26 +5,26 @@
 //! kubeconfig) see and control the same jobs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::util::{TEST_IMAGE, TestEnv, eventually};
 
-const NAMESPACE: &str = "creel-test";
+pub(crate) const NAMESPACE: &str = "creel-test";
 
 /// A running `creel fake-kube`, taken down (with its containers) when dropped.
-struct FakeKube {
+pub(crate) struct FakeKube {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     state: PathBuf,
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl FakeKube {
-    fn start() -> FakeKube {
+    pub(crate) fn start() -> FakeKube {
         crate::util::ensure_image();
         let dir = tempfile::Builder::new()
             .prefix("creel-fake-kube-")
@@ -34,27 +34,18 @@ impl FakeKube {
         let kubeconfig = dir.path().join("kubeconfig");
         // What `kube play` needs on these hosts is what the stand-in's podman needs too.
         let conf = crate::kube::containers_conf();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_creel"))
-            .args(["fake-kube", "--state"])
-            .arg(&state)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .env("CONTAINERS_CONF", &conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("creel fake-kube");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        assert!(line.starts_with("http://"), "fake-kube printed {line:?}");
+        let (child, url) = crate::util::spawn_reading_line(
+            Command::new(env!("CARGO_BIN_EXE_creel"))
+                .args(["fake-kube", "--state"])
+                .arg(&state)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .env("CONTAINERS_CONF", &conf),
+        );
+        assert!(url.starts_with("http://"), "fake-kube printed {url:?}");
         FakeKube {
             child,
-            url: line.trim().to_string(),
+            url,
             state,
             kubeconfig,
             _dir: dir,
@@ -63,12 +54,17 @@ impl FakeKube {
 
     /// A front end: a creel home of its own, with this server as its cluster.
     fn front_end(&self) -> TestEnv {
+        self.front_end_with(TEST_IMAGE, "egress_proxy = \"none\"\n")
+    }
+
+    /// A front end running `image`, with more of the `[kubernetes]` table.
+    pub(crate) fn front_end_with(&self, image: &str, kube: &str) -> TestEnv {
         let env = TestEnv::with_config("");
         std::fs::write(
             &env.config,
             format!(
-                "runtime = \"kubernetes\"\nimage = \"{TEST_IMAGE}\"\nsession_idle_timeout = 0\n\
-                 [kubernetes]\nnamespace = \"{NAMESPACE}\"\nkubeconfig = \"{}\"\negress_proxy = \"none\"\n",
+                "runtime = \"kubernetes\"\nimage = \"{image}\"\nsession_idle_timeout = 0\n\
+                 [kubernetes]\nnamespace = \"{NAMESPACE}\"\nkubeconfig = \"{}\"\n{kube}",
                 self.kubeconfig.display()
             ),
         )
@@ -81,6 +77,17 @@ impl FakeKube {
         reqwest::blocking::get(format!("{}{path}", self.url))
             .and_then(|r| r.text())
             .expect("GET from the stand-in")
+    }
+
+    /// Creates an object (`path`: its collection).
+    pub(crate) fn create(&self, path: &str, object: &Value) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(object)
+            .send()
+            .expect("POST to the stand-in");
+        assert!(r.status().is_success(), "{path}: {:?}", r.text());
     }
 
     fn list(&self, group: &str, resource: &str) -> Vec<Value> {

@@ -499,3 +499,21 @@ pub fn user_repo(dir: &Path, files: &[(&str, &str)]) {
     user_git(dir, &["add", "."]);
     user_git(dir, &["commit", "-qm", "init", "--allow-empty"]);
 }
+
+/// Spawns `cmd` (stdin closed, stderr inherited) and reads the first line it prints: the
+/// address a server of creel's (`fake-model`, `fake-kube`, `kube proxy`) says it listens on.
+pub fn spawn_reading_line(cmd: &mut Command) -> (std::process::Child, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (child, line.trim().to_string())
+}

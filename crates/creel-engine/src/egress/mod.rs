@@ -15,8 +15,13 @@
 //!   Only normalised paths under `/v1/` are forwarded, and only those carry the real API key,
 //!   added on the way. The key never enters the container.
 //! - Every refusal is reported to the caller (counted per host, shown in `status`).
+//! - Shared by a cluster's jobs (`creel egress-proxy`, `tokens.rs`), the proxy admits only
+//!   requests carrying a valid job token: `Proxy-Authorization: Basic job:TOKEN` for tunnels
+//!   and plain-HTTP fetches, `x-api-key: TOKEN` (or `Authorization: Bearer TOKEN`) for API
+//!   calls, whose token it replaces with the real key.
 
 pub(crate) mod proxy;
+pub mod tokens;
 
 pub use proxy::{DenialSink, serve};
 
@@ -373,6 +378,34 @@ pub struct ProxyConfig {
     pub policy: Policy,
     /// Where origin-form (API) requests go; `None`: refused.
     pub api: Option<ApiUpstream>,
+    /// For a proxy that jobs share: the key their tokens are checked with (every request
+    /// needs one). `None`: a job's own proxy, reachable by that job only.
+    pub tokens: Option<std::sync::Arc<tokens::JobTokens>>,
+}
+
+impl ProxyConfig {
+    /// The configuration of a proxy that a cluster's jobs share (`creel egress-proxy`): every
+    /// request needs a job token signed with `signing_key`; API calls go to `api_base_url`
+    /// with `api_key`; tunnels and fetches only to `allow` (as `egress_allow`) and the API.
+    pub fn shared(
+        signing_key: &[u8],
+        api_key: String,
+        api_base_url: &str,
+        allow: &[String],
+    ) -> Result<ProxyConfig, String> {
+        for a in allow {
+            parse_entry(a).map_err(|e| format!("--allow {a}: {e}"))?;
+        }
+        let key = api_key.trim().to_string();
+        if key.is_empty() {
+            return Err("the API key is empty".into());
+        }
+        Ok(ProxyConfig {
+            policy: Policy::new(allow, &BTreeMap::new()),
+            api: Some(ApiUpstream::parse(api_base_url, Some(key))?),
+            tokens: Some(std::sync::Arc::new(tokens::JobTokens::new(signing_key)?)),
+        })
+    }
 }
 
 /// Confines an API request target to the API's own paths: a normalised path under `/v1/`

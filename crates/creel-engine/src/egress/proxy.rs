@@ -434,12 +434,77 @@ impl AsyncWrite for Replay {
     }
 }
 
+/// A shared proxy's check of a request's job token: `Err` is the answer to send instead.
+fn authorize(
+    req: &Request<Incoming>,
+    tokens: &super::tokens::JobTokens,
+) -> Result<(), Box<Response<ProxyBody>>> {
+    let proxy_form = req.method() == Method::CONNECT || req.uri().scheme().is_some();
+    let headers = req.headers();
+    let token = if proxy_form {
+        headers
+            .get(header::PROXY_AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(basic_password)
+    } else {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| {
+                headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::to_string)
+            })
+    };
+    let why = match token.map(|t| tokens.check(&t, super::tokens::now_secs())) {
+        Some(Ok(_)) => return Ok(()),
+        Some(Err(why)) => why,
+        None => "no job token".to_string(),
+    };
+    tracing::info!("egress refused: {why}");
+    if proxy_form {
+        let mut r = text(
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            format!("creel: {why}"),
+        );
+        r.headers_mut().insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"creel\""),
+        );
+        Err(Box::new(r))
+    } else {
+        Err(Box::new(text(
+            StatusCode::UNAUTHORIZED,
+            format!("creel: {why}"),
+        )))
+    }
+}
+
+/// The password of a `Basic` credential.
+fn basic_password(value: &str) -> Option<String> {
+    use base64::Engine as _;
+    let encoded = value.strip_prefix("Basic ")?.trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, p)| p.to_string())
+}
+
 /// One request: a tunnel, a plain-HTTP fetch of an allowed host, or an API call.
 async fn route(
     req: Request<Incoming>,
     ctx: Arc<Ctx>,
     permit: Arc<OwnedSemaphorePermit>,
 ) -> Response<ProxyBody> {
+    if let Some(tokens) = &ctx.config.tokens
+        && let Err(refused) = authorize(&req, tokens)
+    {
+        return *refused;
+    }
     if req.method() == Method::CONNECT {
         return connect(req, ctx, permit).await;
     }

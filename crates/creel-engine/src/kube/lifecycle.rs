@@ -28,6 +28,9 @@ pub(crate) const ANNOTATION_CREATED: &str = "creel.dev/created-at";
 /// The annotation a cancel puts on the pod before deleting it (unix ms).
 pub(crate) const ANNOTATION_CANCELLED: &str = "creel.dev/cancelled-at";
 
+/// How long a job's egress token is good for when its session has no wall-clock budget.
+const TOKEN_LIFE: u64 = 7 * 24 * 3600;
+
 /// Seconds a cancelled pod has to stop before it is killed.
 const CANCEL_GRACE_SECS: u32 = 2;
 
@@ -79,7 +82,30 @@ impl Engine {
         spec.webhook =
             crate::webhook::resolve(&self.config, self.user_home.as_deref(), req.from_agent);
         let job_id = crate::job::new_job_id();
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        // With a proxy, the job's token is one it admits (signed with the cluster's key);
+        // without one, it opens nothing and is only Claude's placeholder key.
+        let token = match &settings.egress_proxy {
+            Some(_) => {
+                let key = self.kube_signing_key()?;
+                let tokens = crate::egress::tokens::JobTokens::new(&key).map_err(|e| {
+                    Error::InvalidRequest(format!(
+                        "the Secret `{}` in `{}`: {e}",
+                        super::EGRESS_SECRET,
+                        settings.namespace
+                    ))
+                })?;
+                let life = spec
+                    .budget
+                    .as_ref()
+                    .and_then(|b| b.wall_seconds)
+                    .map_or(TOKEN_LIFE, |w| w.saturating_add(3600));
+                tokens.mint(
+                    &job_id,
+                    crate::egress::tokens::now_secs().saturating_add(life),
+                )
+            }
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
         let now = now_ms();
         let mut manifests = render::render(
             &job_id,
@@ -158,6 +184,15 @@ impl Engine {
         })
         .and_then(|r| r);
         if let Err(e) = applied {
+            if existing.is_none() && matches!(e, Error::InvalidRequest(_)) {
+                // The session's name is taken on the cluster: nothing of it stays here.
+                let _ = self
+                    .store()
+                    .finish(&job_id, JobState::Failed, None, None, now_ms());
+                let _ = self.store().delete_session(&session_id);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
             let error = JobError {
                 kind: ErrorKind::Runtime,
                 message: crate::monitor::first_line(&super::error_text(&e), 500),
@@ -179,17 +214,39 @@ impl Engine {
         })
     }
 
+    /// The job tokens' signing key, from the namespace's Secret `creel-egress`.
+    fn kube_signing_key(&self) -> Result<Vec<u8>> {
+        let k = self.config.kubernetes.clone();
+        let ns = k.namespace.clone();
+        let secret = block_on(async move {
+            let c = Cluster::connect(&k).await?;
+            c.secrets()
+                .get_opt(super::EGRESS_SECRET)
+                .await
+                .map_err(|e| Error::cluster("read the egress proxy's Secret", e))
+        })??;
+        secret
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(super::SIGNING_KEY).map(|b| b.0.clone()))
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "the namespace `{ns}` has no Secret `{}` with a `{}`: deploy creel's egress proxy first (see the README's Kubernetes section), or set [kubernetes] egress_proxy = \"none\"",
+                    super::EGRESS_SECRET,
+                    super::SIGNING_KEY
+                ))
+            })
+    }
+
     /// Cancels a job on the cluster: recorded here at once, then the pod is annotated (so
     /// every front end learns it was a cancel) and deleted. The watcher captures the rest of
     /// its output from the session's volume.
     pub(crate) fn kube_cancel(&self, record: JobRecord) -> Result<JobStatus> {
         let job_id = record.id.clone();
-        self.store()
-            .finish(&job_id, JobState::Cancelled, None, None, now_ms())?;
-        crate::engine::ring_job_dir(&self.job_dir(&job_id));
         let k = self.config.kubernetes.clone();
         let name = format!("creel-{job_id}");
-        block_on(async move {
+        // The mark first, on the pod (so that every front end learns it was a cancel), then
+        // this store, then the pod goes; the watcher keeps the output.
+        let marked = block_on(async move {
             let c = Cluster::connect(&k).await?;
             let patch = serde_json::json!({
                 "metadata": {"annotations": {ANNOTATION_CANCELLED: now_ms().to_string()}}
@@ -200,12 +257,20 @@ impl Engine {
                 .await
             {
                 Ok(_) => {}
-                Err(e) if cluster::is_not_found(&e) => return Ok(()),
+                Err(e) if cluster::is_not_found(&e) => {}
                 Err(e) => return Err(Error::cluster("mark the pod cancelled", e)),
             }
             cluster::delete(&c.pods(), &name, Some(CANCEL_GRACE_SECS)).await
-        })??;
-        self.ensure_kube_watcher()?;
+        })
+        .and_then(|r| r);
+        if marked.is_ok() {
+            self.store()
+                .finish(&job_id, JobState::Cancelled, None, None, now_ms())?;
+            crate::engine::ring_job_dir(&self.job_dir(&job_id));
+        }
+        let watcher = self.ensure_kube_watcher();
+        marked?;
+        watcher?;
         let record = self.load_job(&job_id)?;
         Ok(self.describe(record))
     }
@@ -326,6 +391,10 @@ impl Engine {
         }
         if let Some(r) = self.store().job(job_id)? {
             return Ok(Some(r));
+        }
+        // A pod on its way out (a cleanup's) is not made a job again.
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
         }
         let notes = pod.metadata.annotations.clone().unwrap_or_default();
         let Some(spec) = notes

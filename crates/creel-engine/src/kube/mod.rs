@@ -221,6 +221,44 @@ pub fn check_proxy(p: &str) -> Result<String> {
     }
 }
 
+/// The Secret that holds the signing key of job tokens (key [`SIGNING_KEY`]), shared by the
+/// front ends (which mint a token per job) and creel's egress proxy (which checks them).
+pub const EGRESS_SECRET: &str = "creel-egress";
+/// The key of the signing key in [`EGRESS_SECRET`].
+pub const SIGNING_KEY: &str = "signing-key";
+
+/// What `creel egress-proxy` serves with.
+#[derive(Debug, Clone)]
+pub struct SharedProxy {
+    /// The job tokens' signing key.
+    pub signing_key: Vec<u8>,
+    /// The API key added to jobs' API calls.
+    pub api_key: String,
+    /// Where API calls go.
+    pub api_base_url: String,
+    /// Hosts jobs may reach besides the API (as `egress_allow`).
+    pub allow: Vec<String>,
+}
+
+/// Serves creel's egress proxy for a cluster's jobs on `listener` (blocks): each request
+/// needs its job's token; API calls get the real key. Refusals are logged.
+pub fn serve_egress_proxy(
+    listener: std::net::TcpListener,
+    opts: &SharedProxy,
+) -> std::result::Result<(), String> {
+    let config = crate::egress::ProxyConfig::shared(
+        &opts.signing_key,
+        opts.api_key.clone(),
+        &opts.api_base_url,
+        &opts.allow,
+    )?;
+    let sink: crate::egress::DenialSink = std::sync::Arc::new(|d: &crate::egress::Denial| {
+        tracing::info!(host = %d.host, "egress refused: {}", d.reason);
+    });
+    crate::egress::serve(listener, std::sync::Arc::new(config), sink);
+    Ok(())
+}
+
 /// What `creel doctor` learns of the cluster.
 pub(crate) struct Probe {
     /// The API server's version.

@@ -60,29 +60,38 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    /// Opens (or makes) the copy in `job_dir`. A line cut short by a front end that died while
-    /// writing it is dropped (it comes again); the rest is counted and read for its facts.
-    pub(crate) fn open(job_dir: &Path) -> Result<Sink> {
+    /// The copy in `job_dir` (made if missing), not yet read, and a second handle to read it.
+    fn opened(job_dir: &Path) -> Result<(Sink, File)> {
         let path = job_dir.join("output.jsonl");
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(&path)
             .map_err(|e| Error::io("cannot open", &path, e))?;
-        let mut sink = Sink {
-            path,
-            file: file
-                .try_clone()
-                .map_err(|e| Error::io("cannot open", job_dir, e))?,
-            lines: 0,
-            bytes: 0,
-            last_line_at: 0,
-            gap: false,
-            facts: StreamFacts::default(),
-        };
-        let whole = sink.scan(&mut file)?;
+        let reader = file
+            .try_clone()
+            .map_err(|e| Error::io("cannot open", &path, e))?;
+        Ok((
+            Sink {
+                path,
+                file,
+                lines: 0,
+                bytes: 0,
+                last_line_at: 0,
+                gap: false,
+                facts: StreamFacts::default(),
+            },
+            reader,
+        ))
+    }
+
+    /// Opens (or makes) the copy in `job_dir`. A line cut short by a front end that died while
+    /// writing it is dropped (it comes again); the rest is counted and read for its facts.
+    pub(crate) fn open(job_dir: &Path) -> Result<Sink> {
+        let (mut sink, mut reader) = Self::opened(job_dir)?;
+        let whole = sink.scan(&mut reader)?;
         if whole < sink.file_len()? {
             sink.file
                 .set_len(whole)
@@ -91,6 +100,15 @@ impl Sink {
         sink.file
             .seek(SeekFrom::End(0))
             .map_err(|e| Error::io("cannot seek", &sink.path, e))?;
+        Ok(sink)
+    }
+
+    /// Opens the copy as it is (a settled one, whose last line may rightly have no newline),
+    /// counted and read for its facts, for a final look.
+    pub(crate) fn open_as_is(job_dir: &Path) -> Result<Sink> {
+        let (mut sink, mut reader) = Self::opened(job_dir)?;
+        sink.scan(&mut reader)?;
+        sink.bytes = sink.file_len()?;
         Ok(sink)
     }
 

@@ -61,8 +61,9 @@ pub const POD_WRAPPER: &str = concat!(
 );
 
 /// A reader pod's command: prints `$2` bytes of job `$0`'s output from byte `$1` (counted
-/// from 1), from the session volume mounted read-only at `/session`.
-pub const READER: &str = "tail -c +\"$1\" \"/session/out/$0/output.jsonl\" | head -c \"$2\"";
+/// from 1), from the session volume mounted read-only at `/session`; nothing else (its
+/// errors are not in its log), and it fails when the file is not there.
+pub const READER: &str = "exec 2>/dev/null; f=\"/session/out/$0/output.jsonl\"; [ -r \"$f\" ] || exit 3; tail -c +\"$1\" \"$f\" | head -c \"$2\"";
 
 /// The label of a reader pod, naming the job whose output it reads.
 pub const LABEL_READS: &str = "creel.dev/reads";
@@ -420,10 +421,13 @@ pub fn render(
         })
         .collect();
     if let Some(proxy) = &settings.egress_proxy {
+        // API calls go to the proxy directly (with the token as their key), not through it.
+        let host = proxy.rsplit_once(':').map_or(proxy.as_str(), |(h, _)| h);
+        let no_proxy = format!("127.0.0.1,localhost,{host}");
         for (k, v) in [
             ("CREEL_PROXY", proxy.clone()),
-            ("NO_PROXY", "127.0.0.1,localhost".into()),
-            ("no_proxy", "127.0.0.1,localhost".into()),
+            ("NO_PROXY", no_proxy.clone()),
+            ("no_proxy", no_proxy),
             // API requests go to the proxy, which adds the key.
             ("ANTHROPIC_BASE_URL", format!("http://{proxy}")),
         ] {

@@ -29,6 +29,8 @@ use crate::job::{ErrorKind, JobError, JobRecord, JobState, now_ms};
 use crate::monitor::verdict::{KillReason, decide};
 use crate::store::Progress;
 
+/// How long a pending job may have no pod before it counts as gone.
+const START_GRACE_MS: i64 = 60_000;
 /// How long the watcher stays with nothing to watch before it leaves.
 const IDLE_EXIT: Duration = Duration::from_secs(20);
 /// How often a followed job's progress is written to the store.
@@ -38,18 +40,7 @@ const READER_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Tries to take the watcher's lock. `Ok(None)`: a watcher holds it.
 pub(crate) fn try_lock(home: &Path) -> Result<Option<File>> {
-    let path = home.join("kube-watch.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io("cannot open", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
-    }
+    crate::engine::try_lock_file(&home.join("kube-watch.lock"))
 }
 
 /// The watcher process's body. `lock`: the watcher's lock, handed over by whoever started it
@@ -63,12 +54,25 @@ pub fn run(engine: Engine, lock: Option<File>) -> Result<()> {
         },
     };
     let engine = Arc::new(engine);
-    let rt = tokio::runtime::Builder::new_current_thread()
+    raise_open_files();
+    // Two threads: a store or file wait in one job's task does not stall every other.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::cluster("start the watcher's runtime", e))?;
+    let mut failures = 0u32;
     loop {
-        rt.block_on(watch_namespace(engine.clone()))?;
+        // A cluster that cannot be reached for a while is waited for, not given up on at once.
+        if let Err(e) = rt.block_on(watch_namespace(engine.clone())) {
+            failures += 1;
+            tracing::warn!("the watcher failed ({failures}): {e}");
+            if failures < 60 {
+                std::thread::sleep(Duration::from_secs(5));
+                continue;
+            }
+            return Err(e);
+        }
         // Leaving: the lock goes first, then one more look, so that a job recorded in between
         // (whose `start` found the lock taken) is never left without a watcher.
         drop(lock);
@@ -82,13 +86,26 @@ pub fn run(engine: Engine, lock: Option<File>) -> Result<()> {
     }
 }
 
+/// A log stream per running pod is a connection each: the soft limit on open files goes up
+/// to the hard one (a thousand running jobs need more than the usual 1024).
+pub fn raise_open_files() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::debug!("cannot raise the open-files limit: {e}");
+        }
+    }
+}
+
 /// This store's jobs on the cluster that are not settled: not final, owing a webhook, or
 /// cancelled with their output not yet complete.
 fn unfinished(engine: &Engine) -> Result<Vec<JobRecord>> {
     let mut ids = engine.store().unfinished_jobs()?;
     let cancelled = engine
         .store()
-        .recent_jobs(None, Some(JobState::Cancelled), false, 0)?;
+        .recent_jobs(None, Some(JobState::Cancelled), false, 200)?;
     ids.extend(
         cancelled
             .into_iter()
@@ -254,9 +271,12 @@ async fn watch_namespace(engine: Arc<Engine>) -> Result<()> {
                 seen.insert(id);
             }
         }
-        // This store's unsettled jobs whose pod is not there: gone.
+        // This store's unsettled jobs whose pod is not there: gone (a pending one only after
+        // a while: its `start` records it before it makes the pod).
         for job in unfinished(&engine)? {
-            if !seen.contains(&job.id) {
+            let young = job.state == JobState::Pending
+                && now_ms().saturating_sub(job.created_at_ms) < START_GRACE_MS;
+            if !seen.contains(&job.id) && !young {
                 update(&ctx, &mut jobs, &job.id, PodView::Gone);
             }
         }
@@ -285,17 +305,28 @@ async fn watch_namespace(engine: Arc<Engine>) -> Result<()> {
                         if let Some(id) = job_of(&p) {
                             // A cancel (from any front end) is known by its annotation.
                             note_cancel(&ctx, &id, &p);
-                            update(&ctx, &mut jobs, &id, PodView::Gone);
+                            // A pod deleted after it ended still says how it ended.
+                            let view = match PodView::of(&p) {
+                                v @ PodView::Ended { .. } => v,
+                                _ => PodView::Gone,
+                            };
+                            update(&ctx, &mut jobs, &id, view);
                         }
                     }
                     WatchEvent::Bookmark(b) => rv = b.metadata.resource_version,
                     WatchEvent::Error(e) => {
                         tracing::debug!("watch ended: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                         continue 'list;
                     }
                 },
-                // The watch's time is up, or the connection broke: list again.
-                Ok(Ok(None)) | Ok(Err(_)) => continue 'list,
+                // The watch's time is up: list again.
+                Ok(Ok(None)) => continue 'list,
+                Ok(Err(e)) => {
+                    tracing::debug!("watch broke: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue 'list;
+                }
                 Err(_) => {}
             }
             jobs.retain(|_, (_, h)| !h.is_finished());
@@ -374,7 +405,11 @@ fn update(
     if let Some((tx, h)) = jobs.get(id)
         && !h.is_finished()
     {
-        tx.send_replace(view);
+        // How a pod ended is never forgotten for its later deletion.
+        let ended = matches!(*tx.borrow(), PodView::Ended { .. });
+        if !(ended && view == PodView::Gone) {
+            tx.send_replace(view);
+        }
         return;
     }
     let done = ctx
@@ -394,7 +429,10 @@ fn update(
 
 /// A job's task: follows its output while the pod runs, then settles it.
 async fn job_task(ctx: Ctx, id: String, mut pod: watch::Receiver<PodView>) {
-    loop {
+    // Once a line was missed, the log is of no more use: the volume's file completes the
+    // copy when the pod has ended.
+    let mut gapped = settled(&ctx.engine, &id);
+    let view = loop {
         let view = pod.borrow_and_update().clone();
         match view {
             PodView::Waiting => {
@@ -404,25 +442,29 @@ async fn job_task(ctx: Ctx, id: String, mut pod: watch::Receiver<PodView>) {
             }
             PodView::Running => {
                 mark_running(&ctx, &id);
-                if let Err(e) = follow(&ctx, &id).await {
-                    tracing::warn!(job = %id, "following the output: {e}");
+                if !gapped {
+                    match follow(&ctx, &id).await {
+                        Ok(gap) => gapped = gap,
+                        Err(e) => tracing::warn!(job = %id, "following the output: {e}"),
+                    }
+                    // The log ended: the container did, or the connection broke (then the
+                    // next look follows again, numbered lines telling what is new).
+                    let _ = tokio::time::timeout(Duration::from_secs(2), pod.changed()).await;
+                } else if pod.changed().await.is_err() {
+                    return;
                 }
-                // The log ended: the container did, or the connection broke (then the next
-                // look follows again, numbered lines telling what is new).
-                let _ = tokio::time::timeout(Duration::from_secs(2), pod.changed()).await;
             }
             PodView::Ended { .. } => {
                 // What the log still holds (all of it, when it was not rotated) spares
                 // reader pods.
-                if let Err(e) = follow(&ctx, &id).await {
+                if !gapped && let Err(e) = follow(&ctx, &id).await {
                     tracing::debug!(job = %id, "reading the ended pod's log: {e}");
                 }
-                break;
+                break view;
             }
-            PodView::Stuck { .. } | PodView::Gone => break,
+            PodView::Stuck { .. } | PodView::Gone => break view,
         }
-    }
-    let view = pod.borrow().clone();
+    };
     if let Err(e) = settle(&ctx, &id, view).await {
         tracing::warn!(job = %id, "cannot settle the job: {e}");
     }
@@ -438,13 +480,11 @@ fn mark_running(ctx: &Ctx, id: &str) {
     }
 }
 
-/// Follows the running pod's log into the job's copy, until the log ends.
-async fn follow(ctx: &Ctx, id: &str) -> Result<()> {
+/// Follows the running pod's log into the job's copy, until the log ends. Returns whether a
+/// line was missed (a gap: the rest comes from the volume).
+async fn follow(ctx: &Ctx, id: &str) -> Result<bool> {
     let dir = ctx.engine.job_dir(id);
     let mut sink = Sink::open(&dir)?;
-    if sink.gap {
-        return Ok(());
-    }
     let params = LogParams {
         container: Some("claude".into()),
         follow: true,
@@ -514,7 +554,7 @@ async fn follow(ctx: &Ctx, id: &str) -> Result<()> {
     if dirty {
         checkpoint(ctx, id, &sink, first_at);
     }
-    Ok(())
+    Ok(sink.gap)
 }
 
 /// Writes what the copy holds to the store and rings the job's watchers.
@@ -551,14 +591,27 @@ async fn settle(ctx: &Ctx, id: &str, view: PodView) -> Result<()> {
     let Some(record) = ctx.engine.store().job(id)? else {
         return Ok(());
     };
+    if matches!(view, PodView::Waiting | PodView::Running) {
+        return Ok(());
+    }
     let stuck = matches!(view, PodView::Stuck { .. });
-    // (A job settled before, owing only its webhook, has its output already.)
-    if !stuck && !settled(&ctx.engine, id) {
+    if stuck {
+        // The kubelet would keep trying: the job is over.
+        cluster::delete(&ctx.cluster.pods(), &format!("creel-{id}"), Some(0)).await?;
+    }
+    // (A job settled before, owing only its webhook, has its output already; one that never
+    // ran has none.)
+    let ran = matches!(view, PodView::Ended { .. }) || record.started_at_ms.is_some();
+    if matches!(view, PodView::Ended { .. }) && record.started_at_ms.is_none() {
+        // It ran while no watcher of this front end looked.
+        mark_running(ctx, id);
+    }
+    if !stuck && ran && !settled(&ctx.engine, id) {
         complete_output(ctx, &record, &view).await?;
     }
     mark_settled(&ctx.engine, id);
     let dir = ctx.engine.job_dir(id);
-    let sink = Sink::open(&dir)?;
+    let sink = Sink::open_as_is(&dir)?;
     checkpoint(ctx, id, &sink, None);
     if !record.state.is_final() {
         let (error, exit) = match &view {
@@ -605,7 +658,7 @@ async fn settle(ctx: &Ctx, id: &str, view: PodView) -> Result<()> {
                     exit,
                 )
             }
-            PodView::Waiting | PodView::Running => return Ok(()),
+            PodView::Waiting | PodView::Running => (None, None),
         };
         let state = if error.is_some() {
             JobState::Failed
@@ -615,10 +668,6 @@ async fn settle(ctx: &Ctx, id: &str, view: PodView) -> Result<()> {
         ctx.engine
             .store()
             .finish(id, state, error.as_ref(), exit, now_ms())?;
-        if stuck {
-            // The kubelet would keep trying: the job is over.
-            cluster::delete(&ctx.cluster.pods(), &format!("creel-{id}"), Some(0)).await?;
-        }
     }
     crate::engine::ring_job_dir(&dir);
     let db = ctx.engine.home.join("creel.db");
@@ -702,6 +751,12 @@ async fn read_rest(
             None => READ_PIECE,
         };
         let piece = read_piece(ctx, record, at, len).await?;
+        if total.is_some() && (piece.len() as u64) < len {
+            return Err(Error::cluster(
+                "read the job's output from the session's volume",
+                format!("a reader pod printed {} of {len} bytes", piece.len()),
+            ));
+        }
         sink.merge(at, &piece)?;
         at += piece.len() as u64;
         if (piece.len() as u64) < len {

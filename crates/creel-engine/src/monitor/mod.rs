@@ -314,6 +314,7 @@ impl Monitor {
         let config = Arc::new(crate::egress::ProxyConfig {
             policy: crate::egress::Policy::new(&spec.allow, &spec.resolve),
             api,
+            tokens: None,
         });
         let denied = self.denied.clone();
         let job_id = id.clone();

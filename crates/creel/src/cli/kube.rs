@@ -1,4 +1,5 @@
-//! `creel kube`: the Kubernetes backend's commands (so far: `render`).
+//! `creel kube`: the Kubernetes backend's commands: `render` (a job's manifests) and `proxy`
+//! (the egress proxy a cluster's jobs share).
 
 use anyhow::Context;
 use creel_engine::Engine;
@@ -19,6 +20,39 @@ pub enum KubeCommand {
     ///
     ///   creel kube render --namespace agents 'fix the failing test' > job.yaml
     Render(RenderArgs),
+    /// Serve the egress proxy a cluster's jobs share: it admits a request only with its job's
+    /// token and adds the real API key to API calls
+    ///
+    /// Job pods reach nothing else (their NetworkPolicy). Run it in the cluster, in the jobs'
+    /// namespace, in pods labelled `app.kubernetes.io/name: creel-egress` behind a Service
+    /// whose name and port are [kubernetes] egress_proxy. The signing key is the namespace's
+    /// Secret `creel-egress` (key `signing-key`, at least 32 bytes), which the front ends read to
+    /// mint each job's token:
+    ///
+    ///   head -c 48 /dev/urandom | base64 > signing-key
+    ///   kubectl -n creel create secret generic creel-egress --from-file=signing-key \
+    ///       --from-literal=api-key="$ANTHROPIC_API_KEY"
+    ///   creel kube proxy --signing-key-file /etc/creel/signing-key --api-key-file /etc/creel/api-key
+    Proxy(ProxyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3128")]
+    pub listen: std::net::SocketAddr,
+    /// The file with the job tokens' signing key (the Secret creel-egress, key signing-key)
+    #[arg(long, value_name = "FILE")]
+    pub signing_key_file: std::path::PathBuf,
+    /// The file with the API key the proxy adds to jobs' API calls
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: std::path::PathBuf,
+    /// Where jobs' API calls go
+    #[arg(long, value_name = "URL", default_value = "https://api.anthropic.com")]
+    pub api_base_url: String,
+    /// A host jobs may reach besides the API, as in egress_allow (repeatable)
+    #[arg(long = "allow", value_name = "HOST")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,8 +89,31 @@ pub struct RenderArgs {
     pub ephemeral_storage: Option<String>,
 }
 
+/// `creel kube proxy`: needs no engine (no home, no store).
+pub fn run_proxy(a: ProxyArgs) -> anyhow::Result<ExitStatus> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let opts = creel_engine::kube::SharedProxy {
+        signing_key: read(&a.signing_key_file)?,
+        api_key: String::from_utf8(read(&a.api_key_file)?)
+            .context("the API key file is not text")?,
+        api_base_url: a.api_base_url,
+        allow: a.allow,
+    };
+    let listener = std::net::TcpListener::bind(a.listen)
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let local = listener.local_addr().unwrap_or(a.listen);
+    // The address is the one line of data: tests and scripts read it.
+    printer::out(format!("{local}\n").as_bytes())?;
+    creel_engine::kube::serve_egress_proxy(listener, &opts)
+        .map_err(|e| crate::exit::InvalidInput(format!("cannot serve the egress proxy: {e}")))?;
+    Ok(ExitStatus::Success)
+}
+
 pub fn run(engine: &Engine, cmd: KubeCommand) -> anyhow::Result<ExitStatus> {
     match cmd {
+        KubeCommand::Proxy(a) => run_proxy(a),
         KubeCommand::Render(a) => {
             let mut settings = KubeSettings::from_config(engine.config())?;
             if let Some(p) = a.egress_proxy {
@@ -92,7 +149,7 @@ pub fn run(engine: &Engine, cmd: KubeCommand) -> anyhow::Result<ExitStatus> {
                 .context("cannot render the job")?;
             let yaml = job.manifests.to_yaml().context("cannot write YAML")?;
             printer::out(yaml.as_bytes())?;
+            Ok(ExitStatus::Success)
         }
     }
-    Ok(ExitStatus::Success)
 }

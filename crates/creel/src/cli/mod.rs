@@ -188,7 +188,7 @@ pub enum Command {
     /// orchestration. It answers turn by turn from a TOML or JSON script (text, tool calls,
     /// HTTP errors, or silence) and can log every request it receives as JSON lines.
     FakeModel(crate::fake_model::FakeModelArgs),
-    /// Kubernetes: render a job as the manifests creel would apply (Pod, volume, Secret, policy)
+    /// Kubernetes: render a job's manifests (Pod, volume, Secret, policy); serve the egress proxy
     #[command(subcommand)]
     Kube(kube::KubeCommand),
     /// Internal: the per-job monitor process
@@ -282,6 +282,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Branch(args) => land::branch(&open_engine(g)?, args),
         Command::Cleanup(args) => cleanup::run(&open_engine(g)?, args),
         Command::Pool(args) => pool::run(&open_engine(g)?, args),
+        Command::Kube(kube::KubeCommand::Proxy(a)) => kube::run_proxy(a),
         Command::Kube(cmd) => kube::run(&open_engine(g)?, cmd),
         Command::Doctor(args) => doctor::run(&open_engine_with(g, &args.engine)?, g, args),
         Command::Ui(args) => {

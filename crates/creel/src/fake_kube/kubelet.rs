@@ -29,6 +29,8 @@ pub(crate) struct Kubelet {
     dir: PathBuf,
     podman: PathBuf,
     rotate: usize,
+    /// Pods run on paper (no containers), for measuring a front end against many jobs.
+    paper: Option<Paper>,
     instance: String,
     logs: Mutex<HashMap<(String, String, String), Arc<LogBuf>>>,
 }
@@ -48,6 +50,18 @@ struct LogInner {
 }
 
 impl LogBuf {
+    fn new() -> LogBuf {
+        LogBuf {
+            inner: Mutex::new(LogInner {
+                base: 0,
+                data: Vec::new(),
+                current: 0,
+                done: false,
+            }),
+            more: tokio::sync::Notify::new(),
+        }
+    }
+
     fn append(&self, chunk: &[u8], rotate: usize) {
         {
             let mut l = self.inner.lock().expect("log lock");
@@ -150,11 +164,25 @@ fn cpus_of(q: &str) -> Option<f64> {
     }
 }
 
+/// How a pod runs on paper: its Claude prints `lines` assistant lines, one every `interval`,
+/// between an init line and a result line, then exits 0, as the pod's wrapper would report it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Paper {
+    pub(crate) lines: u64,
+    pub(crate) interval: Duration,
+}
+
 impl Kubelet {
-    pub(crate) fn new(dir: PathBuf, podman: PathBuf, rotate: usize) -> Kubelet {
+    pub(crate) fn new(
+        dir: PathBuf,
+        podman: PathBuf,
+        rotate: usize,
+        paper: Option<Paper>,
+    ) -> Kubelet {
         Kubelet {
             dir,
             podman,
+            paper,
             rotate: rotate.max(1024),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             logs: Mutex::new(HashMap::new()),
@@ -535,6 +563,9 @@ pub(crate) async fn run_pod(state: Arc<State>, ns: String, name: String) {
     let Some(pod) = state.get("pods", &ns, &name) else {
         return;
     };
+    if let Some(paper) = k.paper {
+        return run_on_paper(&state, &ns, &name, &pod, paper).await;
+    }
     let net = network(&state, &ns, &pod);
     let main = pod["spec"]["containers"][0].clone();
     let cname = main["name"].as_str().unwrap_or_default().to_string();
@@ -613,15 +644,7 @@ pub(crate) async fn run_pod(state: Arc<State>, ns: String, name: String) {
         return config_error(&state, &ns, &name, &cname, out.trim());
     }
     let container = Kubelet::container_name(&ns, &name, &cname);
-    let buf = Arc::new(LogBuf {
-        inner: Mutex::new(LogInner {
-            base: 0,
-            data: Vec::new(),
-            current: 0,
-            done: false,
-        }),
-        more: tokio::sync::Notify::new(),
-    });
+    let buf = Arc::new(LogBuf::new());
     k.logs
         .lock()
         .expect("logs lock")
@@ -715,6 +738,130 @@ pub(crate) async fn run_pod(state: Arc<State>, ns: String, name: String) {
         s["containerStatuses"] = json!([{"name": cname, "ready": false, "restartCount": 0,
             "image": image, "imageID": "", "started": false, "state": {"terminated": t}}]);
     });
+}
+
+/// A pod run on paper: a job's pod prints a made-up stream (numbered, as its wrapper would)
+/// and keeps the exact stream on its volume; a reader pod prints the piece its command names.
+async fn run_on_paper(state: &State, ns: &str, name: &str, pod: &Value, paper: Paper) {
+    let k = &state.kubelet;
+    let main = &pod["spec"]["containers"][0];
+    let cname = main["name"].as_str().unwrap_or_default().to_string();
+    let buf = Arc::new(LogBuf::new());
+    k.logs.lock().expect("logs lock").insert(
+        (ns.to_string(), name.to_string(), cname.clone()),
+        buf.clone(),
+    );
+    let started = now_rfc3339();
+    set_status(state, ns, name, |s| {
+        s["phase"] = json!("Running");
+        s["containerStatuses"] = json!([{"name": cname, "ready": true, "restartCount": 0,
+            "image": "", "imageID": "", "started": true,
+            "state": {"running": {"startedAt": started}}}]);
+    });
+    let claim = pod["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let command: Vec<String> = main["command"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+    let mut message = String::new();
+    if cname == "read" {
+        // READER's arguments: the job, the first byte (from 1), the length.
+        let (job, from, len) = (
+            command.get(3).cloned().unwrap_or_default(),
+            command
+                .get(4)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1),
+            command
+                .get(5)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0),
+        );
+        let file = k
+            .volume_dir(ns, &claim)
+            .join("out")
+            .join(job)
+            .join("output.jsonl");
+        let bytes = std::fs::read(file).unwrap_or_default();
+        let start = (from.saturating_sub(1) as usize).min(bytes.len());
+        let end = (start + len as usize).min(bytes.len());
+        buf.append(&bytes[start..end], k.rotate);
+    } else {
+        let job = pod["metadata"]["labels"]["creel.dev/job"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let dir = k.volume_dir(ns, &claim).join("out").join(&job);
+        let _ = std::fs::create_dir_all(&dir);
+        let session = uuid::Uuid::new_v4().to_string();
+        let mut lines = vec![format!(
+            r#"{{"type":"system","subtype":"init","session_id":"{session}","model":"paper"}}"#
+        )];
+        for i in 1..=paper.lines {
+            lines.push(format!(
+                r#"{{"type":"assistant","message":{{"content":[{{"type":"text","text":"line {i}"}}]}},"session_id":"{session}"}}"#
+            ));
+        }
+        lines.push(format!(
+            r#"{{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"done","session_id":"{session}"}}"#
+        ));
+        let mut all = Vec::new();
+        for (n, line) in lines.iter().enumerate() {
+            if n > 0 && n <= paper.lines as usize {
+                tokio::time::sleep(paper.interval).await;
+            }
+            if deleting(state, ns, name) {
+                break;
+            }
+            all.extend_from_slice(line.as_bytes());
+            all.push(b'\n');
+            buf.append(format!("{} {line}\n", n + 1).as_bytes(), k.rotate);
+        }
+        let _ = std::fs::write(dir.join("output.jsonl"), &all);
+        let digest = ring_free_sha256(&all);
+        message = format!(r#"{{"exit":0,"bytes":{},"sha256":"{digest}"}}"#, all.len());
+    }
+    buf.finish();
+    let finished = now_rfc3339();
+    set_status(state, ns, name, |s| {
+        s["phase"] = json!("Succeeded");
+        let mut t = json!({"exitCode": 0, "startedAt": started, "finishedAt": finished,
+            "reason": "Completed"});
+        if !message.is_empty() {
+            t["message"] = json!(message);
+        }
+        s["containerStatuses"] = json!([{"name": cname, "ready": false, "restartCount": 0,
+            "image": "", "imageID": "", "started": false, "state": {"terminated": t}}]);
+    });
+}
+
+/// SHA-256 by `sha256sum`, as the wrapper computes it.
+fn ring_free_sha256(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        return String::new();
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(bytes);
+    }
+    child
+        .wait_with_output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|o| o.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn config_error(state: &State, ns: &str, name: &str, cname: &str, why: &str) {

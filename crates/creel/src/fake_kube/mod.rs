@@ -42,6 +42,13 @@ pub struct FakeKubeArgs {
     /// The podman binary
     #[arg(long, value_name = "PATH", default_value = "podman")]
     pub podman: PathBuf,
+    /// Run pods on paper, without containers: each job's Claude prints this many lines (for
+    /// measuring a front end against many jobs; reader pods are served from what they printed)
+    #[arg(long, value_name = "LINES")]
+    pub paper_lines: Option<u64>,
+    /// On paper: milliseconds between a pod's lines
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub paper_interval_ms: u64,
 }
 
 /// How many watch events are kept for watches that resume from a resource version.
@@ -96,6 +103,7 @@ pub fn run(args: FakeKubeArgs) -> anyhow::Result<ExitStatus> {
         .state
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", args.state.display()))?;
+    creel_engine::kube::watcher::raise_open_files();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -114,7 +122,15 @@ pub fn run(args: FakeKubeArgs) -> anyhow::Result<ExitStatus> {
                 history: VecDeque::new(),
             }),
             events,
-            kubelet: kubelet::Kubelet::new(state_dir, args.podman.clone(), args.rotate_bytes),
+            kubelet: kubelet::Kubelet::new(
+                state_dir,
+                args.podman.clone(),
+                args.rotate_bytes,
+                args.paper_lines.map(|lines| kubelet::Paper {
+                    lines,
+                    interval: std::time::Duration::from_millis(args.paper_interval_ms),
+                }),
+            ),
         });
         if let Some(path) = &args.kubeconfig {
             let config = format!(
