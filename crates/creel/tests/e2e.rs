@@ -1106,6 +1106,7 @@ fn real_claude_on_the_api_stand_in_reaches_the_model_only_through_the_token_chec
 
     let env = fk.front_end_with(
         REAL_IMAGE,
+        "",
         &format!("egress_proxy = \"{addr}\"\nimage_pull_policy = \"Never\"\n"),
     );
     let (job, _) = env.start("POD-TASK: look around", &[]);

@@ -54,16 +54,17 @@ impl FakeKube {
 
     /// A front end: a creel home of its own, with this server as its cluster.
     fn front_end(&self) -> TestEnv {
-        self.front_end_with(TEST_IMAGE, "egress_proxy = \"none\"\n")
+        self.front_end_with(TEST_IMAGE, "", "egress_proxy = \"none\"\n")
     }
 
-    /// A front end running `image`, with more of the `[kubernetes]` table.
-    pub(crate) fn front_end_with(&self, image: &str, kube: &str) -> TestEnv {
+    /// A front end running `image`, with more top-level keys and more of the `[kubernetes]`
+    /// table.
+    pub(crate) fn front_end_with(&self, image: &str, top: &str, kube: &str) -> TestEnv {
         let env = TestEnv::with_config("");
         std::fs::write(
             &env.config,
             format!(
-                "runtime = \"kubernetes\"\nimage = \"{image}\"\nsession_idle_timeout = 0\n\
+                "runtime = \"kubernetes\"\nimage = \"{image}\"\nsession_idle_timeout = 0\n{top}\
                  [kubernetes]\nnamespace = \"{NAMESPACE}\"\nkubeconfig = \"{}\"\n{kube}",
                 self.kubeconfig.display()
             ),
@@ -137,6 +138,19 @@ fn holder_of(lock: &Path) -> Option<i32> {
     None
 }
 
+/// Waits (up to 5 minutes: reader pods are slow on a loaded machine) for a job to end; on a
+/// timeout, shows the front end's watcher log.
+fn wait_long(env: &TestEnv, job: &str) -> Value {
+    let out = env.run(&["wait", job, "--timeout", "300", "--json"]);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{}\nthe watcher's log:\n{}",
+        env.describe(&["wait", job], &out),
+        std::fs::read_to_string(env.home.join("kube-watch.log")).unwrap_or_default()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn kill_watcher(env: &TestEnv) {
     let lock = env.home.join("kube-watch.lock");
     let pid = eventually(Duration::from_secs(20), "the front end's watcher", || {
@@ -179,7 +193,7 @@ fn a_100000_line_burst_reaches_every_front_end_byte_exact_though_the_kubelet_rot
     );
 
     // A comes back (any command finds the job unsettled and starts its watcher again).
-    let done = a.wait(&job);
+    let done = wait_long(&a, &job);
     assert_eq!(done["status"], "completed", "{done}");
     let truth = std::fs::read(fk.volume_file(&session, &job)).unwrap();
     let lines = truth.iter().filter(|&&b| b == b'\n').count();
@@ -198,7 +212,7 @@ fn a_100000_line_burst_reaches_every_front_end_byte_exact_though_the_kubelet_rot
         jobs.to_string().contains(&job),
         "B does not see the job: {jobs}"
     );
-    let seen = b.wait(&job);
+    let seen = wait_long(&b, &job);
     assert_eq!(seen["status"], "completed", "{seen}");
     assert!(b.raw_output(&job) == truth, "front end B's copy differs");
 }
@@ -206,7 +220,13 @@ fn a_100000_line_burst_reaches_every_front_end_byte_exact_though_the_kubelet_rot
 #[test]
 fn a_cluster_job_runs_hardened_resumes_is_cancelled_from_another_front_end_and_is_cleaned_up() {
     let fk = FakeKube::start();
-    let a = fk.front_end();
+    // Front end A sends completion webhooks; B, which sees the same jobs, sends none of A's.
+    let hooks = crate::util::Receiver::start(vec![200]);
+    let a = fk.front_end_with(
+        TEST_IMAGE,
+        &format!("notify_webhook_url = \"{}\"\n", hooks.url),
+        "egress_proxy = \"none\"\n",
+    );
     let b = fk.front_end();
     let (first, session) = a.start(
         "say first\nbash id -u; grep CapEff /proc/self/status; touch /probe || echo no-root-write",
@@ -257,6 +277,21 @@ fn a_cluster_job_runs_hardened_resumes_is_cancelled_from_another_front_end_and_i
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(String::from_utf8_lossy(&env.raw_output(&slow)).contains("slow"));
+    }
+
+    // One completion webhook per job, from the front end that started it.
+    eventually(Duration::from_secs(30), "three webhooks", || {
+        (hooks.requests().len() >= 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let got = hooks.requests();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    for job in [&first, &second, &slow] {
+        assert!(
+            got.iter()
+                .any(|r| r.body.to_string().contains(job.as_str())),
+            "no webhook for {job}: {got:#?}"
+        );
     }
 
     // Cleanup removes every object of A's sessions, their volumes too when asked.

@@ -21,9 +21,9 @@ use crate::stream::StreamFacts;
 /// come from the volume instead).
 pub(crate) const MAX_FRAME: usize = 64 << 20;
 
-/// What a reader pod prints at most: well under the kubelet's default rotation size (10 MiB),
-/// so its whole log is there to read.
-pub(crate) const READ_PIECE: u64 = 4 << 20;
+/// What a reader pod prints at most: under the kubelet's default rotation size (10 MiB), so
+/// its whole log is there to read.
+pub(crate) const READ_PIECE: u64 = 8 << 20;
 
 /// What the wrapper writes as the termination message.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]

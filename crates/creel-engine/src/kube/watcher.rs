@@ -465,10 +465,21 @@ async fn job_task(ctx: Ctx, id: String, mut pod: watch::Receiver<PodView>) {
             PodView::Stuck { .. } | PodView::Gone => break view,
         }
     };
-    if let Err(e) = settle(&ctx, &id, view).await {
-        tracing::warn!(job = %id, "cannot settle the job: {e}");
+    // Settling is safe to repeat (the copy is merged, the verdict recorded once): a reader
+    // pod that failed, or an API call, is tried again a few times before the next list.
+    for attempt in 1..=SETTLE_ATTEMPTS {
+        match settle(&ctx, &id, view.clone()).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(job = %id, "cannot settle the job (attempt {attempt}): {}", super::error_text(&e));
+                tokio::time::sleep(Duration::from_secs(2 * u64::from(attempt))).await;
+            }
+        }
     }
 }
+
+/// How often a job's settling is tried before the next list of the namespace tries again.
+const SETTLE_ATTEMPTS: u32 = 5;
 
 fn mark_running(ctx: &Ctx, id: &str) {
     let ok = ctx
@@ -850,7 +861,7 @@ async fn read_piece(ctx: &Ctx, record: &JobRecord, at: u64, len: u64) -> Result<
     if !ended {
         return Err(Error::cluster(
             "read the job's output from the session's volume",
-            "the reader pod did not finish",
+            format!("the reader pod {name} did not succeed"),
         ));
     }
     Ok(bytes)
