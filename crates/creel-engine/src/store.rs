@@ -237,6 +237,41 @@ impl Store {
         Ok(Ok(()))
     }
 
+    /// Records a job as another source of truth says it is (a cluster's pod), with its new
+    /// session if given: no busy check, since the source has decided already. A job already
+    /// recorded is left as it is.
+    pub fn mirror_job(
+        &mut self,
+        job: &JobRecord,
+        new_session: Option<&SessionRecord>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let known: Option<String> = tx
+            .query_row("SELECT id FROM jobs WHERE id = ?1", [&job.id], |r| r.get(0))
+            .optional()
+            .map_err(err)?;
+        let session_known: Option<String> = tx
+            .query_row(
+                "SELECT id FROM sessions WHERE id = ?1",
+                [&job.session_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?;
+        if known.is_none() {
+            insert_rows(&tx, job, new_session.filter(|_| session_known.is_none())).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     /// Gets a job.
     pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let row = self

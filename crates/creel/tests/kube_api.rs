@@ -244,6 +244,18 @@ fn a_cluster_job_runs_hardened_resumes_is_cancelled_from_another_front_end_and_i
     assert_eq!(a.wait(&second)["status"], "completed");
     let text = String::from_utf8_lossy(&a.raw_output(&second)).to_string();
     assert!(text.contains("resumed: say first"), "{text}");
+    // B knows the session (its ended jobs); while A's next job of it runs, the cluster says the
+    // session is busy, to B too.
+    assert!(b.json(&["jobs", "--json"]).to_string().contains(&second));
+    let (third, _) = a.start("say third\nsleep 5", &["--session", "kube-one"]);
+    let busy = b.run(&["start", "--session", "kube-one", "say not now"]);
+    b.expect_code(&busy, 2, &["start", "--session", "kube-one"]);
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("busy"),
+        "{}",
+        b.describe(&["start"], &busy)
+    );
+    assert_eq!(a.wait(&third)["status"], "completed");
 
     // A long job, cancelled by the other front end: both see it cancelled, its output kept.
     let (slow, _) = a.start("say slow\nsleep 120", &[]);
@@ -280,13 +292,13 @@ fn a_cluster_job_runs_hardened_resumes_is_cancelled_from_another_front_end_and_i
     }
 
     // One completion webhook per job, from the front end that started it.
-    eventually(Duration::from_secs(30), "three webhooks", || {
-        (hooks.requests().len() >= 3).then_some(())
+    eventually(Duration::from_secs(30), "four webhooks", || {
+        (hooks.requests().len() >= 4).then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
     let got = hooks.requests();
-    assert_eq!(got.len(), 3, "{got:#?}");
-    for job in [&first, &second, &slow] {
+    assert_eq!(got.len(), 4, "{got:#?}");
+    for job in [&first, &second, &third, &slow] {
         assert!(
             got.iter()
                 .any(|r| r.body.to_string().contains(job.as_str())),

@@ -63,6 +63,10 @@ impl Engine {
                 });
             }
         }
+        // Another front end's job of the session may be running: the cluster says.
+        if existing.is_some() {
+            self.kube_session_idle(&session_id)?;
+        }
         // A session resumes its conversation once a job of it has seen Claude start (its
         // transcript is then on the session's volume).
         let conversation = match &existing {
@@ -212,6 +216,39 @@ impl Engine {
             branch: None,
             warnings: Vec::new(),
         })
+    }
+
+    /// Fails with `SessionBusy` when a pod of session `session` has not ended.
+    fn kube_session_idle(&self, session: &str) -> Result<()> {
+        let k = self.config.kubernetes.clone();
+        let selector = format!("{LABEL_SESSION}={session},!{}", render::LABEL_READS);
+        let pods = block_on(async move {
+            let c = Cluster::connect(&k).await?;
+            c.pods()
+                .list(&kube::api::ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| Error::cluster("list the session's pods", e))
+        })??;
+        for p in pods.items {
+            let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+            let ended = matches!(phase.as_deref(), Some("Succeeded" | "Failed"))
+                || p.metadata.deletion_timestamp.is_some();
+            if !ended {
+                let job = p
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_JOB))
+                    .cloned()
+                    .unwrap_or_default();
+                return Err(Error::SessionBusy {
+                    session: session.to_string(),
+                    job,
+                    state: phase.unwrap_or_else(|| "pending".into()).to_lowercase(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The job tokens' signing key, from the namespace's Secret `creel-egress`.
@@ -428,57 +465,46 @@ impl Engine {
             created,
             Vec::new(),
         );
-        // (The store's lock is let go before the arms, which take it again.)
-        let inserted = self.store().insert_job(&record, new_session.as_ref())?;
-        match inserted {
-            Ok(()) => {
-                // The prompt, from the job's Secret (for `jobs` and `prompt`).
-                let k = self.config.kubernetes.clone();
-                let name = format!("creel-{job_id}");
-                let secret = block_on(async move {
-                    let c = Cluster::connect(&k).await?;
-                    c.secrets()
-                        .get_opt(&name)
-                        .await
-                        .map_err(|e| Error::cluster("read the job's Secret", e))
-                })
-                .and_then(|r| r);
-                match secret {
-                    Ok(Some(s)) => {
-                        if let Some(p) = s.data.as_ref().and_then(|d| d.get("prompt")) {
-                            crate::files::write_file_atomic(
-                                &dir.join("prompt"),
-                                &p.0,
-                                0o400,
-                                None,
-                            )?;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(job = %job_id, "the prompt could not be read: {e}"),
+        // The cluster has decided: the mirror records the job whatever else of the session it
+        // holds unsettled. (The store's lock is let go before the block, which takes it again.)
+        self.store().mirror_job(&record, new_session.as_ref())?;
+        // The prompt, from the job's Secret (for `jobs` and `prompt`).
+        let k = self.config.kubernetes.clone();
+        let name = format!("creel-{job_id}");
+        let secret = block_on(async move {
+            let c = Cluster::connect(&k).await?;
+            c.secrets()
+                .get_opt(&name)
+                .await
+                .map_err(|e| Error::cluster("read the job's Secret", e))
+        })
+        .and_then(|r| r);
+        match secret {
+            Ok(Some(s)) => {
+                if let Some(p) = s.data.as_ref().and_then(|d| d.get("prompt")) {
+                    crate::files::write_file_atomic(&dir.join("prompt"), &p.0, 0o400, None)?;
                 }
-                // A pod that has started is a running job until the watcher settles it.
-                let started = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.container_statuses.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|c| {
-                        c.state
-                            .as_ref()
-                            .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-                    });
-                if started {
-                    self.store()
-                        .set_running(job_id, &format!("creel-{job_id}"), now_ms())?;
-                }
-                Ok(self.store().job(job_id)?)
             }
-            // This mirror still has another job of the session unfinished: that one is
-            // settled first (the next look imports this one).
-            Err(_) => Ok(None),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(job = %job_id, "the prompt could not be read: {e}"),
         }
+        // A pod that has started is a running job until the watcher settles it.
+        let started = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.state
+                    .as_ref()
+                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            });
+        if started {
+            self.store()
+                .set_running(job_id, &format!("creel-{job_id}"), now_ms())?;
+        }
+        Ok(self.store().job(job_id)?)
     }
 }
 
